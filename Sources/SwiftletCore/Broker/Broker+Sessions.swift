@@ -1,0 +1,178 @@
+import Foundation
+import MQTTCodec
+import NIOCore
+
+extension Broker {
+    /// Takes over or resumes the session for `clientId`, serialised per client id, and
+    /// calls `attach` on the connection's loop with the session and "session present".
+    func openSession(for conn: MQTTConnectionHandler, clientId: String, cleanStart: Bool, expiry: UInt32,
+                     attach: @escaping (Session, Bool) -> Void) {
+        let home = conn.ctx
+        registry.serialize(clientId, on: home.eventLoop) { [self] in
+            let makeNew = { () -> Void in
+                let s = Session(clientId: clientId, loopIndex: home.index, version: conn.version, expiry: expiry, broker: self)
+                self.registry.put(s)
+                attach(s, false)
+            }
+            guard let old = registry.get(clientId), !old.terminated else {
+                return home.eventLoop.submit(makeNew)
+            }
+            let oldCtx = loops[old.homeLoop.load(ordering: .relaxed)]
+            return oldCtx.eventLoop.submit { () -> Session? in
+                self.takeOver(old, cleanStart: cleanStart, newHome: home.index, ctx: oldCtx)
+            }.flatMap { resumed in
+                home.eventLoop.submit {
+                    if let resumed { attach(resumed, true) } else { makeNew() }
+                }
+            }
+        }
+    }
+
+    /// On the old session's loop: closes its connection and either ends the session
+    /// (clean start) or hands it to `newHome` (returned).
+    private func takeOver(_ old: Session, cleanStart: Bool, newHome: Int, ctx: LoopContext) -> Session? {
+        if let oldConn = old.connection {
+            logger.info("session taken over", metadata: ["mqtt.client_id": "\(old.clientId)"])
+            let will = oldConn.will
+            oldConn.will = nil
+            old.connection = nil
+            oldConn.session = nil
+            oldConn.takenOver()
+            if let will, cleanStart || Self.willDelay(will) == 0 {
+                publishWill(will, clientId: old.clientId, ctx: ctx)
+            }
+        }
+        old.online.store(false, ordering: .relaxed)
+        let pending = old.pendingWill
+        old.cancelTimers()
+        old.pendingWill = nil
+        if cleanStart {
+            if let pending { publishWill(pending.will, clientId: old.clientId, ctx: ctx) }
+            terminate(old, ctx: ctx)
+            return nil
+        }
+        old.homeLoop.store(newHome, ordering: .relaxed)
+        return old
+    }
+
+    static func willDelay(_ w: Will) -> UInt32 { w.properties.willDelayInterval ?? 0 }
+
+    /// The connection of `session` closed (on the session's loop).
+    func connectionClosed(_ conn: MQTTConnectionHandler, session: Session) {
+        let ctx = conn.ctx
+        session.connection = nil
+        session.online.store(false, ordering: .relaxed)
+        session.disconnectedAt = .now()
+        if conn.closeKind != .normal, conn.closeKind != .serverShutdown, let will = conn.will {
+            let delay = Self.willDelay(will)
+            if delay == 0 || session.expiryInterval == 0 {
+                publishWill(will, clientId: session.clientId, ctx: ctx)
+            } else {
+                session.pendingWill = (will, conn.username)
+                let wait = min(delay, session.expiryInterval)
+                session.willTask = ctx.eventLoop.scheduleTask(in: .seconds(Int64(wait))) { [weak session, self] in
+                    guard let session, let w = session.pendingWill, session.connection == nil else { return }
+                    session.pendingWill = nil
+                    self.publishWill(w.will, clientId: session.clientId, ctx: self.loops[session.homeLoop.load(ordering: .relaxed)])
+                }
+            }
+        }
+        conn.will = nil
+        if session.expiryInterval == 0 {
+            terminate(session, ctx: ctx)
+        } else if session.expiryInterval != .max {
+            let expiry = session.expiryInterval
+            session.expiryTask = ctx.eventLoop.scheduleTask(in: .seconds(Int64(expiry))) { [weak session, self] in
+                guard let session else { return }
+                self.expire(session)
+            }
+        }
+    }
+
+    /// Session expiry timer fired: end it unless it was resumed meanwhile.
+    private func expire(_ session: Session) {
+        let loop = loops[session.homeLoop.load(ordering: .relaxed)].eventLoop
+        registry.serialize(session.clientId, on: loop) { [self] in
+            let ctx = loops[session.homeLoop.load(ordering: .relaxed)]
+            return ctx.eventLoop.submit {
+                guard session.connection == nil, !session.terminated,
+                      let at = session.disconnectedAt,
+                      NIODeadline.now() >= at + .seconds(Int64(session.expiryInterval)) - .milliseconds(50) else { return }
+                self.logger.debug("session expired", metadata: ["mqtt.client_id": "\(session.clientId)"])
+                if let w = session.pendingWill {
+                    session.pendingWill = nil
+                    self.publishWill(w.will, clientId: session.clientId, ctx: ctx)
+                }
+                self.terminate(session, ctx: ctx)
+            }
+        }
+    }
+
+    /// Ends a session: its subscriptions leave every router replica and the registry.
+    func terminate(_ session: Session, ctx: LoopContext) {
+        guard !session.terminated else { return }
+        session.terminated = true
+        session.cancelTimers()
+        for (_, (parsed, _)) in session.subscriptions {
+            _ = router.unsubscribe(session, parsed, on: ctx.eventLoop)
+        }
+        session.subscriptions.removeAll()
+        ctx.stats.messagesDropped += session.outbound.queue.count
+        session.outbound.clear()
+        registry.remove(session)
+    }
+
+    func publishWill(_ will: Will, clientId: String, ctx: LoopContext) {
+        var props = Properties()
+        var expiry: UInt32?
+        for item in will.properties.items {
+            switch item {
+            case .willDelayInterval: continue
+            case .messageExpiryInterval(let e): if e > 0 { expiry = e }
+            default: props.items.append(item)
+            }
+        }
+        let m = Message(topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain, properties: props,
+                        expiryInterval: expiry, origin: clientId, v5Wire: !props.isEmpty || expiry != nil)
+        logger.debug("publishing will", metadata: ["mqtt.client_id": "\(clientId)", "mqtt.topic": "\(will.topic)"])
+        ctx.stats.messagesReceived += 1
+        if m.retain { retained.set(m) }
+        ctx.route(m)
+    }
+
+    // MARK: Client events ($SYS/brokers/<node>/clients/<id>/connected|disconnected)
+
+    func publishClientEvent(connected c: MQTTConnectionHandler) {
+        let body: [String: Any] = [
+            "clientid": c.clientId, "username": c.username ?? NSNull(), "ipaddress": c.peerHost,
+            "clean_start": c.cleanStart, "protocol": Int(c.version.rawValue), "connack": 0,
+            "keepalive": c.keepAlive, "ts": Int(Date().timeIntervalSince1970),
+        ]
+        publishEvent(c, "connected", body)
+    }
+
+    func publishClientEvent(disconnected c: MQTTConnectionHandler) {
+        let reason: String
+        switch c.closeKind {
+        case .normal: reason = "normal"
+        case .withWill: reason = "normal_with_will"
+        case .abnormal: reason = "closed"
+        case .takenOver: reason = "discarded"
+        case .serverShutdown: reason = "shutdown"
+        }
+        let body: [String: Any] = [
+            "clientid": c.clientId, "username": c.username ?? NSNull(), "reason": reason,
+            "ts": Int(Date().timeIntervalSince1970),
+        ]
+        publishEvent(c, "disconnected", body)
+    }
+
+    private func publishEvent(_ c: MQTTConnectionHandler, _ kind: String, _ body: [String: Any]) {
+        guard let json = try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys]) else { return }
+        let topic = "$SYS/brokers/\(config.nodeName)/clients/\(c.clientId)/\(kind)"
+        var payload = ByteBufferAllocator().buffer(capacity: json.count)
+        payload.writeBytes(json)
+        let m = Message(topic: topic, payload: payload, qos: .atMostOnce, retain: false)
+        c.ctx.route(m)
+    }
+}

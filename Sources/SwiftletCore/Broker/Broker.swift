@@ -1,0 +1,112 @@
+import Atomics
+import Foundation
+import Logging
+import MQTTCodec
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// The broker: event loops with their routing replicas, the session registry, retained
+/// store, listeners and $SYS. One instance per process.
+public final class Broker: @unchecked Sendable {
+    public static let version = "0.1.0"
+
+    public let config: BrokerConfig
+    public let logger: Logger
+    let group: MultiThreadedEventLoopGroup
+    private(set) var loops: [LoopContext] = []
+    private var loopIndexByID: [ObjectIdentifier: Int] = [:]
+    let registry = SessionRegistry()
+    let retained = RetainedStore()
+    private(set) var router: Router!
+    public let startedAt = Date()
+    let clientsConnected = ManagedAtomic<Int>(0)
+    let clientsMax = ManagedAtomic<Int>(0)
+    let connectionsLock = NIOLock()
+    var connections: [ObjectIdentifier: MQTTConnectionHandler] = [:]
+    var serverChannels: [Channel] = []
+    var sysTask: RepeatedTask?
+    let shuttingDown = ManagedAtomic<Bool>(false)
+
+    public init(config: BrokerConfig, logger: Logger, threads: Int = System.coreCount) {
+        self.config = config
+        self.logger = logger
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
+        var loops: [LoopContext] = []
+        for (i, el) in group.makeIterator().enumerated() {
+            loops.append(LoopContext(index: i, eventLoop: el, loopCount: threads, broker: self))
+            loopIndexByID[ObjectIdentifier(el)] = i
+        }
+        self.loops = loops
+        self.router = Router(loops: { [unowned self] in self.loops })
+    }
+
+    func loopContext(for el: EventLoop) -> LoopContext {
+        loops[loopIndexByID[ObjectIdentifier(el)]!]
+    }
+
+    public var eventLoopGroup: EventLoopGroup { group }
+
+    /// Bound addresses of the listeners, in configuration order (after `start`).
+    public var boundAddresses: [SocketAddress] { serverChannels.compactMap { $0.localAddress } }
+
+    // MARK: Lifecycle
+
+    public func start() async throws {
+        if config.mqtt.allowAnonymous {
+            logger.warning("anonymous access is allowed: any client can connect without credentials (set mqtt.allow_anonymous = false to refuse)")
+        }
+        for l in config.listeners {
+            let ch = try await Listeners.bind(l, broker: self)
+            serverChannels.append(ch)
+            logger.info("listening", metadata: ["listener.type": "\(l.kind.rawValue)", "listener.address": "\(ch.localAddress.map { "\($0)" } ?? l.name)"])
+        }
+        startSys()
+        logger.info("swiftlet \(Self.version) started", metadata: ["node": "\(config.nodeName)"])
+    }
+
+    /// Stops listening, sends DISCONNECT 0x8B to 5.0 clients, closes every connection.
+    public func shutdown() async {
+        guard shuttingDown.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
+        logger.info("shutting down")
+        sysTask?.cancel()
+        for ch in serverChannels { try? await ch.close() }
+        let conns = connectionsLock.withLock { Array(connections.values) }
+        var closes: [EventLoopFuture<Void>] = []
+        for c in conns {
+            closes.append(c.eventLoop.flatSubmit { c.serverShutdown() })
+        }
+        _ = try? await EventLoopFuture.andAllComplete(closes, on: group.next()).get()
+        try? await group.shutdownGracefully()
+        logger.info("stopped")
+    }
+
+    func register(_ c: MQTTConnectionHandler) {
+        connectionsLock.withLock { connections[ObjectIdentifier(c)] = c }
+    }
+
+    func unregister(_ c: MQTTConnectionHandler) {
+        connectionsLock.withLock { _ = connections.removeValue(forKey: ObjectIdentifier(c)) }
+    }
+
+    /// Publishes a broker-originated message from any thread.
+    public func publish(_ message: Message) {
+        let ctx = loops[0]
+        ctx.eventLoop.execute {
+            self.handleRetain(message, ctx: ctx)
+            ctx.stats.messagesReceived += 1
+            ctx.route(message)
+        }
+    }
+
+    func handleRetain(_ message: Message, ctx: LoopContext) {
+        guard message.retain else { return }
+        retained.set(message)
+    }
+
+    /// Sums the counters of every loop.
+    func collectStats() -> EventLoopFuture<LoopStats> {
+        let futures = loops.map { ctx in ctx.eventLoop.submit { ctx.stats } }
+        return EventLoopFuture.whenAllSucceed(futures, on: loops[0].eventLoop).map { $0.reduce(LoopStats(), +) }
+    }
+}

@@ -1,0 +1,169 @@
+import MQTTCodec
+import NIOCore
+
+/// Counters of one event loop, summed by $SYS. Plain integers: only the owning loop writes.
+public struct LoopStats: Sendable {
+    public var messagesReceived = 0
+    public var messagesSent = 0
+    public var messagesDropped = 0
+    public var messagesRetained = 0
+    public var bytesReceived = 0
+    public var bytesSent = 0
+    public var packetsReceived = 0
+    public var packetsSent = 0
+
+    public static func + (a: LoopStats, b: LoopStats) -> LoopStats {
+        var r = a
+        r.messagesReceived += b.messagesReceived
+        r.messagesSent += b.messagesSent
+        r.messagesDropped += b.messagesDropped
+        r.messagesRetained += b.messagesRetained
+        r.bytesReceived += b.bytesReceived
+        r.bytesSent += b.bytesSent
+        r.packetsReceived += b.packetsReceived
+        r.packetsSent += b.packetsSent
+        return r
+    }
+}
+
+/// Everything one event loop owns: its replica of the subscription trie, the outboxes of
+/// deliveries bound for other loops, connections with unflushed writes, and counters.
+///
+/// The hot path: `route` matches on the publisher's loop, delivers locally in place and
+/// appends remote deliveries to per-loop outboxes; one task per loop tick hands each outbox
+/// over in a single hop and flushes every connection written to in that tick.
+final class LoopContext: @unchecked Sendable {
+    let index: Int
+    let eventLoop: EventLoop
+    let trie = SubscriptionTrie()
+    unowned let broker: Broker
+    var stats = LoopStats()
+
+    private var outboxes: [[Delivery]]
+    private var flushScheduled = false
+    private var dirty: [MQTTConnectionHandler] = []
+    private var scratch: [Delivery] = []
+    private var scratchIndex: [ObjectIdentifier: Int] = [:]
+    private var random = SystemRandomNumberGenerator()
+
+    init(index: Int, eventLoop: EventLoop, loopCount: Int, broker: Broker) {
+        self.index = index
+        self.eventLoop = eventLoop
+        self.broker = broker
+        self.outboxes = Array(repeating: [], count: loopCount)
+    }
+
+    // MARK: Routing
+
+    /// Routes a message to every matching subscription. Must run on this loop.
+    /// Returns the number of sessions it was addressed to.
+    @discardableResult
+    func route(_ message: Message) -> Int {
+        scratch.removeAll(keepingCapacity: true)
+        scratchIndex.removeAll(keepingCapacity: true)
+        trie.match(topic: message.topic, visit: { entry in
+            let o = entry.options
+            if o.noLocal && entry.session.clientId == message.origin { return }
+            let qos = min(message.qos, o.qos)
+            let retainFlag = o.retainAsPublished && message.retain
+            let id = ObjectIdentifier(entry.session)
+            if let i = scratchIndex[id] {
+                // Overlapping subscriptions: one delivery, highest QoS, every identifier.
+                if qos > scratch[i].qos { scratch[i].qos = qos }
+                if retainFlag { scratch[i].retainFlag = true }
+                if let sid = o.subscriptionIdentifier { scratch[i].subscriptionIds.append(sid) }
+            } else {
+                scratchIndex[id] = scratch.count
+                scratch.append(Delivery(session: entry.session, message: message, qos: qos, retainFlag: retainFlag,
+                                        subscriptionIds: o.subscriptionIdentifier.map { [$0] } ?? []))
+            }
+        }, visitShared: { group in
+            guard let entry = pick(group, message: message) else { return }
+            let o = entry.options
+            scratch.append(Delivery(session: entry.session, message: message, qos: min(message.qos, o.qos),
+                                    retainFlag: o.retainAsPublished && message.retain,
+                                    subscriptionIds: o.subscriptionIdentifier.map { [$0] } ?? []))
+        })
+        let n = scratch.count
+        if n == 0 { return 0 }
+        for d in scratch { dispatch(d) }
+        scratch.removeAll(keepingCapacity: true)
+        return n
+    }
+
+    private func pick(_ g: SharedGroup, message: Message) -> SubscriberEntry? {
+        let members = g.members
+        if members.isEmpty { return nil }
+        if members.count == 1 { return members[0] }
+        let start: Int
+        switch broker.config.mqtt.sharedStrategy {
+        case .random: start = Int.random(in: 0..<members.count, using: &random)
+        case .round_robin:
+            start = g.next % members.count
+            g.next = (start + 1) % members.count
+        case .sticky:
+            if let s = g.sticky, let i = members.firstIndex(where: { ObjectIdentifier($0.session) == s }),
+               members[i].session.online.load(ordering: .relaxed) {
+                return members[i]
+            }
+            start = Int.random(in: 0..<members.count, using: &random)
+        case .hash_clientid: start = Int(UInt(bitPattern: message.origin.hashValue) % UInt(members.count))
+        case .hash_topic: start = Int(UInt(bitPattern: message.topic.hashValue) % UInt(members.count))
+        }
+        // Prefer a connected member; fall back to the chosen one (its session queues).
+        for k in 0..<members.count {
+            let m = members[(start + k) % members.count]
+            if m.session.online.load(ordering: .relaxed) {
+                if broker.config.mqtt.sharedStrategy == .sticky { g.sticky = ObjectIdentifier(m.session) }
+                return m
+            }
+        }
+        return members[start]
+    }
+
+    /// Delivers in place when the session lives here, else batches it for its loop.
+    func dispatch(_ d: Delivery) {
+        let target = d.session.homeLoop.load(ordering: .relaxed)
+        if target == index {
+            d.session.deliver(d, ctx: self)
+        } else {
+            outboxes[target].append(d)
+            scheduleFlush()
+        }
+    }
+
+    /// A batch handed over from another loop.
+    func receive(_ batch: [Delivery]) {
+        for d in batch { dispatch(d) }
+        flushNow()
+    }
+
+    // MARK: Flush coalescing
+
+    func markDirty(_ c: MQTTConnectionHandler) {
+        dirty.append(c)
+        scheduleFlush()
+    }
+
+    private func scheduleFlush() {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        eventLoop.execute { self.flushNow() }
+    }
+
+    /// Hands outboxes to their loops (one hop per loop) and flushes dirty connections.
+    func flushNow() {
+        flushScheduled = false
+        for t in outboxes.indices where !outboxes[t].isEmpty {
+            let batch = outboxes[t]
+            outboxes[t] = []
+            let target = broker.loops[t]
+            target.eventLoop.execute { target.receive(batch) }
+        }
+        if !dirty.isEmpty {
+            let list = dirty
+            dirty.removeAll(keepingCapacity: true)
+            for c in list { c.flushIfDirty() }
+        }
+    }
+}

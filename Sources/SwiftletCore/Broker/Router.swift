@@ -1,0 +1,38 @@
+import Atomics
+import NIOCore
+
+/// Subscription changes applied to every loop's trie replica. A SUBACK is sent only after
+/// every replica has the change, so a publish that follows it on any connection sees it.
+final class Router: @unchecked Sendable {
+    private let loops: () -> [LoopContext]
+    let subscriptionCount = ManagedAtomic<Int>(0)
+
+    init(loops: @escaping () -> [LoopContext]) { self.loops = loops }
+
+    func subscribe(_ session: Session, _ filter: ParsedFilter, _ options: SubscriptionOptions, on loop: EventLoop) -> EventLoopFuture<Void> {
+        let entry = SubscriberEntry(session: session, options: options)
+        var added = false
+        let futures = loops().map { ctx -> EventLoopFuture<Void> in
+            if ctx.eventLoop.inEventLoop {
+                if !ctx.trie.insert(filter, entry: entry) { added = true }
+                return ctx.eventLoop.makeSucceededVoidFuture()
+            }
+            return ctx.eventLoop.submit { _ = ctx.trie.insert(filter, entry: entry) }
+        }
+        if added { subscriptionCount.wrappingIncrement(ordering: .relaxed) }
+        return EventLoopFuture.andAllSucceed(futures, on: loop)
+    }
+
+    func unsubscribe(_ session: Session, _ filter: ParsedFilter, on loop: EventLoop) -> EventLoopFuture<Void> {
+        var removed = false
+        let futures = loops().map { ctx -> EventLoopFuture<Void> in
+            if ctx.eventLoop.inEventLoop {
+                if ctx.trie.remove(filter, session: session) { removed = true }
+                return ctx.eventLoop.makeSucceededVoidFuture()
+            }
+            return ctx.eventLoop.submit { _ = ctx.trie.remove(filter, session: session) }
+        }
+        if removed { subscriptionCount.wrappingDecrement(ordering: .relaxed) }
+        return EventLoopFuture.andAllSucceed(futures, on: loop)
+    }
+}

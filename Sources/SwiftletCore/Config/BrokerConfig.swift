@@ -1,0 +1,69 @@
+import Logging
+
+/// A listening socket.
+public struct ListenerConfig: Sendable, Equatable {
+    public enum Kind: String, Sendable { case tcp, tls, ws, wss }
+    public var kind: Kind
+    public var host: String
+    public var port: Int
+    public var maxConnections: Int = 100_000
+    public var certFile: String?
+    public var keyFile: String?
+    public var caCertFile: String?
+    public var verifyPeer: Bool = false
+    public var failIfNoPeerCert: Bool = false
+    public var path: String = "/mqtt"
+
+    public init(kind: Kind, host: String, port: Int) {
+        self.kind = kind
+        self.host = host
+        self.port = port
+    }
+
+    public var name: String { "\(kind.rawValue):\(host):\(port)" }
+}
+
+/// How a shared subscription group picks the member that gets a message.
+public enum SharedStrategy: String, Sendable {
+    case random, round_robin, sticky, hash_clientid, hash_topic
+}
+
+/// MQTT protocol limits and behaviour. Defaults are the embedded defaults documented in
+/// docs/configuration.md and shipped in etc/swiftlet.toml.
+public struct MQTTConfig: Sendable, Equatable {
+    public var allowAnonymous = true
+    public var idleTimeout: Double = 15
+    public var maxPacketSize = 1_048_576
+    public var maxClientIdLength = 65_535
+    public var maxTopicLevels = 128
+    public var maxTopicLength = 65_535
+    public var maxTopicAlias = 64
+    public var receiveMaximum = 32
+    public var maxInflight = 32
+    public var maxQueuedMessages = 1000
+    public var queueQoS0 = true
+    public var maxAwaitingRel = 100
+    public var retryInterval: Double = 30
+    public var sessionExpiryInterval: UInt32 = 7200
+    public var maxSessionExpiryInterval: UInt32 = .max
+    public var serverKeepAlive = 0
+    public var keepaliveBackoff: Double = 1.5
+    public var maxQoS = 2
+    public var retainAvailable = true
+    public var wildcardSubscription = true
+    public var sharedSubscription = true
+    public var sharedStrategy: SharedStrategy = .round_robin
+
+    public init() {}
+}
+
+public struct BrokerConfig: Sendable, Equatable {
+    public var nodeName = "swiftlet@127.0.0.1"
+    public var logLevel: Logger.Level = .info
+    public var listeners: [ListenerConfig] = [ListenerConfig(kind: .tcp, host: "0.0.0.0", port: 1883)]
+    public var mqtt = MQTTConfig()
+    /// Seconds between $SYS publications; 0 disables.
+    public var sysInterval: Double = 60
+
+    public init() {}
+}

@@ -1,0 +1,248 @@
+import Foundation
+import Logging
+import TOMLKit
+
+/// A configuration problem, always naming the key and, when known, the line.
+public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    public var key: String
+    public var line: Int?
+    public var message: String
+
+    public var description: String {
+        if let line { return "configuration error at line \(line), key '\(key)': \(message)" }
+        return "configuration error, key '\(key)': \(message)"
+    }
+}
+
+/// Reads etc/swiftlet.toml-style files into `BrokerConfig`. Unknown keys and wrong types
+/// are refused (a typo must not silently fall back to a default).
+public enum ConfigLoader {
+    public static func load(path: String) throws -> BrokerConfig {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw ConfigError(key: "--config", line: nil, message: "cannot read \(path)")
+        }
+        return try parse(text)
+    }
+
+    public static func parse(_ text: String) throws -> BrokerConfig {
+        let root: TOMLTable
+        do {
+            root = try TOMLTable(string: text)
+        } catch let e as TOMLParseError {
+            throw ConfigError(key: "(syntax)", line: e.source.begin.line, message: e.description)
+        }
+        var reader = Reader(text: text)
+        var config = BrokerConfig()
+        try reader.checkKeys(root, allowed: ["node", "log", "listeners", "mqtt", "sys"], section: "")
+
+        if let node = try reader.table(root, "node", section: "") {
+            try reader.checkKeys(node, allowed: ["name"], section: "node")
+            if let v = try reader.string(node, "name", section: "node") {
+                guard !v.isEmpty, !v.contains("/"), !v.contains("+"), !v.contains("#") else {
+                    throw reader.error("node.name", "must be non-empty and contain no '/', '+' or '#'")
+                }
+                config.nodeName = v
+            }
+        }
+        if let log = try reader.table(root, "log", section: "") {
+            try reader.checkKeys(log, allowed: ["level"], section: "log")
+            if let v = try reader.string(log, "level", section: "log") {
+                guard let level = Logger.Level(rawValue: v) else {
+                    throw reader.error("log.level", "must be one of trace, debug, info, notice, warning, error, critical")
+                }
+                config.logLevel = level
+            }
+        }
+        if let node = root["listeners"] {
+            guard let array = node.array else { throw reader.error("listeners", "must be an array of tables ([[listeners]])") }
+            var listeners: [ListenerConfig] = []
+            for (i, element) in array.enumerated() {
+                guard let t = element.table else { throw reader.error("listeners", "entry \(i + 1) is not a table") }
+                listeners.append(try reader.listener(t, index: i))
+            }
+            config.listeners = listeners
+        }
+        if let m = try reader.table(root, "mqtt", section: "") {
+            try reader.mqtt(m, into: &config.mqtt)
+        }
+        if let s = try reader.table(root, "sys", section: "") {
+            try reader.checkKeys(s, allowed: ["interval"], section: "sys")
+            if let v = try reader.number(s, "interval", section: "sys", min: 0, max: 86_400) { config.sysInterval = v }
+        }
+        return config
+    }
+
+    /// Typed accessors that turn a missing or wrong value into a `ConfigError` with a line.
+    struct Reader {
+        let lines: [Substring]
+
+        init(text: String) { self.lines = text.split(separator: "\n", omittingEmptySubsequences: false) }
+
+        /// Best-effort line of `key` within `[section]` (or anywhere when not found there).
+        func line(of dotted: String) -> Int? {
+            let parts = dotted.split(separator: ".")
+            guard let key = parts.last else { return nil }
+            let section = parts.dropLast().joined(separator: ".")
+            var inSection = section.isEmpty
+            var fallback: Int?
+            for (i, raw) in lines.enumerated() {
+                let l = raw.trimmingCharacters(in: .whitespaces)
+                if l.hasPrefix("[") {
+                    let name = l.trimmingCharacters(in: CharacterSet(charactersIn: "[] "))
+                    inSection = name == section
+                    continue
+                }
+                let k = l.split(separator: "=", maxSplits: 1).first?.trimmingCharacters(in: .whitespaces)
+                if k == String(key) {
+                    if inSection { return i + 1 }
+                    if fallback == nil { fallback = i + 1 }
+                }
+            }
+            return fallback
+        }
+
+        func error(_ key: String, _ message: String) -> ConfigError {
+            ConfigError(key: key, line: line(of: key), message: message)
+        }
+
+        private func dotted(_ section: String, _ key: String) -> String {
+            section.isEmpty ? key : "\(section).\(key)"
+        }
+
+        func checkKeys(_ t: TOMLTable, allowed: Set<String>, section: String) throws {
+            for k in t.keys where !allowed.contains(k) {
+                throw error(dotted(section, k), "unknown key (allowed: \(allowed.sorted().joined(separator: ", ")))")
+            }
+        }
+
+        func table(_ t: TOMLTable, _ key: String, section: String) throws -> TOMLTable? {
+            guard let v = t[key] else { return nil }
+            guard let table = v.table else { throw error(dotted(section, key), "must be a table") }
+            return table
+        }
+
+        func string(_ t: TOMLTable, _ key: String, section: String) throws -> String? {
+            guard let v = t[key] else { return nil }
+            guard let s = v.string else { throw error(dotted(section, key), "must be a string") }
+            return s
+        }
+
+        func bool(_ t: TOMLTable, _ key: String, section: String) throws -> Bool? {
+            guard let v = t[key] else { return nil }
+            guard let b = v.bool else { throw error(dotted(section, key), "must be true or false") }
+            return b
+        }
+
+        func int(_ t: TOMLTable, _ key: String, section: String, min: Int, max: Int) throws -> Int? {
+            guard let v = t[key] else { return nil }
+            guard let i = v.int else { throw error(dotted(section, key), "must be an integer") }
+            guard i >= min && i <= max else { throw error(dotted(section, key), "must be between \(min) and \(max), got \(i)") }
+            return i
+        }
+
+        func number(_ t: TOMLTable, _ key: String, section: String, min: Double, max: Double) throws -> Double? {
+            guard let v = t[key] else { return nil }
+            let d: Double
+            if let i = v.int { d = Double(i) } else if let f = v.double { d = f } else {
+                throw error(dotted(section, key), "must be a number")
+            }
+            guard d >= min && d <= max else { throw error(dotted(section, key), "must be between \(min) and \(max), got \(d)") }
+            return d
+        }
+
+        func listener(_ t: TOMLTable, index: Int) throws -> ListenerConfig {
+            let s = "listeners"
+            try checkKeys(t, allowed: ["type", "bind", "max_connections", "certfile", "keyfile", "cacertfile",
+                                       "verify_peer", "fail_if_no_peer_cert", "path"], section: s)
+            let typeName = try string(t, "type", section: s) ?? "tcp"
+            guard let kind = ListenerConfig.Kind(rawValue: typeName) else {
+                throw error("listeners.type", "must be tcp, tls, ws or wss, got \(typeName.debugDescription)")
+            }
+            guard let bind = try string(t, "bind", section: s) else { throw error("listeners.bind", "is required (\"host:port\")") }
+            guard let (host, port) = Self.splitBind(bind) else {
+                throw error("listeners.bind", "must be \"host:port\" or \"[v6]:port\", got \(bind.debugDescription)")
+            }
+            var l = ListenerConfig(kind: kind, host: host, port: port)
+            if let v = try int(t, "max_connections", section: s, min: 1, max: 10_000_000) { l.maxConnections = v }
+            l.certFile = try string(t, "certfile", section: s)
+            l.keyFile = try string(t, "keyfile", section: s)
+            l.caCertFile = try string(t, "cacertfile", section: s)
+            if let v = try bool(t, "verify_peer", section: s) { l.verifyPeer = v }
+            if let v = try bool(t, "fail_if_no_peer_cert", section: s) { l.failIfNoPeerCert = v }
+            if let v = try string(t, "path", section: s) {
+                guard v.hasPrefix("/") else { throw error("listeners.path", "must start with '/'") }
+                l.path = v
+            }
+            if kind == .tls || kind == .wss {
+                guard l.certFile != nil, l.keyFile != nil else {
+                    throw error("listeners.certfile", "\(kind.rawValue) listener \(bind) needs certfile and keyfile")
+                }
+                if l.verifyPeer && l.caCertFile == nil {
+                    throw error("listeners.cacertfile", "verify_peer needs cacertfile")
+                }
+            }
+            return l
+        }
+
+        static func splitBind(_ s: String) -> (String, Int)? {
+            let host: Substring
+            let portPart: Substring
+            if s.hasPrefix("[") {
+                guard let close = s.firstIndex(of: "]") else { return nil }
+                host = s[s.index(after: s.startIndex)..<close]
+                let rest = s[s.index(after: close)...]
+                guard rest.hasPrefix(":") else { return nil }
+                portPart = rest.dropFirst()
+            } else {
+                guard let colon = s.lastIndex(of: ":") else { return nil }
+                host = s[..<colon]
+                portPart = s[s.index(after: colon)...]
+            }
+            guard let port = Int(portPart), (0...65_535).contains(port), !host.isEmpty else { return nil }
+            return (String(host), port)
+        }
+
+        func mqtt(_ t: TOMLTable, into m: inout MQTTConfig) throws {
+            let s = "mqtt"
+            try checkKeys(t, allowed: [
+                "allow_anonymous", "idle_timeout", "max_packet_size", "max_clientid_len", "max_topic_levels",
+                "max_topic_length", "max_topic_alias", "receive_maximum", "max_inflight", "max_queued_messages",
+                "queue_qos0", "max_awaiting_rel", "retry_interval", "session_expiry_interval",
+                "max_session_expiry_interval", "server_keep_alive", "keepalive_backoff", "max_qos",
+                "retain_available", "wildcard_subscription", "shared_subscription", "shared_subscription_strategy",
+            ], section: s)
+            if let v = try bool(t, "allow_anonymous", section: s) { m.allowAnonymous = v }
+            if let v = try number(t, "idle_timeout", section: s, min: 0.1, max: 3600) { m.idleTimeout = v }
+            if let v = try int(t, "max_packet_size", section: s, min: 64, max: 268_435_460) { m.maxPacketSize = v }
+            if let v = try int(t, "max_clientid_len", section: s, min: 23, max: 65_535) { m.maxClientIdLength = v }
+            if let v = try int(t, "max_topic_levels", section: s, min: 1, max: 65_535) { m.maxTopicLevels = v }
+            if let v = try int(t, "max_topic_length", section: s, min: 1, max: 65_535) { m.maxTopicLength = v }
+            if let v = try int(t, "max_topic_alias", section: s, min: 0, max: 65_535) { m.maxTopicAlias = v }
+            if let v = try int(t, "receive_maximum", section: s, min: 1, max: 65_535) { m.receiveMaximum = v }
+            if let v = try int(t, "max_inflight", section: s, min: 1, max: 65_535) { m.maxInflight = v }
+            if let v = try int(t, "max_queued_messages", section: s, min: 0, max: 100_000_000) { m.maxQueuedMessages = v }
+            if let v = try bool(t, "queue_qos0", section: s) { m.queueQoS0 = v }
+            if let v = try int(t, "max_awaiting_rel", section: s, min: 1, max: 65_535) { m.maxAwaitingRel = v }
+            if let v = try number(t, "retry_interval", section: s, min: 0, max: 86_400) { m.retryInterval = v }
+            if let v = try int(t, "session_expiry_interval", section: s, min: 0, max: Int(UInt32.max)) {
+                m.sessionExpiryInterval = UInt32(v)
+            }
+            if let v = try int(t, "max_session_expiry_interval", section: s, min: 0, max: Int(UInt32.max)) {
+                m.maxSessionExpiryInterval = UInt32(v)
+            }
+            if let v = try int(t, "server_keep_alive", section: s, min: 0, max: 65_535) { m.serverKeepAlive = v }
+            if let v = try number(t, "keepalive_backoff", section: s, min: 1, max: 10) { m.keepaliveBackoff = v }
+            if let v = try int(t, "max_qos", section: s, min: 0, max: 2) { m.maxQoS = v }
+            if let v = try bool(t, "retain_available", section: s) { m.retainAvailable = v }
+            if let v = try bool(t, "wildcard_subscription", section: s) { m.wildcardSubscription = v }
+            if let v = try bool(t, "shared_subscription", section: s) { m.sharedSubscription = v }
+            if let v = try string(t, "shared_subscription_strategy", section: s) {
+                guard let st = SharedStrategy(rawValue: v) else {
+                    throw error("mqtt.shared_subscription_strategy",
+                                "must be random, round_robin, sticky, hash_clientid or hash_topic, got \(v.debugDescription)")
+                }
+                m.sharedStrategy = st
+            }
+        }
+    }
+}

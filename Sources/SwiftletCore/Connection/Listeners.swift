@@ -1,0 +1,109 @@
+import Atomics
+import Foundation
+import MQTTCodec
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import NIOWebSocket
+
+/// Counts bytes read (for $SYS) before the MQTT decoder.
+final class ByteCounter: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    let ctx: LoopContext
+    init(ctx: LoopContext) { self.ctx = ctx }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        ctx.stats.bytesReceived += unwrapInboundIn(data).readableBytes
+        context.fireChannelRead(data)
+    }
+}
+
+enum Listeners {
+    /// Binds one listener and returns its server channel.
+    static func bind(_ l: ListenerConfig, broker: Broker) async throws -> Channel {
+        let active = ManagedAtomic<Int>(0)
+        var sslContext: NIOSSLContext?
+        if l.kind == .tls || l.kind == .wss {
+            sslContext = try makeSSLContext(l)
+        }
+        let bootstrap = ServerBootstrap(group: broker.group)
+            .serverChannelOption(ChannelOptions.backlog, value: 1024)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
+            .childChannelOption(ChannelOptions.writeBufferWaterMark,
+                                value: .init(low: 256 * 1024, high: 1024 * 1024))
+            .childChannelInitializer { channel in
+                let n = active.wrappingIncrementThenLoad(ordering: .relaxed)
+                channel.closeFuture.whenComplete { _ in active.wrappingDecrement(ordering: .relaxed) }
+                if n > l.maxConnections {
+                    broker.logger.warning("max_connections reached, refusing connection", metadata: ["listener": "\(l.name)"])
+                    return channel.close()
+                }
+                return channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    if let sslContext {
+                        try sync.addHandler(NIOSSLServerHandler(context: sslContext))
+                    }
+                    switch l.kind {
+                    case .tcp, .tls:
+                        try addMQTTHandlers(channel: channel, broker: broker)
+                    case .ws, .wss:
+                        try addWebSocketUpgrade(channel: channel, path: l.path, broker: broker)
+                    }
+                }
+            }
+        return try await bootstrap.bind(host: l.host, port: l.port).get()
+    }
+
+    static func addMQTTHandlers(channel: Channel, broker: Broker) throws {
+        let ctx = broker.loopContext(for: channel.eventLoop)
+        let peer = channel.remoteAddress
+        let handler = MQTTConnectionHandler(broker: broker, ctx: ctx, peer: peer?.description ?? "unknown",
+                                            peerHost: peer?.ipAddress ?? "unknown")
+        let sync = channel.pipeline.syncOperations
+        try sync.addHandler(ByteCounter(ctx: ctx))
+        try sync.addHandler(ByteToMessageHandler(MQTTPacketDecoder(maxPacketSize: broker.config.mqtt.maxPacketSize)))
+        try sync.addHandler(handler)
+    }
+
+    static func makeSSLContext(_ l: ListenerConfig) throws -> NIOSSLContext {
+        let certs = try NIOSSLCertificate.fromPEMFile(l.certFile!)
+        let key = try NIOSSLPrivateKey(file: l.keyFile!, format: .pem)
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: certs.map { .certificate($0) }, privateKey: .privateKey(key))
+        if let ca = l.caCertFile { tls.trustRoots = .file(ca) }
+        if l.verifyPeer {
+            tls.certificateVerification = l.failIfNoPeerCert ? .noHostnameVerification : .optionalVerification
+        } else {
+            tls.certificateVerification = .none
+        }
+        return try NIOSSLContext(configuration: tls)
+    }
+
+    static func addWebSocketUpgrade(channel: Channel, path: String, broker: Broker) throws {
+        let upgrader = NIOWebSocketServerUpgrader(
+            maxFrameSize: max(broker.config.mqtt.maxPacketSize, 1 << 16),
+            shouldUpgrade: { channel, head in
+                guard head.uri.split(separator: "?").first.map(String.init) == path else {
+                    return channel.eventLoop.makeSucceededFuture(nil)
+                }
+                var headers = HTTPHeaders()
+                let offered = head.headers["Sec-WebSocket-Protocol"].flatMap { $0.split(separator: ",") }
+                    .map { $0.trimmingCharacters(in: .whitespaces) }
+                if let proto = offered.first(where: { $0 == "mqtt" || $0 == "mqttv3.1" }) {
+                    headers.add(name: "Sec-WebSocket-Protocol", value: proto)
+                }
+                return channel.eventLoop.makeSucceededFuture(headers)
+            },
+            upgradePipelineHandler: { channel, _ in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(WebSocketMQTTBridge())
+                    try addMQTTHandlers(channel: channel, broker: broker)
+                }
+            })
+        try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+            withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
+    }
+}

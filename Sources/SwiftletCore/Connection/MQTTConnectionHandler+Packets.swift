@@ -1,0 +1,266 @@
+import MQTTCodec
+import NIOCore
+
+extension MQTTConnectionHandler {
+    /// Packets after CONNACK.
+    func handle(_ packet: Packet) {
+        guard let session else { return }
+        switch packet {
+        case .publish(let p):
+            handlePublish(p, session: session)
+        case .puback(let a):
+            if session.outbound.complete(a.packetId) { session.drainQueue(ctx: ctx) }
+        case .pubrec(let a):
+            if a.reasonCode.isFailure {
+                session.outbound.failed(a.packetId)
+                session.drainQueue(ctx: ctx)
+            } else if session.outbound.received(a.packetId, now: .now()) {
+                sendPubRel(a.packetId)
+            } else {
+                send(.pubrel(PubAckPacket(packetId: a.packetId, reasonCode: version == .v5 ? .packetIdentifierNotFound : .success)))
+            }
+        case .pubrel(let a):
+            let known = session.awaitingRel.remove(a.packetId) != nil
+            send(.pubcomp(PubAckPacket(packetId: a.packetId, reasonCode: known || version != .v5 ? .success : .packetIdentifierNotFound)))
+        case .pubcomp(let a):
+            if session.outbound.complete(a.packetId) { session.drainQueue(ctx: ctx) }
+        case .subscribe(let s):
+            handleSubscribe(s, session: session)
+        case .unsubscribe(let u):
+            handleUnsubscribe(u, session: session)
+        case .pingreq:
+            send(.pingresp)
+        case .disconnect(let d):
+            handleDisconnect(d, session: session)
+        case .connect:
+            protocolError(.protocolError, "second CONNECT")
+        case .auth:
+            protocolError(.protocolError, "AUTH without an authentication method")
+        case .connack, .suback, .unsuback, .pingresp:
+            protocolError(.protocolError, "\(packet.type) is sent by servers only")
+        }
+    }
+
+    private func handleDisconnect(_ d: DisconnectPacket, session: Session) {
+        if version == .v5, let e = d.properties.sessionExpiryInterval {
+            if sessionExpiryAtConnect == 0 && e != 0 {
+                protocolError(.protocolError, "session expiry set on DISCONNECT after 0 on CONNECT")
+                return
+            }
+            session.expiryInterval = min(e, config.maxSessionExpiryInterval)
+        }
+        closeKind = d.reasonCode == .disconnectWithWillMessage ? .withWill : .normal
+        close()
+    }
+
+    // MARK: PUBLISH
+
+    private func handlePublish(_ p: PublishPacket, session: Session) {
+        let m = config
+        if Int(p.qos.rawValue) > m.maxQoS { return protocolError(.qosNotSupported, "QoS \(p.qos.rawValue) above max_qos") }
+        if p.retain && !m.retainAvailable { return protocolError(.retainNotSupported, "retain is not available") }
+        var topic = p.topic
+        if version == .v5 {
+            if !p.properties.subscriptionIdentifiers.isEmpty {
+                return protocolError(.protocolError, "subscription identifier in a client PUBLISH")
+            }
+            if let alias = p.properties.topicAlias {
+                guard alias != 0, Int(alias) <= m.maxTopicAlias else {
+                    return protocolError(.topicAliasInvalid, "topic alias \(alias) outside 1...\(m.maxTopicAlias)")
+                }
+                if topic.isEmpty {
+                    guard let t = inboundAliases[alias] else {
+                        return protocolError(.protocolError, "topic alias \(alias) was never set")
+                    }
+                    topic = t
+                } else {
+                    inboundAliases[alias] = topic
+                }
+            }
+        }
+        if let bad = checkTopicName(topic) {
+            if p.qos == .atMostOnce || version != .v5 { return protocolError(bad, "topic exceeds max_topic_length or max_topic_levels") }
+            return ackPublish(p, reason: bad)
+        }
+        if topic.hasPrefix("$SYS/") || topic == "$SYS" {
+            // Only the broker publishes under $SYS.
+            ctx.stats.messagesDropped += 1
+            if version != .v5 || p.qos == .atMostOnce { return ackPublish(p, reason: .success) }
+            return ackPublish(p, reason: .notAuthorized)
+        }
+        if p.qos == .exactlyOnce, let id = p.packetId {
+            if session.awaitingRel.contains(id) {
+                // A resend of a message already routed: acknowledge, do not route again.
+                return send(.pubrec(PubAckPacket(packetId: id)))
+            }
+            if version == .v5 && session.awaitingRel.count >= m.receiveMaximum {
+                return protocolError(.receiveMaximumExceeded, "more than receive_maximum QoS 2 messages awaiting PUBREL")
+            }
+            if version != .v5 && session.awaitingRel.count >= m.maxAwaitingRel {
+                logger.warning("max_awaiting_rel reached, dropping QoS 2 message")
+                ctx.stats.messagesDropped += 1
+                return send(.pubrec(PubAckPacket(packetId: id)))
+            }
+        }
+
+        var props = Properties()
+        var expiry: UInt32?
+        if version == .v5 && !p.properties.isEmpty {
+            for item in p.properties.items {
+                switch item {
+                case .topicAlias, .subscriptionIdentifier: continue
+                case .messageExpiryInterval(let e): if e > 0 { expiry = e }
+                default: props.items.append(item)
+                }
+            }
+        }
+        let message = Message(topic: topic, payload: p.payload, qos: p.qos, retain: p.retain, properties: props,
+                              expiryInterval: expiry, origin: clientId, v5Wire: version == .v5,
+                              allocator: context!.channel.allocator)
+        ctx.stats.messagesReceived += 1
+        if p.retain { broker.retained.set(message) }
+        let n = ctx.route(message)
+        if p.qos == .exactlyOnce, let id = p.packetId { session.awaitingRel.insert(id) }
+        ackPublish(p, reason: n == 0 && version == .v5 ? .noMatchingSubscribers : .success)
+    }
+
+    private func ackPublish(_ p: PublishPacket, reason: ReasonCode) {
+        guard let id = p.packetId else { return }
+        let ack = PubAckPacket(packetId: id, reasonCode: version == .v5 ? reason : .success)
+        send(p.qos == .atLeastOnce ? .puback(ack) : .pubrec(ack))
+    }
+
+    // MARK: SUBSCRIBE / UNSUBSCRIBE
+
+    private func handleSubscribe(_ s: SubscribePacket, session: Session) {
+        let m = config
+        let subId = s.properties.subscriptionIdentifiers.first
+        var codes: [ReasonCode] = []
+        var futures: [EventLoopFuture<Void>] = []
+        var retainedFor: [(ParsedFilter, SubscriptionOptions)] = []
+        for sub in s.subscriptions {
+            guard let parsed = ParsedFilter.parse(sub.filter),
+                  parsed.filter.utf8.count <= m.maxTopicLength,
+                  Topic.levelCount(parsed.filter) <= m.maxTopicLevels else {
+                codes.append(version == .v5 ? .topicFilterInvalid : .unspecifiedError)
+                continue
+            }
+            if parsed.group != nil && sub.noLocal && version == .v5 {
+                return protocolError(.protocolError, "No Local on a shared subscription")
+            }
+            if !m.wildcardSubscription && Topic.hasWildcard(parsed.filter) {
+                codes.append(version == .v5 ? .wildcardSubscriptionsNotSupported : .unspecifiedError)
+                continue
+            }
+            if !m.sharedSubscription && parsed.group != nil {
+                codes.append(version == .v5 ? .sharedSubscriptionsNotSupported : .unspecifiedError)
+                continue
+            }
+            let granted = QoS(rawValue: min(sub.qos.rawValue, UInt8(m.maxQoS)))!
+            let opts = SubscriptionOptions(qos: granted, noLocal: sub.noLocal, retainAsPublished: sub.retainAsPublished,
+                                           retainHandling: sub.retainHandling, subscriptionIdentifier: subId)
+            let existed = session.subscriptions.updateValue((parsed, opts), forKey: sub.filter) != nil
+            futures.append(broker.router.subscribe(session, parsed, opts, on: eventLoop))
+            codes.append(ReasonCode(granted.rawValue))
+            if parsed.group == nil && (sub.retainHandling == .sendOnSubscribe || (sub.retainHandling == .sendIfNew && !existed)) {
+                retainedFor.append((parsed, opts))
+            }
+        }
+        let ack = Packet.suback(SubAckPacket(packetId: s.packetId, reasonCodes: codes))
+        EventLoopFuture.andAllComplete(futures, on: eventLoop).whenComplete { [self] _ in
+            guard state == .connected, self.session === session else { return }
+            send(ack)
+            let now = NIODeadline.now()
+            for (f, o) in retainedFor {
+                for msg in broker.retained.match(filter: f.filter, now: now) {
+                    let d = Delivery(session: session, message: msg, qos: min(msg.qos, o.qos), retainFlag: true,
+                                     subscriptionIds: o.subscriptionIdentifier.map { [$0] } ?? [])
+                    session.deliver(d, ctx: ctx)
+                }
+            }
+            flushIfDirty()
+        }
+    }
+
+    private func handleUnsubscribe(_ u: UnsubscribePacket, session: Session) {
+        var codes: [ReasonCode] = []
+        var futures: [EventLoopFuture<Void>] = []
+        for f in u.filters {
+            if let (parsed, _) = session.subscriptions.removeValue(forKey: f) {
+                futures.append(broker.router.unsubscribe(session, parsed, on: eventLoop))
+                codes.append(.success)
+            } else {
+                codes.append(.noSubscriptionExisted)
+            }
+        }
+        let ack = Packet.unsuback(UnsubAckPacket(packetId: u.packetId, reasonCodes: version == .v5 ? codes : []))
+        EventLoopFuture.andAllComplete(futures, on: eventLoop).whenComplete { [self] _ in
+            guard state == .connected else { return }
+            send(ack)
+            flushIfDirty()
+        }
+    }
+
+    // MARK: Deliveries
+
+    func sendPubRel(_ id: UInt16) {
+        send(.pubrel(PubAckPacket(packetId: id)))
+    }
+
+    /// Writes one delivery. QoS 0 plain deliveries share the message's encoded bytes;
+    /// others write a fresh header followed by the shared payload slice.
+    func sendPublish(_ d: Delivery, packetId: UInt16?, dup: Bool, now: NIODeadline) {
+        guard let context else { return }
+        let msg = d.message
+        ctx.stats.messagesSent += 1
+        ctx.stats.packetsSent += 1
+        if d.qos == .atMostOnce && !d.retainFlag && d.subscriptionIds.isEmpty && clientTopicAliasMax == 0
+            && msg.wireUsable(for: version, now: now) {
+            if msg.wire.readableBytes > clientMaxPacketSize { return dropOversize(d, packetId) }
+            write(msg.wire)
+            return
+        }
+        var props = Properties()
+        var topic = msg.topic
+        if version == .v5 {
+            props = msg.properties
+            if let r = msg.remainingExpiry(now: now) { props.items.append(.messageExpiryInterval(r)) }
+            for id in d.subscriptionIds { props.items.append(.subscriptionIdentifier(id)) }
+        }
+        var packet = PublishPacket(dup: dup, qos: d.qos, retain: d.retainFlag, topic: topic, packetId: packetId,
+                                   properties: props, payload: msg.payload)
+        if packet.encodedLengthFor(version) > clientMaxPacketSize {
+            return dropOversize(d, packetId)
+        }
+        if version == .v5 && clientTopicAliasMax > 0 {
+            if let alias = outboundAliases[topic] {
+                topic = ""
+                packet.topic = ""
+                packet.properties.items.append(.topicAlias(alias))
+            } else if Int(nextOutboundAlias) <= clientTopicAliasMax {
+                outboundAliases[topic] = nextOutboundAlias
+                packet.properties.items.append(.topicAlias(nextOutboundAlias))
+                nextOutboundAlias += 1
+            }
+        }
+        var header = context.channel.allocator.buffer(capacity: packet.headerLength(version: version))
+        packet.encodeHeader(into: &header, version: version)
+        write(header)
+        if msg.payload.readableBytes > 0 { write(msg.payload) }
+    }
+
+    private func dropOversize(_ d: Delivery, _ packetId: UInt16?) {
+        // Larger than the client's Maximum Packet Size: discarded for this client (MQTT-3.1.2-25).
+        ctx.stats.messagesSent -= 1
+        ctx.stats.packetsSent -= 1
+        ctx.stats.messagesDropped += 1
+        if let id = packetId, let s = session { _ = s.outbound.complete(id) }
+    }
+}
+
+extension PublishPacket {
+    func encodedLengthFor(_ version: ProtocolVersion) -> Int {
+        let b = bodyLength(version: version)
+        return 1 + MQTTString.varIntLength(b) + b
+    }
+}

@@ -1,0 +1,277 @@
+import Logging
+import MQTTCodec
+import NIOCore
+
+/// One MQTT connection on its event loop: the connection state machine (CONNECT, keep
+/// alive, inbound QoS flows, topic aliases) and the writer for its session's deliveries.
+/// Every method runs on the channel's event loop.
+final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = Packet
+    typealias OutboundOut = ByteBuffer
+
+    enum State { case awaitingConnect, connecting, connected, closed }
+    enum CloseKind { case normal, withWill, abnormal, takenOver, serverShutdown }
+
+    let broker: Broker
+    let eventLoop: EventLoop
+    let ctx: LoopContext
+    var context: ChannelHandlerContext?
+    var logger: Logger
+    var state = State.awaitingConnect
+    var version = ProtocolVersion.v3_1_1
+    var clientId = ""
+    var username: String?
+    let peer: String
+    let peerHost: String
+    var session: Session?
+    var will: Will?
+    var closeKind = CloseKind.abnormal
+    var cleanStart = true
+    var sessionExpiryAtConnect: UInt32 = 0
+
+    // Keep alive and timers.
+    var keepAlive = 0
+    var lastActivity = NIODeadline.now()
+    var sawPacket = false
+    var keepAliveTask: Scheduled<Void>?
+    var idleTask: Scheduled<Void>?
+    var retryTask: RepeatedTask?
+
+    // What the client told us about itself (5.0).
+    var clientReceiveMaximum = 65_535
+    var clientMaxPacketSize = Int.max
+    var clientTopicAliasMax = 0
+    var requestProblemInfo = true
+    var wantsResponseInformation = false
+
+    // Topic aliases, per connection.
+    var inboundAliases: [UInt16: String] = [:]
+    var outboundAliases: [String: UInt16] = [:]
+    var nextOutboundAlias: UInt16 = 1
+
+    var pending: [Packet] = []
+    var needsFlush = false
+    var wasCounted = false
+
+    init(broker: Broker, ctx: LoopContext, peer: String, peerHost: String) {
+        self.broker = broker
+        self.ctx = ctx
+        self.eventLoop = ctx.eventLoop
+        self.peer = peer
+        self.peerHost = peerHost
+        var l = broker.logger
+        l[metadataKey: "mqtt.peer"] = "\(peer)"
+        self.logger = l
+    }
+
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+    var isActive: Bool { state != .closed && (context?.channel.isActive ?? false) }
+    var config: MQTTConfig { broker.config.mqtt }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        broker.register(self)
+        idleTask = context.eventLoop.scheduleTask(in: .milliseconds(Int64(config.idleTimeout * 1000))) { [weak self] in
+            guard let self, self.state == .awaitingConnect else { return }
+            self.logger.debug("no CONNECT within idle_timeout, closing")
+            self.close()
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        connectionLost()
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        connectionLost()
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let packet = unwrapInboundIn(data)
+        ctx.stats.packetsReceived += 1
+        sawPacket = true
+        switch state {
+        case .awaitingConnect:
+            guard case .connect(let c) = packet else {
+                logger.debug("first packet is not CONNECT", metadata: ["mqtt.packet": "\(packet.type)"])
+                close()
+                return
+            }
+            handleConnect(c)
+        case .connecting:
+            if pending.count >= 1000 {
+                protocolError(.receiveMaximumExceeded, "too many packets before CONNACK")
+                return
+            }
+            pending.append(packet)
+        case .connected:
+            handle(packet)
+        case .closed:
+            break
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if sawPacket {
+            sawPacket = false
+            lastActivity = .now()
+        }
+        flushIfDirty()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, let s = session, state == .connected {
+            s.drainQueue(ctx: ctx)
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        switch error {
+        case let e as ConnectDecodingError:
+            logger.info("rejecting CONNECT", metadata: ["error": "\(e.underlying)"])
+            if e.version == .v5 {
+                sendConnAckAndClose(e.underlying.reasonCode)
+            } else if case .unsupportedProtocolVersion = e.underlying {
+                sendConnAckAndClose(.unsupportedProtocolVersion, v3Format: true)
+            } else {
+                close()
+            }
+        case let e as MQTTCodecError:
+            logger.info("closing on invalid input", metadata: ["error": "\(e)", "mqtt.client_id": "\(clientId)"])
+            if state == .awaitingConnect {
+                if case .unsupportedProtocolVersion = e { sendConnAckAndClose(.unsupportedProtocolVersion, v3Format: true) } else { close() }
+            } else {
+                protocolError(e.reasonCode, "\(e)")
+            }
+        default:
+            logger.debug("connection error", metadata: ["error": "\(error)"])
+            close()
+        }
+    }
+
+    // MARK: Output
+
+    func write(_ buffer: ByteBuffer) {
+        guard let context else { return }
+        ctx.stats.bytesSent += buffer.readableBytes
+        context.write(wrapOutboundOut(buffer), promise: nil)
+        if !needsFlush {
+            needsFlush = true
+            ctx.markDirty(self)
+        }
+    }
+
+    func send(_ packet: Packet) {
+        guard let context else { return }
+        ctx.stats.packetsSent += 1
+        write(packet.encoded(version: version, allocator: context.channel.allocator))
+    }
+
+    func flushIfDirty() {
+        guard needsFlush else { return }
+        needsFlush = false
+        context?.flush()
+    }
+
+    /// Closes the connection; `protocolError` sends a DISCONNECT first for 5.0.
+    func close() {
+        guard state != .closed, let context else { return }
+        flushIfDirty()
+        context.close(promise: nil)
+    }
+
+    /// A rule was broken: DISCONNECT with `reason` (5.0) or close (3.x).
+    func protocolError(_ reason: ReasonCode, _ why: String) {
+        logger.info("disconnecting client", metadata: ["mqtt.client_id": "\(clientId)", "reason": "\(reason) \(why)"])
+        if version == .v5 && (state == .connected || state == .connecting) {
+            var props = Properties()
+            if requestProblemInfo { props.items.append(.reasonString(why)) }
+            send(.disconnect(DisconnectPacket(reasonCode: reason, properties: props)))
+        }
+        close()
+    }
+
+    func sendConnAckAndClose(_ reason: ReasonCode, v3Format: Bool = false) {
+        if v3Format { version = .v3_1_1 }
+        send(.connack(ConnAckPacket(sessionPresent: false, reasonCode: reason)))
+        close()
+    }
+
+    /// Broker shutdown: DISCONNECT 0x8B for 5.0 clients, then close.
+    func serverShutdown() -> EventLoopFuture<Void> {
+        closeKind = .serverShutdown
+        guard let context, state != .closed else { return eventLoop.makeSucceededVoidFuture() }
+        if version == .v5 && state == .connected {
+            send(.disconnect(DisconnectPacket(reasonCode: .serverShuttingDown)))
+        }
+        flushIfDirty()
+        let p = eventLoop.makePromise(of: Void.self)
+        context.close(promise: p)
+        return p.futureResult.recover { _ in }
+    }
+
+    /// Another connection took the client id over.
+    func takenOver() {
+        closeKind = .takenOver
+        if version == .v5 && state == .connected {
+            send(.disconnect(DisconnectPacket(reasonCode: .sessionTakenOver)))
+        }
+        close()
+    }
+
+    // MARK: Timers
+
+    func armKeepAlive() {
+        keepAliveTask?.cancel()
+        guard keepAlive > 0 else { return }
+        let limit = TimeAmount.milliseconds(Int64(Double(keepAlive) * config.keepaliveBackoff * 1000))
+        let deadline = lastActivity + limit
+        keepAliveTask = eventLoop.scheduleTask(deadline: deadline) { [weak self] in
+            guard let self, self.state == .connected || self.state == .connecting else { return }
+            if NIODeadline.now() >= self.lastActivity + limit {
+                self.protocolError(.keepAliveTimeout, "keep alive timeout")
+            } else {
+                self.armKeepAlive()
+            }
+        }
+    }
+
+    func startRetryTimer() {
+        guard version != .v5, config.retryInterval > 0 else { return }
+        let interval = TimeAmount.milliseconds(Int64(config.retryInterval * 1000))
+        retryTask = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
+            guard let self, let s = self.session, self.state == .connected else { return }
+            let now = NIODeadline.now()
+            for e in s.outbound.due(before: now - interval, now: now) {
+                switch e.phase {
+                case .awaitingAck: self.sendPublish(e.delivery, packetId: e.packetId, dup: true, now: now)
+                case .awaitingComp: self.sendPubRel(e.packetId)
+                }
+            }
+        }
+    }
+
+    private func connectionLost() {
+        guard state != .closed else { return }
+        let wasConnected = state == .connected
+        state = .closed
+        keepAliveTask?.cancel()
+        idleTask?.cancel()
+        retryTask?.cancel()
+        broker.unregister(self)
+        if wasCounted {
+            wasCounted = false
+            broker.clientsConnected.wrappingDecrement(ordering: .relaxed)
+        }
+        if let s = session, s.connection === self {
+            broker.connectionClosed(self, session: s)
+        }
+        session = nil
+        if wasConnected { broker.publishClientEvent(disconnected: self) }
+    }
+}

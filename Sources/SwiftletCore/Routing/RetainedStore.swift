@@ -1,0 +1,127 @@
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// Retained messages, one per topic. Shared by all event loops behind one lock: it is touched
+/// only by PUBLISH with the retain flag and by SUBSCRIBE, never by plain message routing.
+public final class RetainedStore: @unchecked Sendable {
+    final class Node {
+        var children: [String: Node] = [:]
+        var message: Message?
+    }
+
+    private let lock = NIOLock()
+    private let root = Node()
+    private var _count = 0
+    private var _bytes = 0
+
+    public init() {}
+
+    public var count: Int { lock.withLock { _count } }
+    public var bytes: Int { lock.withLock { _bytes } }
+
+    /// Stores `message` for its topic, or clears the topic when the payload is empty.
+    public func set(_ message: Message) {
+        lock.withLock {
+            var node = root
+            var path: [(Node, String)] = []
+            for level in TopicMatch.levels(message.topic) {
+                let key = String(level)
+                path.append((node, key))
+                if let c = node.children[key] { node = c } else {
+                    if message.payload.readableBytes == 0 { return }
+                    let c = Node()
+                    node.children[key] = c
+                    node = c
+                }
+            }
+            if let old = node.message {
+                _count -= 1
+                _bytes -= old.payload.readableBytes
+            }
+            if message.payload.readableBytes == 0 {
+                node.message = nil
+                var child = node
+                for (parent, key) in path.reversed() {
+                    guard child.children.isEmpty && child.message == nil else { break }
+                    parent.children[key] = nil
+                    child = parent
+                }
+            } else {
+                node.message = message
+                _count += 1
+                _bytes += message.payload.readableBytes
+            }
+        }
+    }
+
+    /// Retained messages whose topic matches `filter`; expired ones are dropped on the way.
+    public func match(filter: String, now: NIODeadline = .now()) -> [Message] {
+        let levels = TopicMatch.levels(filter)
+        var out: [Message] = []
+        var expired: [Message] = []
+        lock.withLock {
+            Self.collect(root, levels, 0, true, &out)
+        }
+        out.removeAll { m in
+            if m.isExpired(now: now) { expired.append(m); return true }
+            return false
+        }
+        for m in expired { clearIfSame(m) }
+        return out
+    }
+
+    private func clearIfSame(_ m: Message) {
+        lock.withLock {
+            var node = root
+            for level in TopicMatch.levels(m.topic) {
+                guard let c = node.children[String(level)] else { return }
+                node = c
+            }
+            if node.message === m {
+                node.message = nil
+                _count -= 1
+                _bytes -= m.payload.readableBytes
+            }
+        }
+    }
+
+    /// Every retained message (for listings); bounded by `limit`.
+    public func all(limit: Int = .max) -> [Message] {
+        var out: [Message] = []
+        lock.withLock {
+            var stack = [root]
+            while let n = stack.popLast(), out.count < limit {
+                if let m = n.message { out.append(m) }
+                stack.append(contentsOf: n.children.values)
+            }
+        }
+        return out
+    }
+
+    private static func collect(_ node: Node, _ f: [Substring], _ i: Int, _ top: Bool, _ out: inout [Message]) {
+        if i == f.count {
+            if let m = node.message { out.append(m) }
+            return
+        }
+        let level = f[i]
+        if level == "#" {
+            // '#' also matches the parent level itself.
+            if let m = node.message, !top { out.append(m) }
+            var stack: [(Node, Bool)] = node.children.map { ($0.value, top && $0.key.hasPrefix("$")) }
+            while let (n, skip) = stack.popLast() {
+                if skip { continue }
+                if let m = n.message { out.append(m) }
+                for c in n.children.values { stack.append((c, false)) }
+            }
+            return
+        }
+        if level == "+" {
+            for (key, c) in node.children {
+                if top && key.hasPrefix("$") { continue }
+                collect(c, f, i + 1, false, &out)
+            }
+            return
+        }
+        if let c = node.children[String(level)] { collect(c, f, i + 1, false, &out) }
+    }
+}

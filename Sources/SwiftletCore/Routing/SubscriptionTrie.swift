@@ -1,0 +1,117 @@
+import MQTTCodec
+
+/// A subscription of one session to one filter, as the router holds it.
+public struct SubscriberEntry {
+    public let session: Session
+    public var options: SubscriptionOptions
+}
+
+/// A shared subscription group at one filter.
+final class SharedGroup {
+    var members: [SubscriberEntry] = []
+    var next = 0
+    var sticky: ObjectIdentifier?
+}
+
+/// The subscription trie of one event loop. Confined to that loop: no locks. Every loop holds
+/// an identical replica (see `Router`), so a publish is matched on the publisher's loop.
+public final class SubscriptionTrie {
+    final class Node {
+        var children: [Substring: Node] = [:]
+        var subscribers: [ObjectIdentifier: SubscriberEntry] = [:]
+        var shared: [String: SharedGroup] = [:]
+        var isEmpty: Bool { children.isEmpty && subscribers.isEmpty && shared.isEmpty }
+    }
+
+    let root = Node()
+    public private(set) var count = 0
+
+    public init() {}
+
+    /// Adds or replaces a subscription. Returns true when it replaced an existing one.
+    @discardableResult
+    public func insert(_ filter: ParsedFilter, entry: SubscriberEntry) -> Bool {
+        var node = root
+        for level in TopicMatch.levels(filter.filter) {
+            if let c = node.children[level] { node = c } else {
+                let c = Node()
+                node.children[level] = c
+                node = c
+            }
+        }
+        let id = ObjectIdentifier(entry.session)
+        if let group = filter.group {
+            let g = node.shared[group] ?? { let g = SharedGroup(); node.shared[group] = g; return g }()
+            if let i = g.members.firstIndex(where: { ObjectIdentifier($0.session) == id }) {
+                g.members[i] = entry
+                return true
+            }
+            g.members.append(entry)
+            count += 1
+            return false
+        }
+        let existed = node.subscribers.updateValue(entry, forKey: id) != nil
+        if !existed { count += 1 }
+        return existed
+    }
+
+    /// Removes a subscription. Returns true when it existed.
+    @discardableResult
+    public func remove(_ filter: ParsedFilter, session: Session) -> Bool {
+        let levels = TopicMatch.levels(filter.filter)
+        var path: [(Node, Substring)] = []
+        var node = root
+        for level in levels {
+            guard let c = node.children[level] else { return false }
+            path.append((node, level))
+            node = c
+        }
+        let id = ObjectIdentifier(session)
+        var removed = false
+        if let group = filter.group {
+            if let g = node.shared[group], let i = g.members.firstIndex(where: { ObjectIdentifier($0.session) == id }) {
+                g.members.remove(at: i)
+                if g.sticky == id { g.sticky = nil }
+                if g.members.isEmpty { node.shared[group] = nil }
+                removed = true
+            }
+        } else {
+            removed = node.subscribers.removeValue(forKey: id) != nil
+        }
+        if removed {
+            count -= 1
+            // Prune empty nodes bottom-up.
+            var child = node
+            for (parent, level) in path.reversed() {
+                guard child.isEmpty else { break }
+                parent.children[level] = nil
+                child = parent
+            }
+        }
+        return removed
+    }
+
+    /// Calls `visit` for every non-shared subscription matching `topic`, and `visitShared`
+    /// once per matching shared group.
+    func match(topic: String, visit: (SubscriberEntry) -> Void, visitShared: (SharedGroup) -> Void) {
+        let levels = TopicMatch.levels(topic)
+        let dollar = topic.utf8.first == UInt8(ascii: "$")
+        Self.walk(root, levels, 0, dollar, visit, visitShared)
+    }
+
+    private static func walk(_ node: Node, _ levels: [Substring], _ i: Int, _ dollar: Bool,
+                             _ visit: (SubscriberEntry) -> Void, _ visitShared: (SharedGroup) -> Void) {
+        let wildOK = !(dollar && i == 0)
+        if wildOK, let hash = node.children["#"] {
+            for e in hash.subscribers.values { visit(e) }
+            for g in hash.shared.values { visitShared(g) }
+        }
+        if i == levels.count {
+            for e in node.subscribers.values { visit(e) }
+            for g in node.shared.values { visitShared(g) }
+            return
+        }
+        if let c = node.children[levels[i]] { walk(c, levels, i + 1, dollar, visit, visitShared) }
+        if wildOK, let plus = node.children["+"] { walk(plus, levels, i + 1, dollar, visit, visitShared) }
+    }
+}

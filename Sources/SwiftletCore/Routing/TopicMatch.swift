@@ -1,0 +1,24 @@
+/// Topic filter matching by level, shared by the subscription trie and the retained store.
+public enum TopicMatch {
+    /// Splits a topic or filter into levels without copying the characters.
+    @inlinable
+    public static func levels(_ s: String) -> [Substring] {
+        s.split(separator: "/", omittingEmptySubsequences: false)
+    }
+
+    /// True when `filter` matches `topic` (MQTT 5.0 4.7), including the rule that a leading
+    /// wildcard does not match a topic starting with `$`.
+    public static func matches(filter: String, topic: String) -> Bool {
+        let f = levels(filter)
+        let t = levels(topic)
+        if topic.hasPrefix("$") && (f.first == "+" || f.first == "#") { return false }
+        var i = 0
+        while i < f.count {
+            if f[i] == "#" { return true }
+            if i >= t.count { return false }
+            if f[i] != "+" && f[i] != t[i] { return false }
+            i += 1
+        }
+        return i == t.count
+    }
+}

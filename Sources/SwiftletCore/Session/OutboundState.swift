@@ -1,0 +1,126 @@
+import DequeModule
+import MQTTCodec
+import NIOCore
+
+/// The outbound half of a session: in-flight window, queue and packet identifiers.
+/// A pure state machine: methods return what to send; the connection sends it.
+public struct OutboundState {
+    public enum EnqueueResult {
+        /// Send now, with this packet id for QoS > 0.
+        case send(Delivery, packetId: UInt16?)
+        case queued
+        /// Dropped: the oldest queued message made room (`evicted`) or this one was refused.
+        case dropped(Delivery)
+        case queuedEvicting(Delivery)
+    }
+
+    public var window: Int
+    public var maxQueue: Int
+    public var queueQoS0: Bool
+    public private(set) var inflight: [UInt16: InflightEntry] = [:]
+    public private(set) var queue: Deque<Delivery> = []
+    private var nextId: UInt16 = 1
+    private var seq: UInt64 = 0
+
+    public init(window: Int, maxQueue: Int, queueQoS0: Bool) {
+        self.window = max(1, window)
+        self.maxQueue = maxQueue
+        self.queueQoS0 = queueQoS0
+    }
+
+    public var inflightCount: Int { inflight.count }
+
+    private mutating func allocateId() -> UInt16 {
+        while true {
+            let id = nextId
+            nextId = nextId == UInt16.max ? 1 : nextId + 1
+            if inflight[id] == nil { return id }
+        }
+    }
+
+    /// A message for this session. `online` and `writable` describe the connection.
+    public mutating func enqueue(_ d: Delivery, online: Bool, writable: Bool, now: NIODeadline) -> EnqueueResult {
+        if online && writable && queue.isEmpty {
+            if d.qos == .atMostOnce { return .send(d, packetId: nil) }
+            if inflight.count < window {
+                return .send(d, packetId: track(d, now: now))
+            }
+        }
+        if d.qos == .atMostOnce && (!online ? !queueQoS0 : false) { return .dropped(d) }
+        if d.qos == .atMostOnce && online && !writable {
+            // A slow consumer loses QoS 0 rather than growing the queue.
+            return .dropped(d)
+        }
+        if maxQueue == 0 { return .dropped(d) }
+        if queue.count >= maxQueue {
+            let evicted = queue.removeFirst()
+            queue.append(d)
+            return .queuedEvicting(evicted)
+        }
+        queue.append(d)
+        return .queued
+    }
+
+    private mutating func track(_ d: Delivery, now: NIODeadline) -> UInt16 {
+        let id = allocateId()
+        seq += 1
+        inflight[id] = InflightEntry(packetId: id, delivery: d, phase: .awaitingAck, sentAt: now, seq: seq)
+        return id
+    }
+
+    /// Moves queued messages into the window. Expired ones are returned in `expired`.
+    public mutating func drain(now: NIODeadline, writable: Bool) -> (send: [(Delivery, UInt16?)], expired: [Delivery]) {
+        var out: [(Delivery, UInt16?)] = []
+        var expired: [Delivery] = []
+        while writable, let d = queue.first {
+            if d.message.isExpired(now: now) {
+                queue.removeFirst()
+                expired.append(d)
+                continue
+            }
+            if d.qos == .atMostOnce {
+                queue.removeFirst()
+                out.append((d, nil))
+                continue
+            }
+            guard inflight.count < window else { break }
+            queue.removeFirst()
+            out.append((d, track(d, now: now)))
+        }
+        return (out, expired)
+    }
+
+    /// PUBACK (QoS 1) or PUBCOMP (QoS 2). Returns false when the id is unknown.
+    public mutating func complete(_ id: UInt16) -> Bool {
+        inflight.removeValue(forKey: id) != nil
+    }
+
+    /// PUBREC: the message moves to awaiting PUBCOMP. Returns false when the id is unknown.
+    public mutating func received(_ id: UInt16, now: NIODeadline) -> Bool {
+        guard var e = inflight[id] else { return false }
+        e.phase = .awaitingComp
+        e.sentAt = now
+        inflight[id] = e
+        return true
+    }
+
+    /// PUBREC with a failure reason code ends the flow (5.0).
+    public mutating func failed(_ id: UInt16) { inflight.removeValue(forKey: id) }
+
+    /// In-flight messages in the order they were first sent, for redelivery.
+    public func inflightInOrder() -> [InflightEntry] {
+        inflight.values.sorted { $0.seq < $1.seq }
+    }
+
+    /// Entries sent before `deadline`, oldest first, restamped as resent now.
+    public mutating func due(before deadline: NIODeadline, now: NIODeadline) -> [InflightEntry] {
+        let list = inflight.values.filter { $0.sentAt <= deadline }.sorted { $0.seq < $1.seq }
+        for e in list { inflight[e.packetId]?.sentAt = now }
+        return list
+    }
+
+    public mutating func clear() {
+        inflight.removeAll()
+        queue.removeAll()
+    }
+}

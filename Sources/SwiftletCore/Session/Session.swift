@@ -1,0 +1,93 @@
+import Atomics
+import MQTTCodec
+import NIOCore
+
+/// The state the broker keeps for one client id. Confined to its home event loop
+/// (`homeLoop`), which is the loop of its current connection; the index is atomic so that
+/// publishers on other loops can address it, and a delivery that arrives after the session
+/// moved is forwarded (see `LoopContext.receive`).
+public final class Session: @unchecked Sendable {
+    public let clientId: String
+    let homeLoop: ManagedAtomic<Int>
+    /// Read by shared-subscription dispatch on any loop to prefer connected members.
+    let online = ManagedAtomic<Bool>(false)
+    unowned let broker: Broker
+
+    // Loop-confined state below.
+    var connection: MQTTConnectionHandler?
+    public internal(set) var protocolVersion: ProtocolVersion
+    /// Seconds the session outlives its connection; 0 ends it at disconnect, .max never.
+    var expiryInterval: UInt32
+    public internal(set) var subscriptions: [String: (ParsedFilter, SubscriptionOptions)] = [:]
+    var outbound: OutboundState
+    /// Inbound QoS 2 packet ids received and not yet released (method A: routed on PUBLISH).
+    var awaitingRel: Set<UInt16> = []
+    var pendingWill: (will: Will, username: String?)?
+    var willTask: Scheduled<Void>?
+    var expiryTask: Scheduled<Void>?
+    var terminated = false
+    var disconnectedAt: NIODeadline?
+    public let createdAt = NIODeadline.now()
+
+    init(clientId: String, loopIndex: Int, version: ProtocolVersion, expiry: UInt32, broker: Broker) {
+        self.clientId = clientId
+        self.homeLoop = ManagedAtomic(loopIndex)
+        self.protocolVersion = version
+        self.expiryInterval = expiry
+        self.broker = broker
+        let m = broker.config.mqtt
+        self.outbound = OutboundState(window: m.maxInflight, maxQueue: m.maxQueuedMessages, queueQoS0: m.queueQoS0)
+    }
+
+    var isConnected: Bool { connection != nil }
+
+    /// Delivers on the home loop: send now, queue, or drop (counted).
+    func deliver(_ d: Delivery, ctx: LoopContext) {
+        let now = NIODeadline.now()
+        if d.message.isExpired(now: now) {
+            ctx.stats.messagesDropped += 1
+            return
+        }
+        if terminated { return }
+        let conn = connection
+        switch outbound.enqueue(d, online: conn != nil, writable: conn?.isWritable ?? false, now: now) {
+        case .send(let d, let id):
+            conn?.sendPublish(d, packetId: id, dup: false, now: now)
+        case .queued:
+            break
+        case .dropped:
+            ctx.stats.messagesDropped += 1
+        case .queuedEvicting:
+            ctx.stats.messagesDropped += 1
+        }
+    }
+
+    /// Fills the in-flight window from the queue (after an ack or when writable again).
+    func drainQueue(ctx: LoopContext) {
+        guard let conn = connection, !outbound.queue.isEmpty else { return }
+        let now = NIODeadline.now()
+        let (send, expired) = outbound.drain(now: now, writable: conn.isWritable)
+        ctx.stats.messagesDropped += expired.count
+        for (d, id) in send { conn.sendPublish(d, packetId: id, dup: false, now: now) }
+    }
+
+    /// Resends unacknowledged messages (DUP) and PUBRELs on a resumed session.
+    func redeliver(ctx: LoopContext) {
+        guard let conn = connection else { return }
+        let now = NIODeadline.now()
+        for e in outbound.inflightInOrder() {
+            switch e.phase {
+            case .awaitingAck: conn.sendPublish(e.delivery, packetId: e.packetId, dup: true, now: now)
+            case .awaitingComp: conn.sendPubRel(e.packetId)
+            }
+        }
+        drainQueue(ctx: ctx)
+    }
+
+    func cancelTimers() {
+        willTask?.cancel()
+        willTask = nil
+        expiryTask?.cancel()
+        expiryTask = nil
+    }
+}

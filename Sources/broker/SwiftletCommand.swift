@@ -1,0 +1,65 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import SwiftletCore
+
+@main
+struct SwiftletCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "swiftlet",
+        abstract: "Swiftlet MQTT broker (MQTT 3.1, 3.1.1 and 5.0).",
+        discussion: "With no --config, runs on the embedded defaults: MQTT on 0.0.0.0:1883 with anonymous access.",
+        version: Broker.version)
+
+    @Option(name: .long, help: "TOML configuration file (see etc/swiftlet.toml and docs/configuration.md).")
+    var config: String?
+
+    @Option(name: .long, help: "Node name used in $SYS topics (overrides node.name).")
+    var nodeName: String?
+
+    @Flag(name: .long, help: "Check the configuration file and exit.")
+    var checkConfig = false
+
+    func run() async throws {
+        var cfg = BrokerConfig()
+        if let config {
+            do {
+                cfg = try ConfigLoader.load(path: config)
+            } catch let e as ConfigError {
+                FileHandle.standardError.write(Data("swiftlet: \(config): \(e)\n".utf8))
+                throw ExitCode(2)
+            }
+        }
+        if let nodeName {
+            guard !nodeName.isEmpty, !nodeName.contains(where: { "/+#".contains($0) }) else {
+                FileHandle.standardError.write(Data("swiftlet: --node-name must be non-empty and contain no '/', '+' or '#'\n".utf8))
+                throw ExitCode(2)
+            }
+            cfg.nodeName = nodeName
+        }
+        if checkConfig {
+            print("configuration OK")
+            return
+        }
+        let level = cfg.logLevel
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let logger = Logger(label: "swiftlet")
+        let broker = Broker(config: cfg, logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [BrokerService(broker: broker)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            logger.critical("swiftlet stopped: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+

@@ -1,0 +1,271 @@
+"""Requirement 4: wildcards, $SYS isolation, shared subscriptions, overlapping subscriptions,
+subscription options (no-local, retain-as-published, retain handling)."""
+
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+import mqttraw as m
+from clients import Client, props
+
+
+@pytest.fixture(scope="module")
+def broker(module_broker_factory):
+    return module_broker_factory(sys={"interval": 1})
+
+
+MATCHING = [
+    ("a/+/c", ["a/b/c", "a//c", "a/xyz/c"], ["a/b/c/d", "a/c", "b/b/c", "a/b/cc"]),
+    ("a/#", ["a", "a/b", "a/b/c", "a/"], ["ab", "b/a"]),
+    ("+", ["a", "b"], ["a/b", "/a"]),
+    ("+/+", ["/a", "a/b", "a/"], ["a", "a/b/c"]),
+    ("/+", ["/a", "/"], ["a", "a/b", "//a"]),
+    ("+/b/#", ["a/b", "a/b/c", "/b/c/d"], ["a/c", "b"]),
+    ("#", ["a", "a/b/c", "/"], []),
+    ("a/b", ["a/b"], ["a/b/", "a", "A/b"]),
+]
+
+
+@pytest.mark.parametrize("flt,yes,no", MATCHING, ids=[x[0] for x in MATCHING])
+def test_wildcard_matching(broker, uniq, flt, yes, no):
+    # Topics are scoped under a unique first level, so rewrite filters and topics accordingly.
+    scoped = lambda t: f"{uniq}/{t}"  # noqa: E731
+    sub = Client(broker)
+    sub.subscribe(scoped(flt), qos=1)
+    pub = Client(broker)
+    for t in no + yes:
+        pub.publish(scoped(t), t.encode(), qos=1)
+    got = sub.collect(len(yes))
+    got += sub.drain(0.7)
+    assert sorted(x.topic for x in got) == sorted(scoped(t) for t in yes)
+    sub.disconnect()
+    pub.disconnect()
+
+
+def test_wildcard_at_top_level(broker, uniq):
+    sub = Client(broker)
+    sub.subscribe("+/lvl2/#", qos=1)
+    pub = Client(broker)
+    pub.publish(f"{uniq}/lvl2/x", b"1", qos=1)
+    pub.publish(f"{uniq}/other/x", b"2", qos=1)
+    assert sub.get().topic == f"{uniq}/lvl2/x"
+    sub.expect_none(0.5)
+    sub.disconnect()
+    pub.disconnect()
+
+
+def test_sys_not_matched_by_wildcards(broker):
+    control = Client(broker)
+    control.subscribe(f"$SYS/brokers/{broker.node}/#")
+    assert control.get(5.0).topic.startswith("$SYS/")
+    sub = Client(broker)
+    sub.subscribe([("#", SubscribeOptions(qos=0)), ("+/brokers/#", SubscribeOptions(qos=0)),
+                   ("+/+/+/+", SubscribeOptions(qos=0))])
+    control.drain(0.1)
+    control.get(5.0)  # a new $SYS round was published meanwhile
+    got = [x.topic for x in sub.drain(2.5)]
+    assert not [t for t in got if t.startswith("$")], got
+    sub.disconnect()
+    control.disconnect()
+
+
+@pytest.mark.parametrize("invalid", ["a/#/b", "a/b#", "a+/b", "#/a", "a/+b"])
+@pytest.mark.parametrize("version", [4, 5])
+def test_invalid_filters_rejected(broker, invalid, version):
+    # paho refuses to send these, so use a raw client
+    with m.RawClient(broker, version=version) as c:
+        c.connect(f"inv-{version}")
+        c.send(m.subscribe(1, [(invalid, 0), ("valid/+", 0)], version=version))
+        ack = m.assert_subscribe_rejected(c)
+        assert ack is None or ack.rcs[1] == 0
+
+
+# -- shared subscriptions ------------------------------------------------------
+
+def shared_run(broker, members_by_group, topic, n=30):
+    pub = Client(broker)
+    for i in range(n):
+        pub.publish(topic, b"%d" % i, qos=1)
+    pub.disconnect()
+    result = {}
+    for group, members in members_by_group.items():
+        per_member = [[int(x.payload) for x in c.drain(1.0)] for c in members]
+        result[group] = per_member
+    return result
+
+
+def make_group(broker, share_filter, count, version=5):
+    members = []
+    for _ in range(count):
+        c = Client(broker, version=version)
+        assert c.subscribe(share_filter, qos=1) == [1]
+        members.append(c)
+    return members
+
+
+def test_shared_subscription_round_robin(broker, uniq):
+    members = make_group(broker, f"$share/g/{uniq}/t", 3)
+    per = shared_run(broker, {"g": members}, f"{uniq}/t")["g"]
+    assert sorted(sum(per, [])) == list(range(30)), f"each message exactly once: {per}"
+    assert all(len(p) > 0 for p in per), f"round_robin should use every member: {[len(p) for p in per]}"
+    for c in members:
+        c.disconnect()
+
+
+def test_shared_subscription_two_groups_and_plain_subscriber(broker, uniq):
+    g1 = make_group(broker, f"$share/g1/{uniq}/+", 2)
+    g2 = make_group(broker, f"$share/g2/{uniq}/#", 3)
+    plain = make_group(broker, f"{uniq}/t", 1)
+    res = shared_run(broker, {"g1": g1, "g2": g2, "plain": plain}, f"{uniq}/t", n=20)
+    for g in ("g1", "g2", "plain"):
+        assert sorted(sum(res[g], [])) == list(range(20)), f"group {g}: {res[g]}"
+    for c in g1 + g2 + plain:
+        c.disconnect()
+
+
+def test_shared_subscription_v311_members(broker, uniq):
+    members = make_group(broker, f"$share/g/{uniq}/t", 2, version=4)
+    per = shared_run(broker, {"g": members}, f"{uniq}/t", n=10)["g"]
+    assert sorted(sum(per, [])) == list(range(10))
+    for c in members:
+        c.disconnect()
+
+
+def test_queue_subscription(broker, uniq):
+    members = make_group(broker, f"$queue/{uniq}/t", 3)
+    per = shared_run(broker, {"q": members}, f"{uniq}/t")["q"]
+    assert sorted(sum(per, [])) == list(range(30)), per
+    for c in members:
+        c.disconnect()
+
+
+def test_shared_member_leaving_gets_no_more(broker, uniq):
+    members = make_group(broker, f"$share/g/{uniq}/t", 2)
+    members[0].c.unsubscribe(f"$share/g/{uniq}/t")
+    members[0].drain(0.5)
+    per = shared_run(broker, {"g": members}, f"{uniq}/t", n=10)["g"]
+    assert per[0] == [] and sorted(per[1]) == list(range(10)), per
+    for c in members:
+        c.disconnect()
+
+
+@pytest.mark.parametrize("strategy", ["random", "round_robin", "sticky", "hash_clientid", "hash_topic"])
+def test_shared_subscription_strategies(broker_factory, uniq, strategy):
+    b = broker_factory(mqtt={"shared_subscription_strategy": strategy})
+    members = make_group(b, f"$share/g/{uniq}/t", 3)
+    per = shared_run(b, {"g": members}, f"{uniq}/t")["g"]
+    assert sorted(sum(per, [])) == list(range(30)), per
+    counts = [len(p) for p in per]
+    if strategy == "round_robin":
+        assert counts == [10, 10, 10], counts
+    if strategy in ("sticky", "hash_clientid", "hash_topic"):
+        # one publisher, one topic: every message goes to the same member
+        assert sorted(counts) == [0, 0, 30], counts
+    for c in members:
+        c.disconnect()
+
+
+# -- overlapping subscriptions -------------------------------------------------
+
+def test_overlapping_subscriptions_delivered_once_with_all_ids(broker, uniq):
+    c = Client(broker)
+    c.subscribe(f"{uniq}/+", qos=0, properties=props(PacketTypes.SUBSCRIBE, SubscriptionIdentifier=1))
+    c.subscribe(f"{uniq}/#", qos=2, properties=props(PacketTypes.SUBSCRIBE, SubscriptionIdentifier=2))
+    c.subscribe(f"{uniq}/a", qos=1)  # no identifier
+    pub = Client(broker)
+    pub.publish(f"{uniq}/a", b"once", qos=2)
+    msg = c.get()
+    c.expect_none(1.0)
+    assert msg.qos == 2, "maximum QoS of the matching subscriptions"
+    assert sorted(msg.prop("SubscriptionIdentifier", [])) == [1, 2]
+    c.disconnect()
+    pub.disconnect()
+
+
+def test_overlapping_subscriptions_v311_once_max_qos(broker, uniq):
+    c = Client(broker, version=4)
+    c.subscribe(f"{uniq}/+", qos=1)
+    c.subscribe(f"{uniq}/#", qos=0)
+    pub = Client(broker)
+    pub.publish(f"{uniq}/a", b"once", qos=1)
+    msg = c.get()
+    c.expect_none(1.0)
+    assert msg.qos == 1
+    c.disconnect()
+    pub.disconnect()
+
+
+def test_subscription_identifier_on_single_match(broker, uniq):
+    c = Client(broker)
+    c.subscribe(f"{uniq}/x", qos=1, properties=props(PacketTypes.SUBSCRIBE, SubscriptionIdentifier=268435455))
+    Client(broker).publish(f"{uniq}/x", b"id", qos=1)
+    assert c.get().prop("SubscriptionIdentifier") == [268435455]
+    c.disconnect()
+
+
+# -- subscription options -------------------------------------------------------
+
+def test_no_local(broker, uniq):
+    c = Client(broker)
+    c.subscribe(f"{uniq}/nl", options=SubscribeOptions(qos=1, noLocal=True))
+    other = Client(broker)
+    other.subscribe(f"{uniq}/nl", qos=1)
+    c.publish(f"{uniq}/nl", b"mine", qos=1)
+    assert other.get().payload == b"mine"
+    c.expect_none(1.0)
+    other.publish(f"{uniq}/nl", b"theirs", qos=1)
+    assert c.get().payload == b"theirs"
+    c.disconnect()
+    other.disconnect()
+
+
+def test_without_no_local_own_messages_arrive(broker, uniq):
+    c = Client(broker)
+    c.subscribe(f"{uniq}/l", qos=1)
+    c.publish(f"{uniq}/l", b"echo", qos=1)
+    assert c.get().payload == b"echo"
+    c.disconnect()
+
+
+def test_retain_as_published(broker, uniq):
+    rap = Client(broker)
+    rap.subscribe(f"{uniq}/r", options=SubscribeOptions(qos=1, retainAsPublished=True))
+    plain = Client(broker)
+    plain.subscribe(f"{uniq}/r", options=SubscribeOptions(qos=1, retainAsPublished=False))
+    pub = Client(broker)
+    pub.publish(f"{uniq}/r", b"kept", qos=1, retain=True)
+    assert rap.get().retain is True
+    assert plain.get().retain is False
+    pub.publish(f"{uniq}/r", b"", qos=1, retain=True)
+    for c in (rap, plain, pub):
+        c.disconnect()
+
+
+def test_retain_handling(broker, uniq):
+    topic = f"{uniq}/rh"
+    pub = Client(broker)
+    pub.publish(topic, b"retained", qos=1, retain=True)
+    counts = {}
+    for rh in (0, 1, 2):
+        c = Client(broker)
+        c.subscribe(topic, options=SubscribeOptions(qos=1, retainHandling=rh))
+        first = c.drain(1.0)
+        c.subscribe(topic, options=SubscribeOptions(qos=1, retainHandling=rh))  # existing subscription
+        second = c.drain(1.0)
+        counts[rh] = (len(first), len(second))
+        assert all(x.retain and x.payload == b"retained" for x in first + second)
+        c.disconnect()
+    assert counts == {0: (1, 1), 1: (1, 0), 2: (0, 0)}, counts
+    pub.publish(topic, b"", qos=1, retain=True)
+    pub.disconnect()
+
+
+def test_many_subscribers_each_get_one_copy(broker, uniq):
+    subs = [Client(broker) for _ in range(10)]
+    for s in subs:
+        s.subscribe(f"{uniq}/fan", qos=1)
+    Client(broker).publish(f"{uniq}/fan", b"fan", qos=1)
+    for s in subs:
+        assert s.get().payload == b"fan"
+        s.expect_none(0.2)
+        s.disconnect()
