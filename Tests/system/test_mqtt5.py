@@ -260,11 +260,16 @@ def test_client_reason_strings_accepted(broker, uniq):
 
 
 def test_no_reason_string_when_problem_information_not_requested(broker, uniq):
+    deep = "/".join(["l"] * 200)  # over the default max_topic_levels: a non-fatal SUBACK failure
     with m.RawClient(broker, version=5) as c:
         c.connect(f"{uniq}-rpi", props=[(m.REQUEST_PROBLEM_INFORMATION, 0)])
-        ack = c.subscribe([("a/#/b", 1)])
+        c.send(m.subscribe(1, [(deep, 1)], version=5))
+        ack = c.expect(m.SUBACK)
         assert ack.rcs[0] >= 0x80
-        assert ack.prop(m.REASON_STRING) is None and not ack.props_all(m.USER_PROPERTY), ack
+        c.send(m.pubrel(99))  # unknown packet id: PUBCOMP 0x92
+        comp = c.expect(m.PUBCOMP)
+        for p in (ack, comp):
+            assert p.prop(m.REASON_STRING) is None and not p.props_all(m.USER_PROPERTY), p
 
 
 def test_subscription_identifiers_available(broker, uniq):

@@ -62,7 +62,7 @@ extension Broker {
         let ctx = conn.ctx
         session.connection = nil
         session.online.store(false, ordering: .relaxed)
-        session.disconnectedAt = .now()
+        session.disconnectedAt = ctx.eventLoop.now
         if conn.closeKind != .normal, conn.closeKind != .serverShutdown, let will = conn.will {
             let delay = Self.willDelay(will)
             if delay == 0 || session.expiryInterval == 0 {
@@ -97,7 +97,7 @@ extension Broker {
             return ctx.eventLoop.submit {
                 guard session.connection == nil, !session.terminated,
                       let at = session.disconnectedAt,
-                      NIODeadline.now() >= at + .seconds(Int64(session.expiryInterval)) - .milliseconds(50) else { return }
+                      ctx.eventLoop.now >= at + .seconds(Int64(session.expiryInterval)) - .milliseconds(50) else { return }
                 self.logger.debug("session expired", metadata: ["mqtt.client_id": "\(session.clientId)"])
                 if let w = session.pendingWill {
                     session.pendingWill = nil
@@ -133,7 +133,8 @@ extension Broker {
             }
         }
         let m = Message(topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain, properties: props,
-                        expiryInterval: expiry, origin: clientId, v5Wire: !props.isEmpty || expiry != nil)
+                        expiryInterval: expiry, origin: clientId, v5Wire: !props.isEmpty || expiry != nil,
+                        now: ctx.eventLoop.now)
         logger.debug("publishing will", metadata: ["mqtt.client_id": "\(clientId)", "mqtt.topic": "\(will.topic)"])
         ctx.stats.messagesReceived += 1
         if m.retain { retained.set(m) }
@@ -172,7 +173,7 @@ extension Broker {
         let topic = "$SYS/brokers/\(config.nodeName)/clients/\(c.clientId)/\(kind)"
         var payload = ByteBufferAllocator().buffer(capacity: json.count)
         payload.writeBytes(json)
-        let m = Message(topic: topic, payload: payload, qos: .atMostOnce, retain: false)
+        let m = Message(topic: topic, payload: payload, qos: .atMostOnce, retain: false, now: c.eventLoop.now)
         c.ctx.route(m)
     }
 }

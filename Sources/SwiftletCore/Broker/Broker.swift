@@ -13,7 +13,8 @@ public final class Broker: @unchecked Sendable {
 
     public let config: BrokerConfig
     public let logger: Logger
-    let group: MultiThreadedEventLoopGroup
+    let group: EventLoopGroup
+    private let ownsGroup: Bool
     private(set) var loops: [LoopContext] = []
     private var loopIndexByID: [ObjectIdentifier: Int] = [:]
     let registry = SessionRegistry()
@@ -28,13 +29,21 @@ public final class Broker: @unchecked Sendable {
     var sysTask: RepeatedTask?
     let shuttingDown = ManagedAtomic<Bool>(false)
 
-    public init(config: BrokerConfig, logger: Logger, threads: Int = System.coreCount) {
+    /// A broker on its own event loop group of `threads` loops.
+    public convenience init(config: BrokerConfig, logger: Logger, threads: Int = System.coreCount) {
+        self.init(config: config, logger: logger, group: MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads)), ownsGroup: true)
+    }
+
+    /// A broker on a given group (tests pass an `EmbeddedEventLoop` as a manual clock).
+    public init(config: BrokerConfig, logger: Logger, group: EventLoopGroup, ownsGroup: Bool = false) {
         self.config = config
         self.logger = logger
-        self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
+        self.group = group
+        self.ownsGroup = ownsGroup
         var loops: [LoopContext] = []
-        for (i, el) in group.makeIterator().enumerated() {
-            loops.append(LoopContext(index: i, eventLoop: el, loopCount: threads, broker: self))
+        let all = Array(group.makeIterator())
+        for (i, el) in all.enumerated() {
+            loops.append(LoopContext(index: i, eventLoop: el, loopCount: all.count, broker: self))
             loopIndexByID[ObjectIdentifier(el)] = i
         }
         self.loops = loops
@@ -77,7 +86,7 @@ public final class Broker: @unchecked Sendable {
             closes.append(c.eventLoop.flatSubmit { c.serverShutdown() })
         }
         _ = try? await EventLoopFuture.andAllComplete(closes, on: group.next()).get()
-        try? await group.shutdownGracefully()
+        if ownsGroup { try? await group.shutdownGracefully() }
         logger.info("stopped")
     }
 
@@ -93,15 +102,10 @@ public final class Broker: @unchecked Sendable {
     public func publish(_ message: Message) {
         let ctx = loops[0]
         ctx.eventLoop.execute {
-            self.handleRetain(message, ctx: ctx)
+            if message.retain { self.retained.set(message) }
             ctx.stats.messagesReceived += 1
             ctx.route(message)
         }
-    }
-
-    func handleRetain(_ message: Message, ctx: LoopContext) {
-        guard message.retain else { return }
-        retained.set(message)
     }
 
     /// Sums the counters of every loop.

@@ -18,7 +18,7 @@ extension Broker {
 
     private func publishSysOnce(previous: (LoopStats, NIODeadline)?, remember: @escaping ((LoopStats, NIODeadline)) -> Void) {
         collectStats().whenSuccess { [self] stats in
-            let now = NIODeadline.now()
+            let now = self.loops[0].eventLoop.now
             remember((stats, now))
             let prefix = "$SYS/brokers/\(config.nodeName)/"
             let uptime = Int(Date().timeIntervalSince(startedAt))
@@ -55,7 +55,7 @@ extension Broker {
             for (suffix, value) in values {
                 var payload = ByteBufferAllocator().buffer(capacity: value.utf8.count)
                 payload.writeString(value)
-                let m = Message(topic: prefix + suffix, payload: payload, qos: .atMostOnce, retain: true)
+                let m = Message(topic: prefix + suffix, payload: payload, qos: .atMostOnce, retain: true, now: now)
                 retained.set(m)
                 ctx.route(m)
             }

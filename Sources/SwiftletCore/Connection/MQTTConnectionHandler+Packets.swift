@@ -14,7 +14,7 @@ extension MQTTConnectionHandler {
             if a.reasonCode.isFailure {
                 session.outbound.failed(a.packetId)
                 session.drainQueue(ctx: ctx)
-            } else if session.outbound.received(a.packetId, now: .now()) {
+            } else if session.outbound.received(a.packetId, now: eventLoop.now) {
                 sendPubRel(a.packetId)
             } else {
                 send(.pubrel(PubAckPacket(packetId: a.packetId, reasonCode: version == .v5 ? .packetIdentifierNotFound : .success)))
@@ -115,7 +115,7 @@ extension MQTTConnectionHandler {
             }
         }
         let message = Message(topic: topic, payload: p.payload, qos: p.qos, retain: p.retain, properties: props,
-                              expiryInterval: expiry, origin: clientId, v5Wire: version == .v5,
+                              expiryInterval: expiry, origin: clientId, v5Wire: version == .v5, now: eventLoop.now,
                               allocator: context!.channel.allocator)
         ctx.stats.messagesReceived += 1
         if p.retain { broker.retained.set(message) }
@@ -170,7 +170,7 @@ extension MQTTConnectionHandler {
         EventLoopFuture.andAllComplete(futures, on: eventLoop).whenComplete { [self] _ in
             guard state == .connected, self.session === session else { return }
             send(ack)
-            let now = NIODeadline.now()
+            let now = eventLoop.now
             for (f, o) in retainedFor {
                 for msg in broker.retained.match(filter: f.filter, now: now) {
                     let d = Delivery(session: session, message: msg, qos: min(msg.qos, o.qos), retainFlag: true,

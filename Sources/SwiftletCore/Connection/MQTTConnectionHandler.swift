@@ -31,7 +31,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
 
     // Keep alive and timers.
     var keepAlive = 0
-    var lastActivity = NIODeadline.now()
+    var lastActivity = NIODeadline.uptimeNanoseconds(0)
     var sawPacket = false
     var keepAliveTask: Scheduled<Void>?
     var idleTask: Scheduled<Void>?
@@ -72,6 +72,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        lastActivity = eventLoop.now
         broker.register(self)
         idleTask = context.eventLoop.scheduleTask(in: .milliseconds(Int64(config.idleTimeout * 1000))) { [weak self] in
             guard let self, self.state == .awaitingConnect else { return }
@@ -118,7 +119,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     func channelReadComplete(context: ChannelHandlerContext) {
         if sawPacket {
             sawPacket = false
-            lastActivity = .now()
+            lastActivity = eventLoop.now
         }
         flushIfDirty()
     }
@@ -233,7 +234,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         let deadline = lastActivity + limit
         keepAliveTask = eventLoop.scheduleTask(deadline: deadline) { [weak self] in
             guard let self, self.state == .connected || self.state == .connecting else { return }
-            if NIODeadline.now() >= self.lastActivity + limit {
+            if self.eventLoop.now >= self.lastActivity + limit {
                 self.protocolError(.keepAliveTimeout, "keep alive timeout")
             } else {
                 self.armKeepAlive()
@@ -246,7 +247,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         let interval = TimeAmount.milliseconds(Int64(config.retryInterval * 1000))
         retryTask = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
             guard let self, let s = self.session, self.state == .connected else { return }
-            let now = NIODeadline.now()
+            let now = self.eventLoop.now
             for e in s.outbound.due(before: now - interval, now: now) {
                 switch e.phase {
                 case .awaitingAck: self.sendPublish(e.delivery, packetId: e.packetId, dup: true, now: now)

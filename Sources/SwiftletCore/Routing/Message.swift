@@ -26,7 +26,7 @@ public final class Message: @unchecked Sendable {
 
     public init(topic: String, payload: ByteBuffer, qos: QoS, retain: Bool, properties: Properties = Properties(),
                 expiryInterval: UInt32? = nil, origin: String = "", v5Wire: Bool = false,
-                now: NIODeadline = .now(), allocator: ByteBufferAllocator = ByteBufferAllocator()) {
+                now: NIODeadline, allocator: ByteBufferAllocator = ByteBufferAllocator()) {
         self.topic = topic
         self.qos = qos
         self.retain = retain

@@ -55,7 +55,7 @@ public final class RetainedStore: @unchecked Sendable {
     }
 
     /// Retained messages whose topic matches `filter`; expired ones are dropped on the way.
-    public func match(filter: String, now: NIODeadline = .now()) -> [Message] {
+    public func match(filter: String, now: NIODeadline) -> [Message] {
         let levels = TopicMatch.levels(filter)
         var out: [Message] = []
         var expired: [Message] = []

@@ -27,7 +27,6 @@ public final class Session: @unchecked Sendable {
     var expiryTask: Scheduled<Void>?
     var terminated = false
     var disconnectedAt: NIODeadline?
-    public let createdAt = NIODeadline.now()
 
     init(clientId: String, loopIndex: Int, version: ProtocolVersion, expiry: UInt32, broker: Broker) {
         self.clientId = clientId
@@ -43,7 +42,7 @@ public final class Session: @unchecked Sendable {
 
     /// Delivers on the home loop: send now, queue, or drop (counted).
     func deliver(_ d: Delivery, ctx: LoopContext) {
-        let now = NIODeadline.now()
+        let now = ctx.eventLoop.now
         if d.message.isExpired(now: now) {
             ctx.stats.messagesDropped += 1
             return
@@ -65,7 +64,7 @@ public final class Session: @unchecked Sendable {
     /// Fills the in-flight window from the queue (after an ack or when writable again).
     func drainQueue(ctx: LoopContext) {
         guard let conn = connection, !outbound.queue.isEmpty else { return }
-        let now = NIODeadline.now()
+        let now = ctx.eventLoop.now
         let (send, expired) = outbound.drain(now: now, writable: conn.isWritable)
         ctx.stats.messagesDropped += expired.count
         for (d, id) in send { conn.sendPublish(d, packetId: id, dup: false, now: now) }
@@ -74,7 +73,7 @@ public final class Session: @unchecked Sendable {
     /// Resends unacknowledged messages (DUP) and PUBRELs on a resumed session.
     func redeliver(ctx: LoopContext) {
         guard let conn = connection else { return }
-        let now = NIODeadline.now()
+        let now = ctx.eventLoop.now
         for e in outbound.inflightInOrder() {
             switch e.phase {
             case .awaitingAck: conn.sendPublish(e.delivery, packetId: e.packetId, dup: true, now: now)
