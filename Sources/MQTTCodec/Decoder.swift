@@ -28,10 +28,27 @@ public struct MQTTDecoder: Sendable {
         }
     }
 
+    /// Type and flag rules of the first byte, checked before any length byte is awaited.
+    static func validateFirstByte(_ first: UInt8) throws {
+        let flags = first & 0x0F
+        guard let type = PacketType(rawValue: first >> 4) else {
+            throw MQTTCodecError.malformed("reserved packet type 0")
+        }
+        switch type {
+        case .publish:
+            if flags & 0x06 == 0x06 { throw MQTTCodecError.malformed("PUBLISH QoS 3") }
+        case .pubrel, .subscribe, .unsubscribe:
+            if flags != 0x02 { throw MQTTCodecError.malformed("\(type) reserved flags invalid") }
+        default:
+            if flags != 0 { throw MQTTCodecError.malformed("\(type) reserved flags set") }
+        }
+    }
+
     /// Parses the fixed header. Returns (type, flags, header length, body length) or nil.
     static func parseFixedHeader(_ buffer: ByteBuffer, maxPacketSize: Int) throws -> (UInt8, UInt8, Int, Int)? {
         let start = buffer.readerIndex
         guard let first = buffer.getInteger(at: start, as: UInt8.self) else { return nil }
+        try validateFirstByte(first)
         var length = 0
         var multiplier = 1
         var i = 1
@@ -78,6 +95,10 @@ public struct MQTTPacketDecoder: NIOSingleStepByteToMessageDecoder {
 
     public mutating func decode(buffer: inout ByteBuffer) throws -> Packet? {
         guard decoder.version == nil else { return try decoder.decode(buffer: &buffer) }
+        // A server stream must start with CONNECT: refuse anything else at its first byte.
+        if let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self), first >> 4 != PacketType.connect.rawValue {
+            throw MQTTCodecError.protocolError("first packet is not CONNECT")
+        }
         let saved = buffer
         do {
             return try decoder.decode(buffer: &buffer)

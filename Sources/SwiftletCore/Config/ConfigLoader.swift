@@ -89,6 +89,7 @@ public enum ConfigLoader {
                 let l = raw.trimmingCharacters(in: .whitespaces)
                 if l.hasPrefix("[") {
                     let name = l.trimmingCharacters(in: CharacterSet(charactersIn: "[] "))
+                    if name == dotted { return i + 1 }
                     inSection = name == section
                     continue
                 }

@@ -136,6 +136,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         case let e as ConnectDecodingError:
             logger.info("rejecting CONNECT", metadata: ["error": "\(e.underlying)"])
             if e.version == .v5 {
+                version = .v5
                 sendConnAckAndClose(e.underlying.reasonCode)
             } else if case .unsupportedProtocolVersion = e.underlying {
                 sendConnAckAndClose(.unsupportedProtocolVersion, v3Format: true)
