@@ -103,7 +103,36 @@ enum Listeners {
                     try addMQTTHandlers(channel: channel, broker: broker)
                 }
             })
+        let fallback = NotWebSocketResponder(path: path)
         try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-            withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
+            withServerUpgrade: (upgraders: [upgrader], completionHandler: { context in
+                context.pipeline.syncOperations.removeHandler(fallback, promise: nil)
+            }))
+        try channel.pipeline.syncOperations.addHandler(fallback)
+    }
+}
+
+/// Answers HTTP requests that did not upgrade to MQTT over WebSocket (wrong path, plain
+/// GET), so such a client gets a status line and a close instead of silence.
+final class NotWebSocketResponder: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    let path: String
+    init(path: String) { self.path = path }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .head(let head) = unwrapInboundIn(data) else { return }
+        let onPath = head.uri.split(separator: "?").first.map(String.init) == path
+        let status: HTTPResponseStatus = onPath ? .upgradeRequired : .notFound
+        let body = onPath ? "MQTT over WebSocket: upgrade with subprotocol mqtt\n" : "not found; MQTT over WebSocket is at \(path)\n"
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Length", value: "\(body.utf8.count)")
+        headers.add(name: "Connection", value: "close")
+        if onPath { headers.add(name: "Upgrade", value: "websocket") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+        var buf = context.channel.allocator.buffer(capacity: body.utf8.count)
+        buf.writeString(body)
+        context.write(wrapOutboundOut(.body(.byteBuffer(buf))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
     }
 }
