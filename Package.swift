@@ -11,6 +11,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "swiftlet", targets: ["swiftlet"]),
+        .executable(name: "swiftlet-bench", targets: ["swiftlet-bench"]),
         .library(name: "MQTTCodec", targets: ["MQTTCodec"]),
         .library(name: "SwiftletCore", targets: ["SwiftletCore"]),
     ],
@@ -56,6 +57,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/broker",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "swiftlet-bench",
+            dependencies: [
+                "MQTTCodec",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Atomics", package: "swift-atomics"),
+            ],
+            path: "Sources/bench",
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -114,3 +114,12 @@ public final class Broker: @unchecked Sendable {
         return EventLoopFuture.whenAllSucceed(futures, on: loops[0].eventLoop).map { $0.reduce(LoopStats(), +) }
     }
 }
+
+extension Broker {
+    /// Installs the MQTT handlers on an already connected channel (on one of this broker's
+    /// loops). Listeners use it for every accepted connection; benchmarks and tests use it
+    /// with an `EmbeddedChannel`.
+    public func attachConnection(to channel: Channel) throws {
+        try Listeners.addMQTTHandlers(channel: channel, broker: self)
+    }
+}
