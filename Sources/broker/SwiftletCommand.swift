@@ -21,6 +21,9 @@ struct SwiftletCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Check the configuration file and exit.")
     var checkConfig = false
 
+    @Flag(name: .long, help: "Check the durable store (persistence.data_dir) without starting; exit 1 if damaged.")
+    var checkStore = false
+
     func run() async throws {
         var cfg = BrokerConfig()
         if let config {
@@ -40,6 +43,12 @@ struct SwiftletCommand: AsyncParsableCommand {
         }
         if checkConfig {
             print("configuration OK")
+            return
+        }
+        if checkStore {
+            let (ok, report) = StoreInspector.check(cfg)
+            print(report, terminator: "")
+            if !ok { throw ExitCode(1) }
             return
         }
         let level = cfg.logLevel

@@ -74,10 +74,18 @@ extension Broker {
                     guard let session, let w = session.pendingWill, session.connection == nil else { return }
                     session.pendingWill = nil
                     self.publishWill(w.will, clientId: session.clientId, ctx: self.loops[session.homeLoop.load(ordering: .relaxed)])
+                    session.record(.willDone(clientId: session.clientId))
                 }
             }
         }
         conn.will = nil
+        if session.expiryInterval > 0 {
+            let nowWall = StoreSchema.nowMs()
+            let w = session.pendingWill
+            let willAt = nowWall + Int64(min(w.map { Self.willDelay($0.will) } ?? 0, session.expiryInterval)) * 1000
+            session.record(.sessionOffline(clientId: session.clientId, at: nowWall, expiry: session.expiryInterval,
+                                           will: w?.will, willAt: willAt))
+        }
         if session.expiryInterval == 0 {
             terminate(session, ctx: ctx)
         } else if session.expiryInterval != .max {
@@ -90,7 +98,7 @@ extension Broker {
     }
 
     /// Session expiry timer fired: end it unless it was resumed meanwhile.
-    private func expire(_ session: Session) {
+    func expire(_ session: Session) {
         let loop = loops[session.homeLoop.load(ordering: .relaxed)].eventLoop
         registry.serialize(session.clientId, on: loop) { [self] in
             let ctx = loops[session.homeLoop.load(ordering: .relaxed)]
@@ -111,6 +119,8 @@ extension Broker {
     /// Ends a session: its subscriptions leave every router replica and the registry.
     func terminate(_ session: Session, ctx: LoopContext) {
         guard !session.terminated else { return }
+        session.record(.sessionGone(clientId: session.clientId))
+        session.persistent.store(false, ordering: .relaxed)
         session.terminated = true
         session.cancelTimers()
         for (_, (parsed, _)) in session.subscriptions {
@@ -137,8 +147,11 @@ extension Broker {
                         now: ctx.eventLoop.now)
         logger.debug("publishing will", metadata: ["mqtt.client_id": "\(clientId)", "mqtt.topic": "\(will.topic)"])
         ctx.stats.messagesReceived += 1
-        if m.retain { retained.set(m) }
-        ctx.route(m)
+        var ops: [StoreOp]? = store != nil && (m.qos != .atMostOnce || m.retain) ? [] : nil
+        if ops != nil { m.storeId = ctx.allocateStoreId() }
+        if m.retain { retain(m, ops: &ops, ctx: ctx) }
+        ctx.route(m, ops: &ops)
+        if let ops, !ops.isEmpty { store?.submit(ops) }
     }
 
     // MARK: Client events ($SYS/brokers/<node>/clients/<id>/connected|disconnected)

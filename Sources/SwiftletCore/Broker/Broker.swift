@@ -18,7 +18,9 @@ public final class Broker: @unchecked Sendable {
     private(set) var loops: [LoopContext] = []
     private var loopIndexByID: [ObjectIdentifier: Int] = [:]
     let registry = SessionRegistry()
-    let retained = RetainedStore()
+    let retained: RetainedStore
+    /// The durable store; nil with `persistence.mode = "none"`.
+    private(set) var store: DurableStore?
     private(set) var router: Router!
     public let startedAt = Date()
     let clientsConnected = ManagedAtomic<Int>(0)
@@ -40,6 +42,7 @@ public final class Broker: @unchecked Sendable {
         self.logger = logger
         self.group = group
         self.ownsGroup = ownsGroup
+        self.retained = RetainedStore(maxCount: config.mqtt.maxRetainedMessages, maxBytes: config.mqtt.maxRetainedBytes)
         var loops: [LoopContext] = []
         let all = Array(group.makeIterator())
         for (i, el) in all.enumerated() {
@@ -65,6 +68,17 @@ public final class Broker: @unchecked Sendable {
         if config.mqtt.allowAnonymous {
             logger.warning("anonymous access is allowed: any client can connect without credentials (set mqtt.allow_anonymous = false to refuse)")
         }
+        if config.persistence.mode != .none {
+            let store = DurableStore(path: config.persistence.storePath, mode: config.persistence.mode,
+                                     commitInterval: config.persistence.commitInterval, logger: logger)
+            let snapshot = try store.openAndLoad()
+            self.store = store
+            try await restore(snapshot)
+            store.start()
+            logger.info("durable store open", metadata: [
+                "store.path": "\(config.persistence.storePath)", "store.mode": "\(config.persistence.mode.rawValue)",
+                "store.sessions": "\(snapshot.sessions.count)", "store.retained": "\(snapshot.retained.count)"])
+        }
         for l in config.listeners {
             let ch = try await Listeners.bind(l, broker: self)
             serverChannels.append(ch)
@@ -86,6 +100,7 @@ public final class Broker: @unchecked Sendable {
             closes.append(c.eventLoop.flatSubmit { c.serverShutdown() })
         }
         _ = try? await EventLoopFuture.andAllComplete(closes, on: group.next()).get()
+        store?.stop()
         if ownsGroup { try? await group.shutdownGracefully() }
         logger.info("stopped")
     }
@@ -102,7 +117,7 @@ public final class Broker: @unchecked Sendable {
     public func publish(_ message: Message) {
         let ctx = loops[0]
         ctx.eventLoop.execute {
-            if message.retain { self.retained.set(message) }
+            if message.retain { _ = self.retained.set(message) }
             ctx.stats.messagesReceived += 1
             ctx.route(message)
         }

@@ -45,12 +45,28 @@ final class LoopContext: @unchecked Sendable {
     private var scratch: [Delivery] = []
     private var scratchIndex: [ObjectIdentifier: Int] = [:]
     private var random = SystemRandomNumberGenerator()
+    /// Next durable-store message id of this loop (ids are partitioned by loop, no sharing).
+    var nextStoreId: Int64 = 0
+    private var loopCount: Int64 = 1
+
+    /// A store id unique across loops and restarts (see `Broker.start`).
+    func allocateStoreId() -> Int64 {
+        let id = nextStoreId
+        nextStoreId += loopCount
+        return id
+    }
+
+    func setStoreIdBase(_ maxExisting: Int64) {
+        nextStoreId = maxExisting + 1 + Int64(index)
+    }
 
     init(index: Int, eventLoop: EventLoop, loopCount: Int, broker: Broker) {
         self.index = index
         self.eventLoop = eventLoop
         self.broker = broker
         self.outboxes = Array(repeating: [], count: loopCount)
+        self.loopCount = Int64(loopCount)
+        self.nextStoreId = Int64(index) + 1
     }
 
     // MARK: Routing
@@ -59,6 +75,14 @@ final class LoopContext: @unchecked Sendable {
     /// Returns the number of sessions it was addressed to.
     @discardableResult
     func route(_ message: Message) -> Int {
+        var none: [StoreOp]? = nil
+        return route(message, ops: &none)
+    }
+
+    /// Routes and, when `ops` is non-nil, records QoS 1/2 deliveries to persistent sessions
+    /// as store ops (the caller holds the publisher's acknowledgement until they commit).
+    @discardableResult
+    func route(_ message: Message, ops: inout [StoreOp]?) -> Int {
         scratch.removeAll(keepingCapacity: true)
         scratchIndex.removeAll(keepingCapacity: true)
         trie.match(topic: message.topic, visit: { entry in
@@ -86,6 +110,14 @@ final class LoopContext: @unchecked Sendable {
         })
         let n = scratch.count
         if n == 0 { return 0 }
+        if ops != nil && message.qos != .atMostOnce && message.storeId != 0 {
+            for i in scratch.indices where scratch[i].qos != .atMostOnce && scratch[i].session.persistent.load(ordering: .relaxed) {
+                scratch[i].stored = true
+                let d = scratch[i]
+                ops!.append(.enqueue(clientId: d.session.clientId, message: message, qos: d.qos, retainFlag: d.retainFlag,
+                                     subscriptionIds: d.subscriptionIds))
+            }
+        }
         for d in scratch { dispatch(d) }
         scratch.removeAll(keepingCapacity: true)
         return n

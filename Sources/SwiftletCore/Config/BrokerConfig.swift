@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 
 /// A listening socket.
@@ -41,6 +42,9 @@ public struct MQTTConfig: Sendable, Equatable {
     public var receiveMaximum = 32
     public var maxInflight = 32
     public var maxQueuedMessages = 1000
+    public var maxQueuedBytes = 0
+    public var maxRetainedMessages = 1_000_000
+    public var maxRetainedBytes = 1 << 30
     public var queueQoS0 = true
     public var maxAwaitingRel = 100
     public var retryInterval: Double = 30
@@ -57,6 +61,18 @@ public struct MQTTConfig: Sendable, Equatable {
     public init() {}
 }
 
+/// The durable store (docs/persistence.md).
+public struct PersistenceConfig: Sendable, Equatable {
+    public var mode: DurabilityMode = .batched
+    public var dataDir = "data"
+    /// Group commit window of `batched` mode, seconds.
+    public var commitInterval: Double = 0.005
+
+    public init() {}
+
+    public var storePath: String { (dataDir as NSString).appendingPathComponent("swiftlet.db") }
+}
+
 public struct BrokerConfig: Sendable, Equatable {
     public var nodeName = "swiftlet@127.0.0.1"
     public var logLevel: Logger.Level = .info
@@ -64,6 +80,7 @@ public struct BrokerConfig: Sendable, Equatable {
     public var mqtt = MQTTConfig()
     /// Seconds between $SYS publications; 0 disables.
     public var sysInterval: Double = 60
+    public var persistence = PersistenceConfig()
 
     public init() {}
 }

@@ -33,7 +33,7 @@ public enum ConfigLoader {
         }
         var reader = Reader(text: text)
         var config = BrokerConfig()
-        try reader.checkKeys(root, allowed: ["node", "log", "listeners", "mqtt", "sys"], section: "")
+        try reader.checkKeys(root, allowed: ["node", "log", "listeners", "mqtt", "sys", "persistence"], section: "")
 
         if let node = try reader.table(root, "node", section: "") {
             try reader.checkKeys(node, allowed: ["name"], section: "node")
@@ -68,6 +68,22 @@ public enum ConfigLoader {
         if let s = try reader.table(root, "sys", section: "") {
             try reader.checkKeys(s, allowed: ["interval"], section: "sys")
             if let v = try reader.number(s, "interval", section: "sys", min: 0, max: 86_400) { config.sysInterval = v }
+        }
+        if let t = try reader.table(root, "persistence", section: "") {
+            try reader.checkKeys(t, allowed: ["mode", "data_dir", "commit_interval"], section: "persistence")
+            if let v = try reader.string(t, "mode", section: "persistence") {
+                guard let mode = DurabilityMode(rawValue: v) else {
+                    throw reader.error("persistence.mode", "must be sync, batched or none, got \(v.debugDescription)")
+                }
+                config.persistence.mode = mode
+            }
+            if let v = try reader.string(t, "data_dir", section: "persistence") {
+                guard !v.isEmpty else { throw reader.error("persistence.data_dir", "must not be empty") }
+                config.persistence.dataDir = v
+            }
+            if let v = try reader.number(t, "commit_interval", section: "persistence", min: 0.0001, max: 1) {
+                config.persistence.commitInterval = v
+            }
         }
         return config
     }
@@ -208,7 +224,7 @@ public enum ConfigLoader {
             try checkKeys(t, allowed: [
                 "allow_anonymous", "idle_timeout", "max_packet_size", "max_clientid_len", "max_topic_levels",
                 "max_topic_length", "max_topic_alias", "receive_maximum", "max_inflight", "max_queued_messages",
-                "queue_qos0", "max_awaiting_rel", "retry_interval", "session_expiry_interval",
+                "queue_qos0", "max_awaiting_rel", "max_queued_bytes", "max_retained_messages", "max_retained_bytes", "retry_interval", "session_expiry_interval",
                 "max_session_expiry_interval", "server_keep_alive", "keepalive_backoff", "max_qos",
                 "retain_available", "wildcard_subscription", "shared_subscription", "shared_subscription_strategy",
             ], section: s)
@@ -223,6 +239,9 @@ public enum ConfigLoader {
             if let v = try int(t, "max_inflight", section: s, min: 1, max: 65_535) { m.maxInflight = v }
             if let v = try int(t, "max_queued_messages", section: s, min: 0, max: 100_000_000) { m.maxQueuedMessages = v }
             if let v = try bool(t, "queue_qos0", section: s) { m.queueQoS0 = v }
+            if let v = try int(t, "max_queued_bytes", section: s, min: 0, max: Int.max) { m.maxQueuedBytes = v }
+            if let v = try int(t, "max_retained_messages", section: s, min: 0, max: Int.max) { m.maxRetainedMessages = v }
+            if let v = try int(t, "max_retained_bytes", section: s, min: 0, max: Int.max) { m.maxRetainedBytes = v }
             if let v = try int(t, "max_awaiting_rel", section: s, min: 1, max: 65_535) { m.maxAwaitingRel = v }
             if let v = try number(t, "retry_interval", section: s, min: 0, max: 86_400) { m.retryInterval = v }
             if let v = try int(t, "session_expiry_interval", section: s, min: 0, max: Int(UInt32.max)) {

@@ -98,6 +98,8 @@ extension MQTTConnectionHandler {
         session.online.store(true, ordering: .relaxed)
         session.protocolVersion = version
         session.expiryInterval = sessionExpiryAtConnect
+        session.persistent.store(broker.store != nil && sessionExpiryAtConnect > 0, ordering: .relaxed)
+        session.record(.session(clientId: session.clientId, expiry: sessionExpiryAtConnect, version: version.rawValue))
         session.outbound.window = max(1, min(config.maxInflight, clientReceiveMaximum))
         state = .connected
         wasCounted = true

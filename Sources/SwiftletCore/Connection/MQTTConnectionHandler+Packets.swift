@@ -9,21 +9,31 @@ extension MQTTConnectionHandler {
         case .publish(let p):
             handlePublish(p, session: session)
         case .puback(let a):
-            if session.outbound.complete(a.packetId) { session.drainQueue(ctx: ctx) }
+            if let e = session.outbound.remove(a.packetId) {
+                session.forget(e.delivery)
+                session.drainQueue(ctx: ctx)
+            }
         case .pubrec(let a):
             if a.reasonCode.isFailure {
-                session.outbound.failed(a.packetId)
+                if let e = session.outbound.failed(a.packetId) { session.forget(e.delivery) }
                 session.drainQueue(ctx: ctx)
             } else if session.outbound.received(a.packetId, now: eventLoop.now) {
+                if let e = session.outbound.inflight[a.packetId], e.delivery.stored {
+                    session.record(.released(clientId: session.clientId, messageId: e.delivery.message.storeId))
+                }
                 sendPubRel(a.packetId)
             } else {
                 send(.pubrel(PubAckPacket(packetId: a.packetId, reasonCode: version == .v5 ? .packetIdentifierNotFound : .success)))
             }
         case .pubrel(let a):
             let known = session.awaitingRel.remove(a.packetId) != nil
+            if known { session.record(.rel(clientId: session.clientId, packetId: a.packetId)) }
             send(.pubcomp(PubAckPacket(packetId: a.packetId, reasonCode: known || version != .v5 ? .success : .packetIdentifierNotFound)))
         case .pubcomp(let a):
-            if session.outbound.complete(a.packetId) { session.drainQueue(ctx: ctx) }
+            if let e = session.outbound.remove(a.packetId) {
+                session.forget(e.delivery)
+                session.drainQueue(ctx: ctx)
+            }
         case .subscribe(let s):
             handleSubscribe(s, session: session)
         case .unsubscribe(let u):
@@ -91,7 +101,7 @@ extension MQTTConnectionHandler {
         if p.qos == .exactlyOnce, let id = p.packetId {
             if session.awaitingRel.contains(id) {
                 // A resend of a message already routed: acknowledge, do not route again.
-                return send(.pubrec(PubAckPacket(packetId: id)))
+                return queueAck(.pubrec(PubAckPacket(packetId: id)), after: nil)
             }
             if version == .v5 && session.awaitingRel.count >= m.receiveMaximum {
                 return protocolError(.receiveMaximumExceeded, "more than receive_maximum QoS 2 messages awaiting PUBREL")
@@ -99,7 +109,7 @@ extension MQTTConnectionHandler {
             if version != .v5 && session.awaitingRel.count >= m.maxAwaitingRel {
                 logger.warning("max_awaiting_rel reached, dropping QoS 2 message")
                 ctx.stats.messagesDropped += 1
-                return send(.pubrec(PubAckPacket(packetId: id)))
+                return queueAck(.pubrec(PubAckPacket(packetId: id)), after: nil)
             }
         }
 
@@ -118,16 +128,28 @@ extension MQTTConnectionHandler {
                               expiryInterval: expiry, origin: clientId, v5Wire: version == .v5, now: eventLoop.now,
                               allocator: context!.channel.allocator)
         ctx.stats.messagesReceived += 1
-        if p.retain { broker.retained.set(message) }
-        let n = ctx.route(message)
-        if p.qos == .exactlyOnce, let id = p.packetId { session.awaitingRel.insert(id) }
-        ackPublish(p, reason: n == 0 && version == .v5 ? .noMatchingSubscribers : .success)
+        let store = broker.store
+        var ops: [StoreOp]? = store != nil && (p.qos != .atMostOnce || p.retain) ? [] : nil
+        if ops != nil { message.storeId = ctx.allocateStoreId() }
+        if p.retain { broker.retain(message, ops: &ops, ctx: ctx) }
+        let n = ctx.route(message, ops: &ops)
+        if p.qos == .exactlyOnce, let id = p.packetId {
+            session.awaitingRel.insert(id)
+            if session.persistent.load(ordering: .relaxed) { ops?.append(.awaitRel(clientId: clientId, packetId: id)) }
+        }
+        var commit: EventLoopFuture<Void>?
+        if let store, let ops, !ops.isEmpty {
+            let promise = eventLoop.makePromise(of: Void.self)
+            store.submit(ops, promise: p.qos == .atMostOnce ? nil : promise)
+            if p.qos == .atMostOnce { promise.succeed(()) } else { commit = promise.futureResult }
+        }
+        ackPublish(p, reason: n == 0 && version == .v5 ? .noMatchingSubscribers : .success, after: commit)
     }
 
-    private func ackPublish(_ p: PublishPacket, reason: ReasonCode) {
+    private func ackPublish(_ p: PublishPacket, reason: ReasonCode, after commit: EventLoopFuture<Void>? = nil) {
         guard let id = p.packetId else { return }
         let ack = PubAckPacket(packetId: id, reasonCode: version == .v5 ? reason : .success)
-        send(p.qos == .atLeastOnce ? .puback(ack) : .pubrec(ack))
+        queueAck(p.qos == .atLeastOnce ? .puback(ack) : .pubrec(ack), after: commit)
     }
 
     // MARK: SUBSCRIBE / UNSUBSCRIBE
@@ -160,6 +182,7 @@ extension MQTTConnectionHandler {
             let opts = SubscriptionOptions(qos: granted, noLocal: sub.noLocal, retainAsPublished: sub.retainAsPublished,
                                            retainHandling: sub.retainHandling, subscriptionIdentifier: subId)
             let existed = session.subscriptions.updateValue((parsed, opts), forKey: sub.filter) != nil
+            session.record(.subscribe(clientId: session.clientId, filter: sub.filter, options: opts))
             futures.append(broker.router.subscribe(session, parsed, opts, on: eventLoop))
             codes.append(ReasonCode(granted.rawValue))
             if parsed.group == nil && (sub.retainHandling == .sendOnSubscribe || (sub.retainHandling == .sendIfNew && !existed)) {
@@ -187,6 +210,7 @@ extension MQTTConnectionHandler {
         var futures: [EventLoopFuture<Void>] = []
         for f in u.filters {
             if let (parsed, _) = session.subscriptions.removeValue(forKey: f) {
+                session.record(.unsubscribe(clientId: session.clientId, filter: f))
                 futures.append(broker.router.unsubscribe(session, parsed, on: eventLoop))
                 codes.append(.success)
             } else {
@@ -254,7 +278,7 @@ extension MQTTConnectionHandler {
         ctx.stats.messagesSent -= 1
         ctx.stats.packetsSent -= 1
         ctx.stats.messagesDropped += 1
-        if let id = packetId, let s = session { _ = s.outbound.complete(id) }
+        if let id = packetId, let s = session, let e = s.outbound.remove(id) { s.forget(e.delivery) }
     }
 }
 

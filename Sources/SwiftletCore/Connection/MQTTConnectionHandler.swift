@@ -50,6 +50,8 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     var nextOutboundAlias: UInt16 = 1
 
     var pending: [Packet] = []
+    /// PUBACK/PUBREC in PUBLISH order; some wait for the durable store (MQTT-4.6.0-2).
+    var acks: [PendingAck] = []
     var needsFlush = false
     var wasCounted = false
 

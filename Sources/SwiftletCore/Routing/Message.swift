@@ -1,3 +1,4 @@
+import Foundation
 import MQTTCodec
 import NIOCore
 
@@ -20,6 +21,11 @@ public final class Message: @unchecked Sendable {
     public let createdAt: NIODeadline
     /// Client id of the publisher, for No Local. Empty for broker-originated messages.
     public let origin: String
+    /// Identity in the durable store (0: not stored). Set on the publisher's loop before the
+    /// message is shared.
+    var storeId: Int64 = 0
+    /// Wall-clock expiry (unix ms), for the durable store.
+    let expiryAtWall: Int64?
     /// The encoded QoS 0 PUBLISH for `wireVersion`'s family.
     let wire: ByteBuffer
     let wireIsV5: Bool
@@ -35,6 +41,7 @@ public final class Message: @unchecked Sendable {
         self.createdAt = now
         self.origin = origin
         self.wireIsV5 = v5Wire
+        self.expiryAtWall = expiryInterval.map { Int64(Date().timeIntervalSince1970 * 1000) + Int64($0) * 1000 }
         var props = properties
         if let e = expiryInterval { props.items.append(.messageExpiryInterval(e)) }
         let packet = PublishPacket(topic: topic, properties: props, payload: payload)

@@ -13,26 +13,42 @@ public final class RetainedStore: @unchecked Sendable {
     private let root = Node()
     private var _count = 0
     private var _bytes = 0
+    /// Limits (0: unlimited). A new topic beyond them is refused; replacing is always allowed.
+    let maxCount: Int
+    let maxBytes: Int
 
-    public init() {}
+    public init(maxCount: Int = 0, maxBytes: Int = 0) {
+        self.maxCount = maxCount
+        self.maxBytes = maxBytes
+    }
 
     public var count: Int { lock.withLock { _count } }
     public var bytes: Int { lock.withLock { _bytes } }
 
     /// Stores `message` for its topic, or clears the topic when the payload is empty.
-    public func set(_ message: Message) {
-        lock.withLock {
+    /// Returns false when the store is full and the message was not kept.
+    @discardableResult
+    public func set(_ message: Message) -> Bool {
+        lock.withLock { () -> Bool in
             var node = root
             var path: [(Node, String)] = []
             for level in TopicMatch.levels(message.topic) {
                 let key = String(level)
                 path.append((node, key))
                 if let c = node.children[key] { node = c } else {
-                    if message.payload.readableBytes == 0 { return }
+                    if message.payload.readableBytes == 0 { return true }
+                    if maxCount > 0 && _count >= maxCount { return false }
                     let c = Node()
                     node.children[key] = c
                     node = c
                 }
+            }
+            let size = message.payload.readableBytes
+            if node.message == nil && size > 0 {
+                if maxCount > 0 && _count >= maxCount { return false }
+                if maxBytes > 0 && _bytes + size > maxBytes { return false }
+            } else if let old = node.message, size > 0, maxBytes > 0, _bytes - old.payload.readableBytes + size > maxBytes {
+                return false
             }
             if let old = node.message {
                 _count -= 1
@@ -51,6 +67,7 @@ public final class RetainedStore: @unchecked Sendable {
                 _count += 1
                 _bytes += message.payload.readableBytes
             }
+            return true
         }
     }
 

@@ -8,6 +8,17 @@ public struct Delivery {
     public var qos: QoS
     public var retainFlag: Bool
     public var subscriptionIds: [Int]
+    /// True when this delivery is recorded in the durable store (persistent session, QoS > 0).
+    public var stored = false
+
+    public init(session: Session, message: Message, qos: QoS, retainFlag: Bool, subscriptionIds: [Int], stored: Bool = false) {
+        self.session = session
+        self.message = message
+        self.qos = qos
+        self.retainFlag = retainFlag
+        self.subscriptionIds = subscriptionIds
+        self.stored = stored
+    }
 }
 
 /// An outbound QoS 1/2 message awaiting acknowledgement.

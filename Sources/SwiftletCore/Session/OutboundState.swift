@@ -17,6 +17,9 @@ public struct OutboundState {
     public var window: Int
     public var maxQueue: Int
     public var queueQoS0: Bool
+    /// Payload bytes allowed in the queue (0: unlimited).
+    public var maxQueueBytes: Int = 0
+    public private(set) var queuedBytes = 0
     public private(set) var inflight: [UInt16: InflightEntry] = [:]
     public private(set) var queue: Deque<Delivery> = []
     private var nextId: UInt16 = 1
@@ -52,13 +55,27 @@ public struct OutboundState {
             return .dropped(d)
         }
         if maxQueue == 0 { return .dropped(d) }
-        if queue.count >= maxQueue {
-            let evicted = queue.removeFirst()
-            queue.append(d)
+        let size = d.message.payload.readableBytes
+        if maxQueueBytes > 0 && size > maxQueueBytes { return .dropped(d) }
+        if queue.count >= maxQueue || (maxQueueBytes > 0 && queuedBytes + size > maxQueueBytes) {
+            let evicted = popFirst()
+            append(d)
             return .queuedEvicting(evicted)
         }
-        queue.append(d)
+        append(d)
         return .queued
+    }
+
+    private mutating func append(_ d: Delivery) {
+        queue.append(d)
+        queuedBytes += d.message.payload.readableBytes
+    }
+
+    @discardableResult
+    private mutating func popFirst() -> Delivery {
+        let d = queue.removeFirst()
+        queuedBytes -= d.message.payload.readableBytes
+        return d
     }
 
     private mutating func track(_ d: Delivery, now: NIODeadline) -> UInt16 {
@@ -74,17 +91,17 @@ public struct OutboundState {
         var expired: [Delivery] = []
         while writable, let d = queue.first {
             if d.message.isExpired(now: now) {
-                queue.removeFirst()
+                popFirst()
                 expired.append(d)
                 continue
             }
             if d.qos == .atMostOnce {
-                queue.removeFirst()
+                popFirst()
                 out.append((d, nil))
                 continue
             }
             guard inflight.count < window else { break }
-            queue.removeFirst()
+            popFirst()
             out.append((d, track(d, now: now)))
         }
         return (out, expired)
@@ -93,6 +110,21 @@ public struct OutboundState {
     /// PUBACK (QoS 1) or PUBCOMP (QoS 2). Returns false when the id is unknown.
     public mutating func complete(_ id: UInt16) -> Bool {
         inflight.removeValue(forKey: id) != nil
+    }
+
+    /// PUBACK/PUBCOMP: removes and returns the entry.
+    public mutating func remove(_ id: UInt16) -> InflightEntry? {
+        inflight.removeValue(forKey: id)
+    }
+
+    /// Restores a message loaded from the durable store, in its stored order.
+    public mutating func restore(_ d: Delivery, packetId: UInt16?, released: Bool, now: NIODeadline) {
+        guard let id = packetId, id != 0, inflight[id] == nil else {
+            append(d)
+            return
+        }
+        seq += 1
+        inflight[id] = InflightEntry(packetId: id, delivery: d, phase: released ? .awaitingComp : .awaitingAck, sentAt: now, seq: seq)
     }
 
     /// PUBREC: the message moves to awaiting PUBCOMP. Returns false when the id is unknown.
@@ -105,7 +137,8 @@ public struct OutboundState {
     }
 
     /// PUBREC with a failure reason code ends the flow (5.0).
-    public mutating func failed(_ id: UInt16) { inflight.removeValue(forKey: id) }
+    @discardableResult
+    public mutating func failed(_ id: UInt16) -> InflightEntry? { inflight.removeValue(forKey: id) }
 
     /// In-flight messages in the order they were first sent, for redelivery.
     public func inflightInOrder() -> [InflightEntry] {
@@ -122,5 +155,6 @@ public struct OutboundState {
     public mutating func clear() {
         inflight.removeAll()
         queue.removeAll()
+        queuedBytes = 0
     }
 }

@@ -11,6 +11,9 @@ public final class Session: @unchecked Sendable {
     let homeLoop: ManagedAtomic<Int>
     /// Read by shared-subscription dispatch on any loop to prefer connected members.
     let online = ManagedAtomic<Bool>(false)
+    /// True when the session outlives its connection and the durable store is on: its QoS
+    /// 1/2 deliveries are recorded. Read by publishers on any loop.
+    let persistent = ManagedAtomic<Bool>(false)
     unowned let broker: Broker
 
     // Loop-confined state below.
@@ -36,6 +39,22 @@ public final class Session: @unchecked Sendable {
         self.broker = broker
         let m = broker.config.mqtt
         self.outbound = OutboundState(window: m.maxInflight, maxQueue: m.maxQueuedMessages, queueQoS0: m.queueQoS0)
+        self.outbound.maxQueueBytes = m.maxQueuedBytes
+    }
+
+    /// Records a change of this session in the durable store when it is persistent.
+    func record(_ op: @autoclosure () -> StoreOp) {
+        guard persistent.load(ordering: .relaxed), let store = broker.store else { return }
+        store.submit(op())
+    }
+
+    /// A stored delivery left the session (acknowledged, expired, dropped).
+    func forget(_ d: Delivery) {
+        if d.stored { record(.done(clientId: clientId, messageId: d.message.storeId)) }
+    }
+
+    func sent(_ d: Delivery, packetId: UInt16?) {
+        if d.stored, let id = packetId { record(.sent(clientId: clientId, messageId: d.message.storeId, packetId: id)) }
     }
 
     var isConnected: Bool { connection != nil }
@@ -45,19 +64,20 @@ public final class Session: @unchecked Sendable {
         let now = ctx.eventLoop.now
         if d.message.isExpired(now: now) {
             ctx.stats.messagesDropped += 1
+            forget(d)
             return
         }
         if terminated { return }
         let conn = connection
         switch outbound.enqueue(d, online: conn != nil, writable: conn?.isWritable ?? false, now: now) {
         case .send(let d, let id):
+            sent(d, packetId: id)
             conn?.sendPublish(d, packetId: id, dup: false, now: now)
         case .queued:
             break
-        case .dropped:
+        case .dropped(let gone), .queuedEvicting(let gone):
             ctx.stats.messagesDropped += 1
-        case .queuedEvicting:
-            ctx.stats.messagesDropped += 1
+            forget(gone)
         }
     }
 
@@ -67,7 +87,11 @@ public final class Session: @unchecked Sendable {
         let now = ctx.eventLoop.now
         let (send, expired) = outbound.drain(now: now, writable: conn.isWritable)
         ctx.stats.messagesDropped += expired.count
-        for (d, id) in send { conn.sendPublish(d, packetId: id, dup: false, now: now) }
+        for d in expired { forget(d) }
+        for (d, id) in send {
+            sent(d, packetId: id)
+            conn.sendPublish(d, packetId: id, dup: false, now: now)
+        }
     }
 
     /// Resends unacknowledged messages (DUP) and PUBRELs on a resumed session.

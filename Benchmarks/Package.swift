@@ -1,0 +1,33 @@
+// swift-tools-version: 6.1
+// Broker-side allocation benchmarks for Swiftlet, kept out of the root package so CI's normal
+// build does not compile package-benchmark. Run through scripts/bench, or by hand:
+//
+//   flock /tmp/swift-build.lock swift package --package-path Benchmarks \
+//       --scratch-path .build-bench benchmark --target ForwardAllocations
+import PackageDescription
+
+let package = Package(
+    name: "SwiftletBenchmarks",
+    platforms: [.macOS(.v14)],
+    dependencies: [
+        .package(path: ".."),
+        .package(url: "https://github.com/ordo-one/package-benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        .executableTarget(
+            name: "ForwardAllocations",
+            dependencies: [
+                .product(name: "Benchmark", package: "package-benchmark"),
+                .product(name: "SwiftletCore", package: "swiftlet"),
+                .product(name: "MQTTCodec", package: "swiftlet"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/ForwardAllocations",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
+        ),
+    ]
+)

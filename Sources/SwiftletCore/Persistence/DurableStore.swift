@@ -1,0 +1,150 @@
+import Foundation
+import Logging
+import MQTTCodec
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// How acknowledged messages are made durable.
+public enum DurabilityMode: String, Sendable {
+    /// Each change is committed (fsync) before the PUBACK/PUBREC that depends on it.
+    case sync
+    /// Changes are group-committed every `commit_interval`; acknowledgements still wait for
+    /// the commit that holds their message.
+    case batched
+    /// Memory only.
+    case none
+}
+
+/// The file-backed store: one SQLite database (WAL) written by one dedicated thread, never
+/// by an event loop. Event loops submit `StoreOp`s; a submission with a promise is completed
+/// once its ops are committed, which is when a PUBACK/PUBREC may be sent.
+final class DurableStore: @unchecked Sendable {
+    let mode: DurabilityMode
+    let path: String
+    let commitInterval: TimeInterval
+    let logger: Logger
+    private let cond = ConditionLock(value: 0)
+    private var pending: [StoreOp] = []
+    private var waiters: [EventLoopPromise<Void>] = []
+    private var stopping = false
+    private var stopped = false
+    private var thread: Thread?
+    private var db: SQLiteDatabase?
+    private var lastHeartbeat = Date.distantPast
+    /// Counters read by $SYS (approximate, written by the writer thread under the lock).
+    private(set) var commits = 0
+    private(set) var failures = 0
+
+    init(path: String, mode: DurabilityMode, commitInterval: TimeInterval, logger: Logger) {
+        self.path = path
+        self.mode = mode
+        self.commitInterval = commitInterval
+        self.logger = logger
+    }
+
+    /// Opens (salvaging a damaged file) and loads everything for restart. Call once, before `start`.
+    func openAndLoad() throws -> StoreSnapshot {
+        let db = try StoreFile.open(path: path, logger: logger)
+        self.db = db
+        return try StoreSchema.load(db)
+    }
+
+    func start() {
+        let t = Thread { [self] in self.run() }
+        t.name = "swiftlet-store"
+        thread = t
+        t.start()
+    }
+
+    /// Stops after committing everything already submitted.
+    func stop() {
+        cond.lock()
+        stopping = true
+        cond.unlock(withValue: 1)
+        while true {
+            cond.lock()
+            let done = stopped
+            cond.unlock()
+            if done || thread == nil { break }
+            usleep(2000)
+        }
+        db?.close()
+    }
+
+    /// Submits ops; `promise` (if any) completes when they are committed.
+    func submit(_ ops: [StoreOp], promise: EventLoopPromise<Void>? = nil) {
+        cond.lock()
+        if stopped {
+            cond.unlock()
+            promise?.fail(SQLiteError(code: -1, message: "store stopped"))
+            return
+        }
+        pending.append(contentsOf: ops)
+        if let promise { waiters.append(promise) }
+        cond.unlock(withValue: 1)
+    }
+
+    func submit(_ op: StoreOp) { submit([op]) }
+
+    private func run() {
+        while true {
+            // Wait for work, or a second for the heartbeat.
+            let woke = cond.lock(whenValue: 1, timeoutSeconds: 1.0)
+            if !woke { cond.lock() }
+            if mode == .batched && !pending.isEmpty && !stopping {
+                // Group commit: let the batch fill for commit_interval.
+                cond.unlock()
+                Thread.sleep(forTimeInterval: commitInterval)
+                cond.lock()
+            }
+            let ops = pending
+            let ws = waiters
+            pending = []
+            waiters = []
+            let exiting = stopping
+            cond.unlock(withValue: 0)
+
+            if !ops.isEmpty || Date().timeIntervalSince(lastHeartbeat) >= 1 {
+                commit(ops, waiters: ws)
+            } else {
+                for w in ws { w.succeed(()) }
+            }
+            if exiting {
+                cond.lock()
+                let more = !pending.isEmpty
+                cond.unlock()
+                if more { continue }
+                cond.lock()
+                stopped = true
+                cond.unlock()
+                return
+            }
+        }
+    }
+
+    private func commit(_ ops: [StoreOp], waiters: [EventLoopPromise<Void>]) {
+        guard let db else {
+            for w in waiters { w.succeed(()) }
+            return
+        }
+        do {
+            try db.exec("BEGIN IMMEDIATE")
+            do {
+                for op in ops { try StoreSchema.apply(op, db) }
+                let now = Date()
+                try StoreSchema.heartbeat(db, at: now)
+                lastHeartbeat = now
+                try db.exec("COMMIT")
+            } catch {
+                try? db.exec("ROLLBACK")
+                throw error
+            }
+            commits += 1
+            for w in waiters { w.succeed(()) }
+        } catch {
+            failures += 1
+            logger.error("store commit failed; acknowledgements withheld", metadata: ["error": "\(error)", "store.path": "\(path)"])
+            for w in waiters { w.fail(error) }
+        }
+    }
+}

@@ -1,0 +1,129 @@
+import Foundation
+import Logging
+
+/// Opening the store file: creates it, checks it, and when it is damaged (not a database,
+/// failing integrity check, truncated) or from a newer schema, moves it aside and salvages
+/// what can still be read into a fresh file. Never refuses to start silently.
+enum StoreFile {
+    struct Report: CustomStringConvertible {
+        var path: String
+        var ok: Bool
+        var problems: [String] = []
+        var counts: [String: Int] = [:]
+        var version: Int64 = 0
+        var description: String {
+            var s = "store \(path): \(ok ? "OK" : "DAMAGED") (schema version \(version))\n"
+            for p in problems { s += "  problem: \(p)\n" }
+            for (t, n) in counts.sorted(by: { $0.key < $1.key }) { s += "  \(t): \(n) rows\n" }
+            return s
+        }
+    }
+
+    static let tables = ["retained", "sessions", "subscriptions", "messages", "session_messages", "awaiting_rel", "meta"]
+
+    /// Inspects a store without changing it (`swiftlet --check-store`).
+    static func check(path: String) -> Report {
+        var report = Report(path: path, ok: true)
+        guard FileManager.default.fileExists(atPath: path) else {
+            report.problems.append("no store file (a new one is created at start)")
+            return report
+        }
+        do {
+            let db = try SQLiteDatabase(path: path, readOnly: true)
+            defer { db.close() }
+            try db.query("PRAGMA user_version") { report.version = $0.int(0) }
+            if report.version > StoreSchema.version {
+                report.ok = false
+                report.problems.append("written by a newer Swiftlet (schema \(report.version) > \(StoreSchema.version))")
+            }
+            var results: [String] = []
+            try db.query("PRAGMA quick_check") { results.append($0.text(0)) }
+            if results != ["ok"] {
+                report.ok = false
+                report.problems += results.prefix(10)
+            }
+            for t in tables {
+                do {
+                    try db.query("SELECT COUNT(*) FROM \(t)") { report.counts[t] = Int($0.int(0)) }
+                } catch {
+                    report.ok = false
+                    report.problems.append("\(t): \(error)")
+                }
+            }
+        } catch {
+            report.ok = false
+            report.problems.append("\(error)")
+        }
+        return report
+    }
+
+    static func open(path: String, logger: Logger) throws -> SQLiteDatabase {
+        let dir = (path as NSString).deletingLastPathComponent
+        if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        if FileManager.default.fileExists(atPath: path) {
+            let report = check(path: path)
+            if !report.ok {
+                let aside = "\(path).damaged-\(Int(Date().timeIntervalSince1970))"
+                logger.error("store is damaged; moving it aside and salvaging what can be read",
+                             metadata: ["store.path": "\(path)", "store.moved_to": "\(aside)",
+                                        "store.problems": "\(report.problems.joined(separator: "; "))"])
+                for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: path + suffix) {
+                    try FileManager.default.moveItem(atPath: path + suffix, toPath: aside + suffix)
+                }
+                let db = try create(path: path)
+                if report.version <= StoreSchema.version {
+                    salvage(from: aside, into: db, logger: logger)
+                } else {
+                    logger.error("store was written by a newer version; starting with an empty store", metadata: ["store.moved_to": "\(aside)"])
+                }
+                return db
+            }
+        }
+        return try create(path: path)
+    }
+
+    private static func create(path: String) throws -> SQLiteDatabase {
+        let db = try SQLiteDatabase(path: path)
+        try db.exec("PRAGMA journal_mode = WAL")
+        try db.exec("PRAGMA synchronous = FULL")
+        try db.exec(StoreSchema.ddl)
+        try db.exec("PRAGMA user_version = \(StoreSchema.version)")
+        return db
+    }
+
+    /// Copies readable rows of every table from a damaged file, table by table and, when a
+    /// table cannot be read whole, row by row.
+    private static func salvage(from damaged: String, into db: SQLiteDatabase, logger: Logger) {
+        do {
+            try db.exec("ATTACH DATABASE '\(damaged.replacingOccurrences(of: "'", with: "''"))' AS old")
+        } catch {
+            logger.error("nothing could be salvaged from the damaged store", metadata: ["error": "\(error)"])
+            return
+        }
+        defer { try? db.exec("DETACH DATABASE old") }
+        for t in tables {
+            do {
+                try db.exec("INSERT OR IGNORE INTO main.\(t) SELECT * FROM old.\(t)")
+                logger.info("salvaged table", metadata: ["store.table": "\(t)"])
+            } catch {
+                var saved = 0
+                var rowids: [Int64] = []
+                try? db.query("SELECT rowid FROM old.\(t)") { rowids.append($0.int(0)) }
+                for id in rowids {
+                    if (try? db.run("INSERT OR IGNORE INTO main.\(t) SELECT * FROM old.\(t) WHERE rowid = ?", [.int(id)])) != nil {
+                        saved += 1
+                    }
+                }
+                logger.warning("table partly salvaged", metadata: ["store.table": "\(t)", "store.rows": "\(saved)", "error": "\(error)"])
+            }
+        }
+    }
+}
+
+/// `swiftlet --check-store`: inspects the configured store without starting the broker.
+public enum StoreInspector {
+    public static func check(_ config: BrokerConfig) -> (ok: Bool, report: String) {
+        let r = StoreFile.check(path: config.persistence.storePath)
+        return (r.ok, r.description)
+    }
+}

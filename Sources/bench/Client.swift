@@ -1,0 +1,307 @@
+import MQTTCodec
+import NIOCore
+
+/// One MQTT client connection: CONNECT, optional SUBSCRIBE, then publishing (see
+/// Client+Publish.swift) and/or receiving. Frames bytes itself: a received PUBLISH is read
+/// in place (timestamp and publisher index only, no topic string is built) so the generator
+/// spends as little CPU per message as possible; other packets go through MQTTCodec.
+/// Everything runs on the channel's event loop.
+final class MQTTClient: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    enum State { case connecting, subscribing, ready, closing, closed }
+
+    let config: ClientConfig
+    let bench: BenchContext
+    let counters: LoopCounters
+    let eventLoop: EventLoop
+    /// Succeeds at CONNACK (publishers) or SUBACK (subscribers); fails on refusal or close.
+    let ready: EventLoopPromise<Void>
+
+    var state = State.connecting
+    var context: ChannelHandlerContext?
+    private var cumulation: ByteBuffer?
+    /// Acks to write at the end of the read.
+    private var pendingOut: ByteBuffer?
+    private var decoder: MQTTDecoder
+    private var pingTask: RepeatedTask?
+    private var timeoutTask: Scheduled<Void>?
+    /// Server's Receive Maximum (5.0).
+    var serverReceiveMaximum = Int.max
+    /// Set when an ack came in during this read, so the publisher pumps once at its end.
+    var ackedInRead = false
+
+    // Publisher state (Client+Publish.swift).
+    var pub: PublisherState?
+
+    init(config: ClientConfig, bench: BenchContext, eventLoop: EventLoop) {
+        self.config = config
+        self.bench = bench
+        self.eventLoop = eventLoop
+        self.counters = bench.counters(for: eventLoop)
+        self.ready = eventLoop.makePromise(of: Void.self)
+        self.decoder = MQTTDecoder(version: config.version, maxPacketSize: .max)
+        if let p = config.publish { pub = PublisherState(config: p, qos: config.qos, version: config.version) }
+    }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let connect = ClientPackets.connect(config).encoded(version: config.version, allocator: context.channel.allocator)
+        context.writeAndFlush(wrapOutboundOut(connect), promise: nil)
+        timeoutTask = eventLoop.scheduleTask(in: .milliseconds(Int64(config.connectTimeout * 1000))) { [weak self] in
+            guard let self, self.state == .connecting || self.state == .subscribing else { return }
+            self.fail("timed out waiting for \(self.state == .connecting ? "CONNACK" : "SUBACK")")
+        }
+        if config.keepalive > 0 {
+            let every = TimeAmount.milliseconds(Int64(config.keepalive) * 500)
+            pingTask = eventLoop.scheduleRepeatedTask(initialDelay: every, delay: every) { [weak self] _ in
+                guard let self, let ctx = self.context, self.state == .ready else { return }
+                var b = ctx.channel.allocator.buffer(capacity: 2)
+                b.writeBytes(ClientPackets.pingreq)
+                ctx.writeAndFlush(self.wrapOutboundOut(b), promise: nil)
+            }
+        }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        switch state {
+        case .connecting, .subscribing:
+            fail("connection closed before \(state == .connecting ? "CONNACK" : "SUBACK")", close: false)
+        case .ready:
+            counters.c.disconnects += 1
+        case .closing, .closed:
+            break
+        }
+        state = .closed
+        pingTask?.cancel()
+        timeoutTask?.cancel()
+        pub?.stop()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if state == .connecting || state == .subscribing {
+            fail("\(error)")
+        } else if state == .ready {
+            counters.c.protocolErrors += 1
+            context.close(promise: nil)
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { pump() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    private func fail(_ why: String, close: Bool = true) {
+        if state == .connecting || state == .subscribing {
+            counters.c.connectErrors += 1
+            ready.fail(BenchError.connect(config.clientId, why))
+        }
+        state = .closed
+        timeoutTask?.cancel()
+        if close { context?.close(promise: nil) }
+    }
+
+    // MARK: Reading
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let incoming = unwrapInboundIn(data)
+        var buffer: ByteBuffer
+        if var c = cumulation {
+            cumulation = nil
+            var i = incoming
+            c.writeBuffer(&i)
+            buffer = c
+        } else {
+            buffer = incoming
+        }
+        do {
+            try frames(&buffer)
+        } catch {
+            counters.c.protocolErrors += 1
+            context.close(promise: nil)
+            return
+        }
+        if buffer.readableBytes > 0 {
+            if buffer.readerIndex > 65_536 { buffer.discardReadBytes() }
+            cumulation = buffer
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if var out = pendingOut, out.readableBytes > 0 {
+            pendingOut = nil
+            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+            out.clear()
+        }
+        if ackedInRead {
+            ackedInRead = false
+            pump()
+        }
+        context.fireChannelReadComplete()
+    }
+
+    /// Handles every complete packet in `b`.
+    private func frames(_ b: inout ByteBuffer) throws {
+        let now = monotonicNanos()
+        let measuring = bench.measuring.load(ordering: .relaxed)
+        let flows = bench.flows
+        while true {
+            let start = b.readerIndex
+            guard let first = b.getInteger(at: start, as: UInt8.self) else { return }
+            var length = 0
+            var multiplier = 1
+            var i = 1
+            while true {
+                guard let byte = b.getInteger(at: start + i, as: UInt8.self) else { return }
+                length += Int(byte & 0x7F) * multiplier
+                i += 1
+                if byte & 0x80 == 0 { break }
+                if i == 5 { throw BenchError.protocolViolation("remaining length longer than 4 bytes") }
+                multiplier *= 128
+            }
+            let total = i + length
+            guard b.readableBytes >= total else { return }
+            if first >> 4 == PacketType.publish.rawValue {
+                try receivePublish(b, first: first, bodyStart: start + i, end: start + total, now: now, measuring: measuring,
+                                   flows: flows)
+            } else {
+                var slice = b.getSlice(at: start, length: total)!
+                if let packet = try decoder.decode(buffer: &slice) { handle(packet) }
+            }
+            b.moveReaderIndex(forwardBy: total)
+        }
+    }
+
+    @inline(__always)
+    private func receivePublish(_ b: ByteBuffer, first: UInt8, bodyStart: Int, end: Int, now: UInt64, measuring: Bool,
+                                flows: [PublisherFlow]) throws {
+        let qos = (first >> 1) & 0x03
+        guard let topicLength = b.getInteger(at: bodyStart, as: UInt16.self) else {
+            throw BenchError.protocolViolation("PUBLISH without a topic")
+        }
+        var p = bodyStart + 2 + Int(topicLength)
+        var id: UInt16 = 0
+        if qos > 0 {
+            id = b.getInteger(at: p, as: UInt16.self) ?? 0
+            p += 2
+        }
+        if config.version == .v5 {
+            var propLength = 0
+            var multiplier = 1
+            while let byte = b.getInteger(at: p, as: UInt8.self) {
+                p += 1
+                propLength += Int(byte & 0x7F) * multiplier
+                if byte & 0x80 == 0 { break }
+                multiplier *= 128
+            }
+            p += propLength
+        }
+        guard p <= end else { throw BenchError.protocolViolation("PUBLISH shorter than its headers") }
+        counters.c.received += 1
+        if first & 0x08 != 0 { counters.c.duplicates += 1 }
+        if end - p >= BenchPayload.minimumSize {
+            let ts = b.getInteger(at: p + BenchPayload.timestampOffset, as: UInt64.self)!
+            if measuring && now >= ts { counters.c.latency.record(now - ts) }
+            let publisher = Int(b.getInteger(at: p + BenchPayload.publisherOffset, as: UInt32.self)!)
+            if publisher < flows.count { flows[publisher].delivered() }
+        }
+        if qos == 1 {
+            queueAck(0x40, id: id)
+        } else if qos == 2 {
+            queueAck(0x50, id: id)
+        }
+    }
+
+    private func queueAck(_ first: UInt8, id: UInt16) {
+        if pendingOut == nil { pendingOut = context?.channel.allocator.buffer(capacity: 256) }
+        ClientPackets.writeAck(first, id: id, into: &pendingOut!)
+    }
+
+    private func handle(_ packet: Packet) {
+        switch packet {
+        case .connack(let c):
+            guard state == .connecting else { return }
+            guard c.reasonCode == .success else {
+                return fail("CONNACK refused: \(c.reasonCode)")
+            }
+            if let rm = c.properties.receiveMaximum { serverReceiveMaximum = Int(rm) }
+            counters.c.connected += 1
+            if let filter = config.subscribe {
+                state = .subscribing
+                send(ClientPackets.subscribe(filter: filter, qos: config.qos))
+            } else {
+                becomeReady()
+            }
+        case .suback(let s):
+            guard state == .subscribing else { return }
+            if let bad = s.reasonCodes.first(where: { $0.rawValue >= 0x80 }) {
+                return fail("SUBACK refused: \(bad)")
+            }
+            becomeReady()
+        case .puback(let a):
+            publisherAcked(a.packetId)
+        case .pubrec(let a):
+            queueAck(0x62, id: a.packetId)
+        case .pubcomp(let a):
+            publisherAcked(a.packetId)
+        case .pubrel(let a):
+            queueAck(0x70, id: a.packetId)
+        case .pingresp:
+            break
+        case .disconnect(let d):
+            counters.c.protocolErrors += 1
+            if state != .ready { fail("DISCONNECT \(d.reasonCode)") }
+        default:
+            counters.c.protocolErrors += 1
+        }
+    }
+
+    private func becomeReady() {
+        state = .ready
+        timeoutTask?.cancel()
+        ready.succeed(())
+    }
+
+    func send(_ packet: Packet) {
+        guard let context else { return }
+        context.writeAndFlush(wrapOutboundOut(packet.encoded(version: config.version, allocator: context.channel.allocator)),
+                              promise: nil)
+    }
+
+    /// DISCONNECT and close. Runs on the loop.
+    func disconnect() -> EventLoopFuture<Void> {
+        pub?.stop()
+        pingTask?.cancel()
+        guard let context, state != .closed else { return eventLoop.makeSucceededVoidFuture() }
+        state = .closing
+        var b = context.channel.allocator.buffer(capacity: 2)
+        b.writeBytes(ClientPackets.disconnect)
+        context.writeAndFlush(wrapOutboundOut(b), promise: nil)
+        let p = eventLoop.makePromise(of: Void.self)
+        context.close(promise: p)
+        return p.futureResult.recover { _ in }
+    }
+}
+
+enum BenchError: Error, CustomStringConvertible {
+    case connect(String, String)
+    case protocolViolation(String)
+    case setup(String)
+
+    var description: String {
+        switch self {
+        case .connect(let id, let why): return "\(id): \(why)"
+        case .protocolViolation(let why): return "protocol violation: \(why)"
+        case .setup(let why): return why
+        }
+    }
+}

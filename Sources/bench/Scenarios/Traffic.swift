@@ -1,0 +1,148 @@
+import Atomics
+import MQTTCodec
+import NIOCore
+
+/// The shape of a message run: who publishes where, who subscribes to what.
+struct TrafficPlan {
+    var scenario: String
+    /// Topic of each publisher.
+    var publisherTopics: [String]
+    /// Filter of each subscriber.
+    var subscriberFilters: [String]
+    /// Deliveries of one message to subscribers of this process.
+    var fanout: Int
+}
+
+/// Runs a plan: subscribers connect and subscribe, publishers connect, traffic flows for
+/// the warm-up and the measured duration, then publishing stops and the run drains.
+struct TrafficRunner {
+    let plan: TrafficPlan
+    let conn: ConnectionOptions
+    let traffic: TrafficOptions
+
+    func run() async throws -> RunResult {
+        raiseOpenFileLimit()
+        let version = try conn.version()
+        let bench = BenchContext(threads: conn.threads)
+        let P = plan.publisherTopics.count
+        let S = plan.subscriberFilters.count
+        let pubLoops = (0..<P).map { bench.loops[$0 % bench.loops.count] }
+        // Subscribers start on the loop after the publishers', so a pair spans two loops.
+        let subLoops = (0..<S).map { bench.loops[($0 + 1) % bench.loops.count] }
+        let closedLoopEndToEnd = P > 0 && S > 0
+        if closedLoopEndToEnd {
+            let perPublisher = max(1, traffic.window / P)
+            bench.flows = pubLoops.enumerated().map {
+                PublisherFlow(index: $0.offset, eventLoop: $0.element, fanout: plan.fanout, window: perPublisher)
+            }
+        }
+        let connector = Connector(bench: bench, options: conn)
+        let prefix = "\(conn.clientIdPrefix)\(getpidValue())-"
+        let base = ClientConfig(clientId: "", version: version, username: conn.username, password: conn.password,
+                                keepalive: conn.keepalive, connectTimeout: conn.connectTimeout, qos: traffic.qosValue)
+        let filters = plan.subscriberFilters
+        let subs = await connector.connect(count: S, loops: subLoops) { i in
+            var c = base
+            c.clientId = "\(prefix)s\(i)"
+            c.subscribe = filters[i]
+            return c
+        }
+        let topics = plan.publisherTopics
+        let perPublisherRate = traffic.rate > 0 && P > 0 ? traffic.rate / Double(P) : 0
+        let size = traffic.size
+        let inflight = traffic.inflight
+        let pubs = await connector.connect(count: P, loops: pubLoops) { i in
+            var c = base
+            c.clientId = "\(prefix)p\(i)"
+            c.publish = PublishConfig(index: i, topic: topics[i], payloadSize: size, rate: perPublisherRate, inflight: inflight)
+            return c
+        }
+        let allClients = subs.clients + pubs.clients
+        let connectSeconds = subs.seconds + pubs.seconds
+        var connections = RunResult.Connections(
+            attempted: S + P, connected: subs.connected + pubs.connected, errors: subs.failed + pubs.failed,
+            seconds: connectSeconds, perSecond: connectSeconds > 0 ? Double(subs.connected + pubs.connected) / connectSeconds : 0,
+            firstErrors: subs.firstErrors + pubs.firstErrors, disconnects: 0)
+        guard connections.errors == 0 else {
+            await Connector.disconnectAll(allClients)
+            await bench.shutdown()
+            throw BenchError.setup("\(connections.errors) of \(S + P) connections failed: " + connections.firstErrors.joined(separator: "; "))
+        }
+
+        // Traffic.
+        for (i, c) in pubs.clients.enumerated() {
+            guard let c else { continue }
+            let flow = closedLoopEndToEnd ? bench.flows[i] : nil
+            c.eventLoop.execute {
+                c.pub?.flow = flow
+                c.startPublishing()
+            }
+        }
+        if S > 0 && P == 0 { bench.measuring.store(true, ordering: .relaxed) }
+        try await sleep(seconds: traffic.warmup)
+        let s0 = try await bench.snapshot()
+        bench.measuring.store(true, ordering: .relaxed)
+        let cpu0 = CPUSample.now()
+        let broker0 = conn.brokerPid.flatMap { ProcessSample.read(pid: $0) }
+        try await sleep(seconds: traffic.duration)
+        let s1 = try await bench.snapshot()
+        let cpu1 = CPUSample.now()
+        let broker1 = conn.brokerPid.flatMap { ProcessSample.read(pid: $0) }
+        bench.publishing.store(false, ordering: .relaxed)
+        for case let c? in pubs.clients { c.eventLoop.execute { c.pub?.stop() } }
+
+        // Drain: wait for deliveries and acks, up to --drain seconds.
+        var s2 = try await bench.snapshot()
+        let drainEnd = monotonicNanos() + UInt64(traffic.drain * 1e9)
+        while monotonicNanos() < drainEnd {
+            let deliveriesDone = !closedLoopEndToEnd || s2.received >= s2.sent * plan.fanout
+            let acksDone = traffic.qos == 0 || s2.acked >= s2.sent
+            if deliveriesDone && acksDone && P > 0 { break }
+            try await sleep(seconds: 0.05)
+            s2 = try await bench.snapshot()
+        }
+        bench.measuring.store(false, ordering: .relaxed)
+        await Connector.disconnectAll(allClients)
+        await bench.shutdown()
+
+        let wall = Double(cpu1.wall - cpu0.wall) / 1e9
+        connections.disconnects = s2.disconnects
+        let expected = closedLoopEndToEnd ? s2.sent * plan.fanout : nil
+        let receivedInWindow = s1.received - s0.received
+        let sentInWindow = s1.sent - s0.sent
+        var result = RunResult(
+            scenario: plan.scenario, label: conn.label, broker: "\(conn.host):\(conn.port)", mqttVersion: version.description,
+            qos: traffic.qos, payloadBytes: traffic.size, publishers: P, subscribers: S,
+            targetRate: traffic.rate > 0 ? traffic.rate : nil, durationSeconds: wall.rounded(toPlaces: 3),
+            sent: P > 0 ? s2.sent : nil, received: S > 0 ? s2.received : nil, expected: expected,
+            sentPerSecond: P > 0 ? (Double(sentInWindow) / wall).rounded() : nil,
+            receivedPerSecond: S > 0 ? (Double(receivedInWindow) / wall).rounded() : nil,
+            latency: RunResult.latency(s2.latency),
+            lost: expected.map { max(0, $0 - s2.received) }, duplicates: S > 0 ? s2.duplicates : nil,
+            acked: traffic.qos > 0 && P > 0 ? s2.acked : nil, stalls: P > 0 ? s2.stalls : nil,
+            protocolErrors: s2.protocolErrors, connections: connections,
+            bench: benchCPU(cpu0, cpu1, threads: conn.threads), brokerProcess: nil, date: isoDate())
+        if let pid = conn.brokerPid, let b0 = broker0, let b1 = broker1 {
+            let messages = S > 0 ? receivedInWindow : sentInWindow
+            let cpu = b1.cpuSeconds - b0.cpuSeconds
+            result.brokerProcess = .init(
+                pid: pid, cpuSeconds: cpu.rounded(toPlaces: 3), coresUsed: (cpu / wall).rounded(toPlaces: 3),
+                cpuSecondsPerMillionMessages: messages > 0 ? (cpu / (Double(messages) / 1e6)).rounded(toPlaces: 3) : nil,
+                rssBeforeBytes: b0.rssBytes, rssAfterBytes: b1.rssBytes, rssPerConnectionBytes: nil)
+        }
+        return result
+    }
+}
+
+func benchCPU(_ a: CPUSample, _ b: CPUSample, threads: Int) -> RunResult.BenchCPU {
+    let cpu = (b.user - a.user) + (b.system - a.system)
+    let wall = Double(b.wall - a.wall) / 1e9
+    let used = wall > 0 ? cpu / wall : 0
+    let cores = onlineCPUs()
+    return .init(threads: threads, cores: cores, cpuSeconds: cpu.rounded(toPlaces: 3), coresUsed: used.rounded(toPlaces: 3),
+                 saturated: used >= 0.9 * Double(min(threads, cores)))
+}
+
+func sleep(seconds: Double) async throws {
+    if seconds > 0 { try await Task.sleep(nanoseconds: UInt64(seconds * 1e9)) }
+}
