@@ -15,15 +15,19 @@ struct SwiftletBench: AsyncParsableCommand {
         subcommands: [Conn.self, Pub.self, Sub.self, Pairs.self, FanIn.self, FanOut.self])
 }
 
-// Top-level code picks ParsableCommand's synchronous main(), which never runs an async
-// subcommand; parse and dispatch explicitly instead.
-do {
-    var command = try SwiftletBench.parseAsRoot()
-    if var asyncCommand = command as? AsyncParsableCommand {
-        try await asyncCommand.run()
-    } else {
-        try command.run()
+/// Parses and runs the command; `AsyncParsableCommand.main` would do the same, but top-level
+/// code resolves `main()` to ParsableCommand's synchronous one, which never awaits `run()`.
+func runBench() async {
+    do {
+        var command = try await SwiftletBench.asyncParseAsRoot()
+        if var asyncCommand = command as? AsyncParsableCommand {
+            try await asyncCommand.run()
+        } else {
+            try command.run()
+        }
+    } catch {
+        SwiftletBench.exit(withError: error)
     }
-} catch {
-    SwiftletBench.exit(withError: error)
 }
+
+await runBench()
