@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "swiftlet-bench", targets: ["swiftlet-bench"]),
         .library(name: "MQTTCodec", targets: ["MQTTCodec"]),
         .library(name: "SwiftletCore", targets: ["SwiftletCore"]),
+        .library(name: "SwiftletIPC", targets: ["SwiftletIPC"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -28,6 +29,11 @@ let package = Package(
     targets: [
         .target(
             name: "MQTTCodec",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "SwiftletIPC",
             dependencies: [.product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
@@ -77,6 +83,10 @@ let package = Package(
             ],
             path: "Sources/bench",
             swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SwiftletIPCTests",
+            dependencies: ["SwiftletIPC", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
             name: "MQTTCodecTests",

@@ -21,6 +21,10 @@ final class PublisherState {
     private var nextId: UInt16 = 1
     var tick: RepeatedTask?
     var pumpQueued = false
+    /// Set when the in-flight limit stopped the last pump: acks then restart it.
+    var waitingForAcks = false
+    /// In-flight limit in force (QoS 1/2).
+    var inflightLimit = Int.max
     var lastReceived = -1
     var lastProgress: UInt64 = 0
 
@@ -128,11 +132,14 @@ extension MQTTClient {
                 flowLimited = true
             }
         }
+        pub.waitingForAcks = false
         if pub.qos != .atMostOnce {
             let limit = min(pub.config.inflight > 0 ? pub.config.inflight : 65_000, serverReceiveMaximum, 65_000)
+            pub.inflightLimit = limit
             if limit - pub.inflight < n {
                 n = limit - pub.inflight
                 limited = true
+                pub.waitingForAcks = true
             }
         }
         if pub.config.rate > 0 {
@@ -182,6 +189,10 @@ extension MQTTClient {
     func publisherAcked(_ id: UInt16) {
         guard let pub, pub.release(id) else { return }
         counters.c.acked += 1
-        ackedInRead = true
+        // Restart a pump the in-flight limit stopped once half the limit (or a full batch)
+        // is free again; in the end-to-end closed loop the window, not acks, paces sending.
+        if pub.waitingForAcks && pub.inflightLimit - pub.inflight >= max(1, min(pub.maxBatch, pub.inflightLimit / 2)) {
+            ackedInRead = true
+        }
     }
 }

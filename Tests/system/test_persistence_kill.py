@@ -1,0 +1,135 @@
+"""Durable store under kill -9: every message whose PUBACK (QoS 1) / PUBREC (QoS 2) the
+publisher saw reaches every persistent session that was subscribed, after any number of
+kill -9 / restarts of the broker at random moments of a publish stream.
+
+Set SWIFTLET_TEST_SEED to replay the kill moments of a failed run."""
+
+import time
+
+import pytest
+
+from clients import Client, connect_props
+from persist import (PahoQoS1Publisher, RawPublisher, check_stream, kill9, receive_all, restart,
+                     rng_for, start_store_broker, summarize)
+
+
+def run_kills(b, pub, rng, kills, min_run=0.3, max_run=1.5, deadline=None):
+    """kill -9 the broker `kills` times at random moments while `pub` streams; returns a log."""
+    log = []
+    for i in range(kills):
+        assert deadline is None or time.monotonic() < deadline, f"time budget exceeded after {i} kills: {log}"
+        pub.wait_acked(pub.acked_count() + 10, timeout=20)  # the stream runs on this incarnation
+        time.sleep(rng.uniform(min_run, max_run))
+        acked = pub.acked_count()
+        t0 = time.monotonic()
+        kill9(b)
+        restart(b)
+        log.append(f"kill {i + 1} at ack #{acked} (next seq {pub.next_seq}), restart {time.monotonic() - t0:.2f}s")
+    pub.wait_acked(pub.acked_count() + 10, timeout=20)  # the stream resumes after the last restart
+    pub.halt()
+    return log
+
+
+def persistent_subscriber(b, client_id, topic, qos, version):
+    if version == 5:
+        s = Client(b, client_id=client_id, version=5, clean=True,
+                   properties=connect_props(SessionExpiryInterval=3600))
+    else:
+        s = Client(b, client_id=client_id, version=4, clean=False)
+    assert s.subscribe(topic, qos=qos) == [qos]
+    s.disconnect()
+    return s
+
+
+def reconnect_subscriber(b, client_id, version):
+    if version == 5:
+        s = Client(b, client_id=client_id, version=5, clean=False,
+                   properties=connect_props(SessionExpiryInterval=3600))
+    else:
+        s = Client(b, client_id=client_id, version=4, clean=False)
+    return s
+
+
+def stream_test(broker_factory, uniq, name, mode, qos, sub_version, kills, make_pub, budget):
+    start = time.monotonic()
+    rng, seed = rng_for(name)
+    b = start_store_broker(broker_factory, mode=mode)
+    topic = f"{uniq}/stream"
+    sid = f"{uniq}-sub"
+    persistent_subscriber(b, sid, topic, qos, sub_version)
+    pub = make_pub(b, topic).start()
+    try:
+        log = run_kills(b, pub, rng, kills, deadline=start + budget)
+    finally:
+        pub.stop_ev.set()
+    assert not pub.nosub, (f"broker answered 'no matching subscribers' (0x10) for {len(pub.nosub)} messages: "
+                           f"{summarize(pub.nosub)} - the persistent subscription was lost (kills: {log}, seed {seed})")
+    assert not pub.failed, f"failure reason codes: {pub.failed[:10]} (seed {seed})"
+    acked = list(pub.acked)
+    assert len(acked) > 50 and pub.connections == kills + 1, (len(acked), pub.connections)
+
+    s = reconnect_subscriber(b, sid, sub_version)
+    try:
+        assert s.session_present, f"persistent session lost after kills {log} (seed {seed})"
+        received = receive_all(s, acked, timeout=max(20.0, start + budget + 20 - time.monotonic()))
+        seqs, dups = check_stream(received, acked, pub.next_seq, qos, f"{log} seed {seed}")
+    finally:
+        s.disconnect()
+    b.assert_alive()
+    assert time.monotonic() - start < budget + 30, f"took {time.monotonic() - start:.0f}s"
+    return acked, seqs, dups, log
+
+
+def test_qos1_stream_survives_repeated_kill9(broker_factory, uniq):
+    """6 kills at random moments of a QoS 1 stream to an offline 3.1.1 clean-session-0
+    subscriber: every PUBACKed message arrives, in order (duplicates allowed)."""
+    acked, seqs, dups, log = stream_test(
+        broker_factory, uniq, "qos1", "batched", 1, 4, kills=6,
+        make_pub=lambda b, t: PahoQoS1Publisher(b, t, window=30), budget=60)
+    print(f"acked {len(acked)}, received {len(seqs)}, duplicates {len(dups)}; {log}")
+
+
+def test_qos2_stream_survives_kill9_exactly_once(broker_factory, uniq):
+    """3 kills of a QoS 2 stream to an offline 5.0 subscriber (session expiry 3600): every
+    PUBRECed message arrives exactly once, in order."""
+    acked, seqs, dups, log = stream_test(
+        broker_factory, uniq, "qos2", "batched", 2, 5, kills=3,
+        make_pub=lambda b, t: RawPublisher(b, t, qos=2, window=10), budget=40)
+    print(f"acked {len(acked)}, received {len(seqs)}; {log}")
+
+
+def test_sync_mode_qos1_stream_survives_kill9(broker_factory, uniq):
+    """mode = "sync": the QoS 1 promise holds over 2 kills (5.0 subscriber)."""
+    acked, seqs, dups, log = stream_test(
+        broker_factory, uniq, "sync", "sync", 1, 5, kills=2,
+        make_pub=lambda b, t: PahoQoS1Publisher(b, t, window=30), budget=30)
+    print(f"acked {len(acked)}, received {len(seqs)}, duplicates {len(dups)}; {log}")
+
+
+def test_qos1_stream_to_two_persistent_sessions(broker_factory, uniq):
+    """Two persistent sessions (3.1.1, and 5.0 with two overlapping filters), 3 kills, raw
+    QoS 1 publisher: both receive every PUBACKed message, in order."""
+    start = time.monotonic()
+    rng, seed = rng_for("two")
+    b = start_store_broker(broker_factory)
+    topic = f"{uniq}/a/b"
+    persistent_subscriber(b, f"{uniq}-s4", topic, 1, 4)
+    s5 = Client(b, client_id=f"{uniq}-s5", version=5, clean=True, properties=connect_props(SessionExpiryInterval=3600))
+    assert s5.subscribe(f"{uniq}/#", qos=1) == [1]
+    assert s5.subscribe(f"{uniq}/+/b", qos=1) == [1]
+    s5.disconnect()
+    pub = RawPublisher(b, topic, qos=1, window=20).start()
+    try:
+        log = run_kills(b, pub, rng, 3, deadline=start + 40)
+    finally:
+        pub.stop_ev.set()
+    assert not pub.nosub and not pub.failed, (summarize(pub.nosub), pub.failed[:5])
+    acked = list(pub.acked)
+    for sid, version in ((f"{uniq}-s4", 4), (f"{uniq}-s5", 5)):
+        s = reconnect_subscriber(b, sid, version)
+        try:
+            assert s.session_present, f"{sid}: session lost ({log}, seed {seed})"
+            received = receive_all(s, acked, timeout=30)
+            check_stream(received, acked, pub.next_seq, 1, f"{sid}: {log} seed {seed}")
+        finally:
+            s.disconnect()
