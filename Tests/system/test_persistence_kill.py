@@ -4,13 +4,12 @@ kill -9 / restarts of the broker at random moments of a publish stream.
 
 Set SWIFTLET_TEST_SEED to replay the kill moments of a failed run."""
 
+import threading
 import time
-
-import pytest
 
 from clients import Client, connect_props
 from persist import (PahoQoS1Publisher, RawPublisher, check_stream, kill9, receive_all, restart,
-                     rng_for, start_store_broker, summarize)
+                     rng_for, seqs_of, start_store_broker, summarize)
 
 
 def run_kills(b, pub, rng, kills, min_run=0.3, max_run=1.5, deadline=None):
@@ -133,3 +132,75 @@ def test_qos1_stream_to_two_persistent_sessions(broker_factory, uniq):
             check_stream(received, acked, pub.next_seq, 1, f"{sid}: {log} seed {seed}")
         finally:
             s.disconnect()
+
+
+class OnlineSubscriber:
+    """A persistent 5.0 subscriber that stays connected, reconnecting (clean start 0) after
+    every broker restart; collects everything it receives across connections."""
+
+    def __init__(self, b, client_id, topic, qos):
+        self.b, self.client_id = b, client_id
+        self.received = []
+        self.connections = []  # session_present of each connection after the first
+        self.stop_ev = threading.Event()
+        s = Client(b, client_id=client_id, version=5, clean=True, properties=connect_props(SessionExpiryInterval=3600))
+        assert s.subscribe(topic, qos=qos) == [qos]
+        self.thread = threading.Thread(target=self._run, args=(s,), daemon=True)
+        self.thread.start()
+
+    def _pump(self, s):
+        while not self.stop_ev.is_set() and not s.disconnected.is_set():
+            self.received += s.drain(0.05)
+        self.received += s.drain(0.05)
+        s.c.loop_stop()
+
+    def _run(self, s):
+        self._pump(s)
+        while not self.stop_ev.is_set():
+            try:
+                s = Client(self.b, client_id=self.client_id, version=5, clean=False,
+                           properties=connect_props(SessionExpiryInterval=3600))
+            except (OSError, AssertionError):
+                time.sleep(0.05)
+                continue
+            self.connections.append(s.session_present)
+            self._pump(s)
+        if not s.disconnected.is_set():
+            s.disconnect()
+
+    def wait_for(self, acked, timeout):
+        """Until every seq in `acked` was received (or timeout), then 0.5 s more; stops the thread."""
+        want = set(acked)
+        deadline = time.monotonic() + timeout
+        while want and time.monotonic() < deadline:
+            time.sleep(0.2)
+            want -= set(seqs_of(list(self.received)))
+        time.sleep(0.5)
+        self.halt()
+
+    def halt(self):
+        self.stop_ev.set()
+        self.thread.join(15)
+
+
+def test_qos1_stream_to_online_subscriber_survives_kill9(broker_factory, uniq):
+    """A persistent subscriber connected during the stream (in-flight deliveries at each kill)
+    reconnects after each of 4 restarts: it receives every PUBACKed message, first occurrences in order."""
+    start = time.monotonic()
+    rng, seed = rng_for("online")
+    b = start_store_broker(broker_factory)
+    topic = f"{uniq}/online"
+    sub = OnlineSubscriber(b, f"{uniq}-sub", topic, 1)
+    pub = PahoQoS1Publisher(b, topic, window=30).start()
+    try:
+        log = run_kills(b, pub, rng, 4, deadline=start + 40)
+        acked = list(pub.acked)
+        sub.wait_for(acked, timeout=30)
+    finally:
+        pub.stop_ev.set()
+        sub.halt()
+    assert not pub.nosub and not pub.failed, (summarize(pub.nosub), pub.failed[:5])
+    assert all(sub.connections) and len(sub.connections) >= 4, \
+        f"session_present after reconnections: {sub.connections} (kills {log}, seed {seed})"
+    seqs, dups = check_stream(sub.received, acked, pub.next_seq, 1, f"{log} seed {seed}")
+    print(f"acked {len(acked)}, received {len(seqs)}, duplicates {len(dups)}; {log}")

@@ -26,6 +26,9 @@ extension Broker {
         let nowWall = StoreSchema.nowMs()
         var restored = 0
         var expired = 0
+        // Wills due while the broker was down go out once every session is back, so that
+        // every persistent subscriber gets them whatever the order of restoring.
+        var dueWills: [(Will, String, LoopContext)] = []
         for (i, rec) in snap.sessions.enumerated() {
             let ctx = loops[i % loops.count]
             let downSince = rec.disconnectedAt ?? snap.lastAlive ?? nowWall
@@ -41,8 +44,7 @@ extension Broker {
                 if let w = rec.will {
                     let dueIn = rec.willAt - nowWall
                     if dueIn <= 0 || remainingMs <= 0 {
-                        publishWill(w, clientId: rec.clientId, ctx: ctx)
-                        store?.submit(.willDone(clientId: rec.clientId))
+                        dueWills.append((w, rec.clientId, ctx))
                     } else {
                         s.pendingWill = (w, nil)
                         s.willTask = ctx.eventLoop.scheduleTask(in: .milliseconds(min(dueIn, remainingMs))) { [weak s, self] in
@@ -79,6 +81,12 @@ extension Broker {
                     }
                 }
                 return EventLoopFuture.andAllSucceed(futures, on: ctx.eventLoop)
+            }.get()
+        }
+        for (w, clientId, ctx) in dueWills {
+            try await ctx.eventLoop.submit { [self] in
+                publishWill(w, clientId: clientId, ctx: ctx)
+                store?.submit(.willDone(clientId: clientId))
             }.get()
         }
         if !snap.sessions.isEmpty {
