@@ -4,7 +4,13 @@
 //
 //   flock /tmp/swift-build.lock swift package --package-path Benchmarks \
 //       --scratch-path .build-bench benchmark --target ForwardAllocations
+import Foundation
 import PackageDescription
+
+// A path dependency's identity is its directory's name (the clone's, which varies), not the
+// root manifest's package name.
+let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .standardizedFileURL.lastPathComponent.lowercased()
 
 let package = Package(
     name: "SwiftletBenchmarks",
@@ -20,8 +26,8 @@ let package = Package(
             name: "ForwardAllocations",
             dependencies: [
                 .product(name: "Benchmark", package: "package-benchmark"),
-                .product(name: "SwiftletCore", package: "swiftlet"),
-                .product(name: "MQTTCodec", package: "swiftlet"),
+                .product(name: "SwiftletCore", package: root),
+                .product(name: "MQTTCodec", package: root),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

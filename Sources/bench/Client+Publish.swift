@@ -64,10 +64,12 @@ final class PublisherState {
 }
 
 extension PublisherFlow {
-    /// Messages this publisher may still send before its window is full.
+    /// Messages this publisher may still send before its window is full (at least one
+    /// message whenever nothing is outstanding, however large the fan-out).
     func credit(forgiven: Int) -> Int {
         let out = outstanding(forgiven: forgiven)
-        return window - (out + fanout - 1) / fanout
+        if out <= 0 { return max(1, window / fanout) }
+        return (window - out) / fanout
     }
 }
 

@@ -32,6 +32,9 @@ final class MQTTClient: ChannelInboundHandler, @unchecked Sendable {
     /// Set when an ack came in during this read, so the publisher pumps once at its end.
     var ackedInRead = false
 
+    /// Next expected sequence number per publisher index (0 = none seen yet, else seq + 1).
+    private var nextSequence: [UInt32] = []
+
     // Publisher state (Client+Publish.swift).
     var pub: PublisherState?
 
@@ -212,12 +215,40 @@ final class MQTTClient: ChannelInboundHandler, @unchecked Sendable {
             let ts = b.getInteger(at: p + BenchPayload.timestampOffset, as: UInt64.self)!
             if measuring && now >= ts { counters.c.latency.record(now - ts) }
             let publisher = Int(b.getInteger(at: p + BenchPayload.publisherOffset, as: UInt32.self)!)
+            let sequence = b.getInteger(at: p + BenchPayload.sequenceOffset, as: UInt32.self)!
+            checkSequence(publisher: publisher, sequence: sequence, inProcess: publisher < flows.count)
             if publisher < flows.count { flows[publisher].delivered() }
         }
         if qos == 1 {
             queueAck(0x40, id: id)
         } else if qos == 2 {
             queueAck(0x50, id: id)
+        }
+    }
+
+    /// Counts gaps (messages skipped) and late messages (behind a later one), per publisher.
+    /// `nextSequence` holds the expected next number + 1; 0 means none seen yet.
+    @inline(__always)
+    private func checkSequence(publisher: Int, sequence: UInt32, inProcess: Bool) {
+        guard publisher < 1 << 20 else { return }
+        if publisher >= nextSequence.count {
+            nextSequence.append(contentsOf: repeatElement(0, count: publisher + 1 - nextSequence.count))
+        }
+        let stored = nextSequence[publisher]
+        if stored == 0 {
+            // A publisher of this process starts at 0; another process's, anywhere.
+            if inProcess && sequence > 0 { counters.c.gaps += Int(sequence) }
+            nextSequence[publisher] = sequence &+ 2
+            return
+        }
+        let want = stored &- 1
+        if sequence == want {
+            nextSequence[publisher] = sequence &+ 2
+        } else if sequence > want {
+            counters.c.gaps += Int(sequence &- want)
+            nextSequence[publisher] = sequence &+ 2
+        } else {
+            counters.c.outOfOrder += 1
         }
     }
 

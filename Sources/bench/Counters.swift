@@ -14,6 +14,8 @@ struct Counters: Sendable {
     var disconnects = 0
     var protocolErrors = 0
     var stalls = 0
+    var gaps = 0
+    var outOfOrder = 0
     var latency = Histogram()
 
     mutating func add(_ o: Counters) {
@@ -26,6 +28,8 @@ struct Counters: Sendable {
         disconnects += o.disconnects
         protocolErrors += o.protocolErrors
         stalls += o.stalls
+        gaps += o.gaps
+        outOfOrder += o.outOfOrder
         latency.merge(o.latency)
     }
 }
@@ -46,7 +50,7 @@ final class PublisherFlow: @unchecked Sendable {
     let eventLoop: EventLoop
     /// Deliveries expected per message (subscribers per topic).
     let fanout: Int
-    /// Messages allowed in flight end to end.
+    /// Deliveries allowed in flight end to end (sent x fanout - received).
     let window: Int
     let sent = ManagedAtomic<Int>(0)
     let received = ManagedAtomic<Int>(0)
@@ -75,7 +79,7 @@ final class PublisherFlow: @unchecked Sendable {
         guard blocked.load(ordering: .sequentiallyConsistent) else { return }
         // Wake at half a window of credit, so the publisher sends a batch, not one message.
         let out = sent.load(ordering: .relaxed) * fanout - r - forgiven.load(ordering: .relaxed)
-        if out > (window * fanout) / 2 { return }
+        if out > window / 2 { return }
         if blocked.compareExchange(expected: true, desired: false, ordering: .sequentiallyConsistent).exchanged {
             eventLoop.execute { self.wake?() }
         }

@@ -91,8 +91,14 @@ struct TrafficOptions: ParsableArguments {
     @Option(help: "Seconds to wait after the last PUBLISH for deliveries and acks.")
     var drain: Double = 2
 
-    @Option(help: "Closed loop: messages in flight end to end (sent, not yet received) over all publishers.")
+    @Option(help: "Closed loop: deliveries in flight end to end (sent x subscribers per message, not yet received), over all publishers.")
     var window = 1000
+
+    @Option(help: "Closed loop: cap on the bytes of payload in flight end to end (the window shrinks for large payloads).")
+    var windowBytes = 1_048_576
+
+    /// Deliveries in flight, after the byte cap.
+    var effectiveWindow: Int { max(1, min(window, windowBytes / max(1, size))) }
 
     @Option(help: "Unacknowledged QoS 1/2 PUBLISH per publisher (0: no limit; 5.0 also caps it at the server's Receive Maximum).")
     var inflight = 0

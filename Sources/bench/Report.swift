@@ -67,6 +67,10 @@ struct RunResult: Codable {
     var acked: Int?
     /// Times a publisher's window was written off after 500 ms without a delivery.
     var stalls: Int?
+    /// Sequence numbers skipped, per publisher, as seen by subscribers.
+    var gaps: Int?
+    /// Messages that arrived behind a later one of the same publisher.
+    var outOfOrder: Int?
     var protocolErrors: Int
     var connections: Connections
     var bench: BenchCPU
@@ -114,6 +118,9 @@ struct RunResult: Codable {
             let word = (qos ?? 0) == 0 ? "dropped" : "lost"
             parts.append("\(word) \(lost)")
         }
+        if let g = gaps, g > 0 { parts.append("gaps \(g)") }
+        if let o = outOfOrder, o > 0 { parts.append("out of order \(o)") }
+        if let s = stalls, s > 0 { parts.append("stalls \(s)") }
         let c = connections
         parts.append("conn \(c.connected)/\(c.attempted) in \(fmt(c.seconds, 2)) s (\(grouped(c.perSecond))/s), \(c.errors) errors")
         if c.disconnects > 0 || protocolErrors > 0 { parts.append("\(c.disconnects) dropped connections, \(protocolErrors) protocol errors") }

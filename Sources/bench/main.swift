@@ -8,7 +8,7 @@ struct SwiftletBench: AsyncParsableCommand {
         discussion: """
             Every message carries its send time (monotonic ns) in the first 8 bytes of the payload; \
             subscribers report latency from it. Composite runs (pairs, fanin, fanout) are closed loop \
-            unless --rate is given: each publisher keeps at most its share of --window messages in \
+            unless --rate is given: each publisher keeps at most its share of --window deliveries in \
             flight end to end. Add --json for one JSON object per run, --broker-pid to include the \
             broker's CPU and memory.
             """,

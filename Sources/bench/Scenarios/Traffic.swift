@@ -31,7 +31,7 @@ struct TrafficRunner {
         let subLoops = (0..<S).map { bench.loops[($0 + 1) % bench.loops.count] }
         let closedLoopEndToEnd = P > 0 && S > 0
         if closedLoopEndToEnd {
-            let perPublisher = max(1, traffic.window / P)
+            let perPublisher = max(1, traffic.effectiveWindow / P)
             bench.flows = pubLoops.enumerated().map {
                 PublisherFlow(index: $0.offset, eventLoop: $0.element, fanout: plan.fanout, window: perPublisher)
             }
@@ -120,6 +120,7 @@ struct TrafficRunner {
             latency: RunResult.latency(s2.latency),
             lost: expected.map { max(0, $0 - s2.received) }, duplicates: S > 0 ? s2.duplicates : nil,
             acked: traffic.qos > 0 && P > 0 ? s2.acked : nil, stalls: P > 0 ? s2.stalls : nil,
+            gaps: S > 0 ? s2.gaps : nil, outOfOrder: S > 0 ? s2.outOfOrder : nil,
             protocolErrors: s2.protocolErrors, connections: connections,
             bench: benchCPU(cpu0, cpu1, threads: conn.threads), brokerProcess: nil, date: isoDate())
         if let pid = conn.brokerPid, let b0 = broker0, let b1 = broker1 {
