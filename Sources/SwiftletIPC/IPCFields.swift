@@ -72,8 +72,14 @@ public struct IPCWriter {
     public mutating func u32(_ v: UInt32) { buffer.writeInteger(v) }
     public mutating func u64(_ v: UInt64) { buffer.writeInteger(v) }
     public mutating func bool(_ v: Bool) { buffer.writeInteger(UInt8(v ? 1 : 0)) }
+    /// Senders must not exceed 65,535 bytes (SPEC 2.1); as a last defence a longer string is
+    /// cut at a character boundary, never inside one.
     public mutating func str(_ s: String) {
-        let n = min(s.utf8.count, Int(UInt16.max))
+        var n = min(s.utf8.count, Int(UInt16.max))
+        if n < s.utf8.count {
+            let bytes = Array(s.utf8)
+            while n > 0 && bytes[n] & 0xC0 == 0x80 { n -= 1 }
+        }
         buffer.writeInteger(UInt16(n))
         buffer.writeBytes(s.utf8.prefix(n))
     }

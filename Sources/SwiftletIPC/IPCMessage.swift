@@ -215,8 +215,13 @@ public enum IPCMessage: Sendable, Equatable {
             client.write(&w)
             message.write(&w)
         case .hookPublishReply(let action, let message):
-            w.u8(action)
-            if action == 1, let message { message.write(&w) }
+            // Action 1 without a message is sent as 0 (continue): the body stays decodable.
+            if action == 1, let message {
+                w.u8(1)
+                message.write(&w)
+            } else {
+                w.u8(action == 1 ? 0 : action)
+            }
         case .ctlRequest(let cmd, let args):
             w.str(cmd); w.list(args) { $0.str($1) }
         case .ctlReply(let status, let text, let json):
@@ -228,6 +233,10 @@ public enum IPCMessage: Sendable, Equatable {
     }
 
     public static func decode(_ frame: IPCFrame) throws -> IPCMessage {
+        let isRequest = [.hello, .register, .ping, .authnRequest, .authzRequest, .hookPublish, .ctlRequest].contains(frame.kind)
+        let isNotification = [.goodbye, .hookEvents, .invalidate].contains(frame.kind)
+        if isRequest && frame.requestId == 0 { throw IPCError.malformed("request \(frame.kind) with id 0") }
+        if isNotification && frame.requestId != 0 { throw IPCError.malformed("notification \(frame.kind) with a request id") }
         var r = IPCReader(frame.body)
         let m: IPCMessage
         switch frame.kind {
@@ -282,9 +291,13 @@ public enum IPCMessage: Sendable, Equatable {
         case .ctlRequest:
             m = .ctlRequest(command: try r.str(), args: try r.list { try $0.str() })
         case .ctlReply:
-            m = .ctlReply(status: try r.u8(), text: try r.str(), json: try r.str())
+            let status = try r.u8()
+            guard status <= 2 else { throw IPCError.malformed("ctl status \(status)") }
+            m = .ctlReply(status: status, text: try r.str(), json: try r.str())
         case .invalidate:
-            m = .invalidate(scope: try r.u8(), value: try r.str())
+            let scope = try r.u8()
+            guard scope <= 2 else { throw IPCError.malformed("invalidate scope \(scope)") }
+            m = .invalidate(scope: scope, value: try r.str())
         }
         try r.end()
         return m
