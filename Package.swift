@@ -12,6 +12,9 @@ let package = Package(
     products: [
         .executable(name: "swiftlet", targets: ["swiftlet"]),
         .executable(name: "swiftlet-bench", targets: ["swiftlet-bench"]),
+        .executable(name: "swiftlet-ctl", targets: ["swiftlet-ctl"]),
+        .executable(name: "swiftlet-sidecar-template", targets: ["swiftlet-sidecar-template"]),
+        .library(name: "SidecarKit", targets: ["SidecarKit"]),
         .library(name: "MQTTCodec", targets: ["MQTTCodec"]),
         .library(name: "SwiftletCore", targets: ["SwiftletCore"]),
         .library(name: "SwiftletIPC", targets: ["SwiftletIPC"]),
@@ -25,6 +28,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
     ],
     targets: [
         .target(
@@ -47,6 +52,7 @@ let package = Package(
             name: "SwiftletCore",
             dependencies: [
                 "MQTTCodec",
+                "SwiftletIPC",
                 "CSQLite",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -58,6 +64,9 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -70,6 +79,34 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/broker",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "SidecarKit",
+            dependencies: [
+                "SwiftletIPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "swiftlet-sidecar-template",
+            dependencies: [
+                "SidecarKit",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/sidecar-template",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "swiftlet-ctl",
+            dependencies: [
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/ctl",
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -152,8 +152,8 @@ final class ConfigLoaderTests: XCTestCase {
     }
 
     func testUnknownSection() {
-        let e = parseError("[mqtt]\nmax_qos = 1\n[auth]\nfile = \"x\"\n")
-        XCTAssertEqual(e?.key, "auth")
+        let e = parseError("[mqtt]\nmax_qos = 1\n[authx]\nfile = \"x\"\n")
+        XCTAssertEqual(e?.key, "authx")
     }
 
     func testUnknownListenerKey() {

@@ -23,6 +23,11 @@ public final class Broker: @unchecked Sendable {
     private(set) var store: DurableStore?
     private(set) var router: Router!
     public let startedAt = Date()
+    /// The auth/ACL chain; the built-in provider is always in it.
+    public let auth: AuthChain
+    public let builtinAuth: BuiltinAuth
+    /// Off-loop work: password hashing.
+    let threadPool: NIOThreadPool
     let clientsConnected = ManagedAtomic<Int>(0)
     let clientsMax = ManagedAtomic<Int>(0)
     let connectionsLock = NIOLock()
@@ -43,6 +48,12 @@ public final class Broker: @unchecked Sendable {
         self.group = group
         self.ownsGroup = ownsGroup
         self.retained = RetainedStore(maxCount: config.mqtt.maxRetainedMessages, maxBytes: config.mqtt.maxRetainedBytes)
+        self.threadPool = NIOThreadPool(numberOfThreads: 1)
+        self.threadPool.start()
+        self.auth = AuthChain(config: config.auth, allowAnonymous: config.mqtt.allowAnonymous, logger: logger)
+        self.builtinAuth = BuiltinAuth(usersPath: config.auth.usersFile, aclPath: config.auth.aclFile,
+                                       order: config.auth.builtinOrder, pool: threadPool)
+        self.auth.add(builtinAuth)
         var loops: [LoopContext] = []
         let all = Array(group.makeIterator())
         for (i, el) in all.enumerated() {
@@ -68,6 +79,10 @@ public final class Broker: @unchecked Sendable {
         if config.mqtt.allowAnonymous {
             logger.warning("anonymous access is allowed: any client can connect without credentials (set mqtt.allow_anonymous = false to refuse)")
         }
+        let users = try builtinAuth.reloadUsers()
+        let rules = try builtinAuth.reloadACL()
+        logger.info("built-in auth loaded", metadata: ["auth.users": "\(users)", "auth.acl_rules": "\(rules)",
+                                                       "auth.acl_file": "\(config.auth.aclFile ?? "(emqttd defaults)")"])
         if config.persistence.mode != .none {
             let store = DurableStore(path: config.persistence.storePath, mode: config.persistence.mode,
                                      commitInterval: config.persistence.commitInterval, logger: logger)
@@ -101,6 +116,7 @@ public final class Broker: @unchecked Sendable {
         }
         _ = try? await EventLoopFuture.andAllComplete(closes, on: group.next()).get()
         store?.stop()
+        try? await threadPool.shutdownGracefully()
         if ownsGroup { try? await group.shutdownGracefully() }
         logger.info("stopped")
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOCore
 
 /// A listening socket.
 public struct ListenerConfig: Sendable, Equatable {
@@ -61,6 +62,28 @@ public struct MQTTConfig: Sendable, Equatable {
     public init() {}
 }
 
+/// The auth/ACL chain (docs/auth.md).
+public struct AuthConfig: Sendable, Equatable {
+    /// Built-in users file (TOML); nil: no built-in users.
+    public var usersFile: String?
+    /// Built-in ACL rules file (TOML); nil: emqttd's default rules.
+    public var aclFile: String?
+    /// When no provider decides an ACL question.
+    public var aclNomatchAllow = false
+    /// When a provider fails (sidecar down, timeout, database error).
+    public var fallbackAllow = false
+    public var cacheSize = 100_000
+    public var allowTTL = TimeAmount.seconds(60)
+    public var denyTTL = TimeAmount.seconds(5)
+    /// Per-connection ACL cache entries (emqttd's acl_cache_max_size).
+    public var connectionCacheSize = 32
+    public var builtinOrder = 1000
+    /// Scheme for passwords set with `swiftlet-ctl users`.
+    public var passwordScheme: PasswordHash.Scheme = .bcrypt
+
+    public init() {}
+}
+
 /// The durable store (docs/persistence.md).
 public struct PersistenceConfig: Sendable, Equatable {
     public var mode: DurabilityMode = .batched
@@ -81,6 +104,7 @@ public struct BrokerConfig: Sendable, Equatable {
     /// Seconds between $SYS publications; 0 disables.
     public var sysInterval: Double = 60
     public var persistence = PersistenceConfig()
+    public var auth = AuthConfig()
 
     public init() {}
 }

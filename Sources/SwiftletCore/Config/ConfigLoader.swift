@@ -33,7 +33,7 @@ public enum ConfigLoader {
         }
         var reader = Reader(text: text)
         var config = BrokerConfig()
-        try reader.checkKeys(root, allowed: ["node", "log", "listeners", "mqtt", "sys", "persistence"], section: "")
+        try reader.checkKeys(root, allowed: ["node", "log", "listeners", "mqtt", "sys", "persistence", "auth"], section: "")
 
         if let node = try reader.table(root, "node", section: "") {
             try reader.checkKeys(node, allowed: ["name"], section: "node")
@@ -84,6 +84,34 @@ public enum ConfigLoader {
             if let v = try reader.number(t, "commit_interval", section: "persistence", min: 0.0001, max: 1) {
                 config.persistence.commitInterval = v
             }
+        }
+        if let t = try reader.table(root, "auth", section: "") {
+            let s = "auth"
+            try reader.checkKeys(t, allowed: ["users_file", "acl_file", "acl_nomatch", "fallback", "cache_size",
+                                              "cache_ttl_allow", "cache_ttl_deny", "connection_cache_size",
+                                              "builtin_order", "password_hash"], section: s)
+            var a = config.auth
+            a.usersFile = try reader.string(t, "users_file", section: s)
+            a.aclFile = try reader.string(t, "acl_file", section: s)
+            func allowDeny(_ key: String) throws -> Bool? {
+                guard let v = try reader.string(t, key, section: s) else { return nil }
+                guard v == "allow" || v == "deny" else { throw reader.error("auth.\(key)", "must be allow or deny") }
+                return v == "allow"
+            }
+            if let v = try allowDeny("acl_nomatch") { a.aclNomatchAllow = v }
+            if let v = try allowDeny("fallback") { a.fallbackAllow = v }
+            if let v = try reader.int(t, "cache_size", section: s, min: 1, max: 100_000_000) { a.cacheSize = v }
+            if let v = try reader.number(t, "cache_ttl_allow", section: s, min: 0, max: 86_400) { a.allowTTL = .milliseconds(Int64(v * 1000)) }
+            if let v = try reader.number(t, "cache_ttl_deny", section: s, min: 0, max: 86_400) { a.denyTTL = .milliseconds(Int64(v * 1000)) }
+            if let v = try reader.int(t, "connection_cache_size", section: s, min: 0, max: 100_000) { a.connectionCacheSize = v }
+            if let v = try reader.int(t, "builtin_order", section: s, min: 0, max: 65_535) { a.builtinOrder = v }
+            if let v = try reader.string(t, "password_hash", section: s) {
+                guard let scheme = PasswordHash.Scheme(rawValue: v) else {
+                    throw reader.error("auth.password_hash", "must be bcrypt or pbkdf2-sha512")
+                }
+                a.passwordScheme = scheme
+            }
+            config.auth = a
         }
         return config
     }

@@ -48,20 +48,21 @@ enum Listeners {
                     }
                     switch l.kind {
                     case .tcp, .tls:
-                        try addMQTTHandlers(channel: channel, broker: broker)
+                        try addMQTTHandlers(channel: channel, broker: broker, listener: l.name)
                     case .ws, .wss:
-                        try addWebSocketUpgrade(channel: channel, path: l.path, broker: broker)
+                        try addWebSocketUpgrade(channel: channel, path: l.path, broker: broker, listener: l.name)
                     }
                 }
             }
         return try await bootstrap.bind(host: l.host, port: l.port).get()
     }
 
-    static func addMQTTHandlers(channel: Channel, broker: Broker) throws {
+    static func addMQTTHandlers(channel: Channel, broker: Broker, listener: String = "embedded") throws {
         let ctx = broker.loopContext(for: channel.eventLoop)
         let peer = channel.remoteAddress
         let handler = MQTTConnectionHandler(broker: broker, ctx: ctx, peer: peer?.description ?? "unknown",
-                                            peerHost: peer?.ipAddress ?? "unknown")
+                                            peerHost: peer?.ipAddress ?? "unknown", peerPort: peer?.port ?? 0,
+                                            listenerName: listener)
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(ByteCounter(ctx: ctx))
         try sync.addHandler(ByteToMessageHandler(MQTTPacketDecoder(maxPacketSize: broker.config.mqtt.maxPacketSize)))
@@ -82,7 +83,7 @@ enum Listeners {
         return try NIOSSLContext(configuration: tls)
     }
 
-    static func addWebSocketUpgrade(channel: Channel, path: String, broker: Broker) throws {
+    static func addWebSocketUpgrade(channel: Channel, path: String, broker: Broker, listener: String) throws {
         let upgrader = NIOWebSocketServerUpgrader(
             maxFrameSize: max(broker.config.mqtt.maxPacketSize, 1 << 16),
             shouldUpgrade: { channel, head in
@@ -100,7 +101,7 @@ enum Listeners {
             upgradePipelineHandler: { channel, _ in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(WebSocketMQTTBridge())
-                    try addMQTTHandlers(channel: channel, broker: broker)
+                    try addMQTTHandlers(channel: channel, broker: broker, listener: listener)
                 }
             })
         let fallback = NotWebSocketResponder(path: path)

@@ -7,6 +7,10 @@ extension MQTTConnectionHandler {
     /// resumes a session and calls `attach`.
     func handleConnect(_ c: ConnectPacket) {
         idleTask?.cancel()
+        if let a = context?.channel.remoteAddress {
+            peerHost = a.ipAddress ?? peerHost
+            peerPort = a.port ?? peerPort
+        }
         version = c.protocolVersion
         cleanStart = c.cleanStart
         let m = config
@@ -47,12 +51,7 @@ extension MQTTConnectionHandler {
             if w.topic.hasPrefix("$SYS/") { return refuse(.notAuthorized, "will on a $SYS topic") }
             will = w
         }
-        // Authentication: built-in policy until auth providers are configured.
         username = c.username
-        if !m.allowAnonymous {
-            return refuse(c.username == nil ? .notAuthorized : .badUserNameOrPassword,
-                          "anonymous access is disabled and no authentication provider is configured")
-        }
         // Session expiry.
         var expiry: UInt32
         if version == .v5 {
@@ -66,9 +65,37 @@ extension MQTTConnectionHandler {
 
         state = .connecting
         armKeepAlive()
+        clientInfo = ClientInfo(clientId: clientId, username: c.username, peerAddress: peerHost, peerPort: peerPort,
+                                protocolLevel: version.rawValue, listener: listenerName)
+        let password = c.password.map { Array($0.readableBytesView) }
         let clientIdCopy = clientId
-        broker.openSession(for: self, clientId: clientIdCopy, cleanStart: c.cleanStart, expiry: expiry) { [self] session, present in
-            self.attach(session, present: present, assigned: assigned ? clientIdCopy : nil, requestedExpiry: p.sessionExpiryInterval)
+        broker.auth.authenticate(clientInfo, password: password, on: eventLoop).whenComplete { [self] result in
+            guard state == .connecting, context != nil else { return }
+            guard case .success(let verdict) = result, verdict.allowed else {
+                let why = (try? result.get())?.reason ?? "authentication failed"
+                refuse(c.username == nil ? .notAuthorized : .badUserNameOrPassword, why)
+                return
+            }
+            superuser = verdict.superuser
+            checkWill { [self] in
+                broker.openSession(for: self, clientId: clientIdCopy, cleanStart: c.cleanStart, expiry: expiry) { [self] session, present in
+                    self.attach(session, present: present, assigned: assigned ? clientIdCopy : nil,
+                                requestedExpiry: p.sessionExpiryInterval)
+                }
+            }
+        }
+    }
+
+    /// A will the client may not publish is discarded (logged), as emqttd does at publish time.
+    private func checkWill(then next: @escaping () -> Void) {
+        guard let w = will, !superuser else { return next() }
+        broker.auth.authorize(clientInfo, access: .publish, topic: w.topic, on: eventLoop).whenComplete { [self] result in
+            guard state == .connecting else { return }
+            if (try? result.get()) != true {
+                logger.info("will topic not authorized; will discarded", metadata: ["mqtt.topic": "\(w.topic)"])
+                will = nil
+            }
+            next()
         }
     }
 
@@ -132,9 +159,6 @@ extension MQTTConnectionHandler {
         startRetryTimer()
         broker.publishClientEvent(connected: self)
         if present { session.redeliver(ctx: ctx) }
-        let queued = pending
-        pending = []
-        for p in queued where state == .connected { handle(p) }
-        flushIfDirty()
+        resumePending()
     }
 }

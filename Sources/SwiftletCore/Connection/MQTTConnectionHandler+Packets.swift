@@ -113,6 +113,18 @@ extension MQTTConnectionHandler {
             }
         }
 
+        withACL(.publish, topic) { [self] allowed in
+            guard allowed else {
+                logger.debug("publish not authorized", metadata: ["mqtt.topic": "\(topic)"])
+                ctx.stats.messagesDropped += 1
+                // 3.x has no negative acknowledgement: the message is acknowledged and dropped.
+                return ackPublish(p, reason: .notAuthorized)
+            }
+            publishAuthorized(p, topic: topic, session: session)
+        }
+    }
+
+    private func publishAuthorized(_ p: PublishPacket, topic: String, session: Session) {
         var props = Properties()
         var expiry: UInt32?
         if version == .v5 && !p.properties.isEmpty {
@@ -155,16 +167,28 @@ extension MQTTConnectionHandler {
     // MARK: SUBSCRIBE / UNSUBSCRIBE
 
     private func handleSubscribe(_ s: SubscribePacket, session: Session) {
+        let topics: [String?] = s.subscriptions.map { ParsedFilter.parse($0.filter)?.filter }
+        withACL(.subscribe, topics) { [self] allowed in
+            subscribeAuthorized(s, session: session, allowed: allowed)
+        }
+    }
+
+    private func subscribeAuthorized(_ s: SubscribePacket, session: Session, allowed: [Bool]) {
         let m = config
         let subId = s.properties.subscriptionIdentifiers.first
         var codes: [ReasonCode] = []
         var futures: [EventLoopFuture<Void>] = []
         var retainedFor: [(ParsedFilter, SubscriptionOptions)] = []
-        for sub in s.subscriptions {
+        for (i, sub) in s.subscriptions.enumerated() {
             guard let parsed = ParsedFilter.parse(sub.filter),
                   parsed.filter.utf8.count <= m.maxTopicLength,
                   Topic.levelCount(parsed.filter) <= m.maxTopicLevels else {
                 codes.append(version == .v5 ? .topicFilterInvalid : .unspecifiedError)
+                continue
+            }
+            guard allowed[i] else {
+                logger.debug("subscribe not authorized", metadata: ["mqtt.topic": "\(sub.filter)"])
+                codes.append(version == .v5 ? .notAuthorized : .unspecifiedError)
                 continue
             }
             if parsed.group != nil && sub.noLocal && version == .v5 {

@@ -22,7 +22,9 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     var clientId = ""
     var username: String?
     let peer: String
-    let peerHost: String
+    var peerHost: String
+    var peerPort: Int
+    let listenerName: String
     var session: Session?
     var will: Will?
     var closeKind = CloseKind.abnormal
@@ -50,17 +52,26 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     var nextOutboundAlias: UInt16 = 1
 
     var pending: [Packet] = []
+    /// True while an authorization answer is awaited: later packets wait in `pending`.
+    var paused = false
+    var superuser = false
+    var clientInfo = ClientInfo(clientId: "", username: nil, peerAddress: "")
+    /// Per-connection ACL answers (emqttd's ACL cache): no shared state on the hot path.
+    var aclCache: [String: (allowed: Bool, expires: NIODeadline)] = [:]
+    var aclCacheGeneration: UInt64 = 0
     /// PUBACK/PUBREC in PUBLISH order; some wait for the durable store (MQTT-4.6.0-2).
     var acks: [PendingAck] = []
     var needsFlush = false
     var wasCounted = false
 
-    init(broker: Broker, ctx: LoopContext, peer: String, peerHost: String) {
+    init(broker: Broker, ctx: LoopContext, peer: String, peerHost: String, peerPort: Int = 0, listenerName: String = "") {
         self.broker = broker
         self.ctx = ctx
         self.eventLoop = ctx.eventLoop
         self.peer = peer
         self.peerHost = peerHost
+        self.peerPort = peerPort
+        self.listenerName = listenerName
         var l = broker.logger
         l[metadataKey: "mqtt.peer"] = "\(peer)"
         self.logger = l
@@ -112,6 +123,14 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             }
             pending.append(packet)
         case .connected:
+            if paused {
+                if pending.count >= 1000 {
+                    protocolError(.receiveMaximumExceeded, "too many packets while authorization is pending")
+                    return
+                }
+                pending.append(packet)
+                return
+            }
             handle(packet)
         case .closed:
             break

@@ -1,0 +1,71 @@
+import NIOCore
+
+/// Who is asking: the client as the auth chain sees it.
+public struct ClientInfo: Sendable, Hashable {
+    public var clientId: String
+    public var username: String?
+    public var peerAddress: String
+    public var peerPort: Int
+    public var protocolLevel: UInt8
+    public var listener: String
+    public var certCommonName: String?
+    public var certSubject: String?
+
+    public init(clientId: String, username: String?, peerAddress: String, peerPort: Int = 0, protocolLevel: UInt8 = 4,
+                listener: String = "", certCommonName: String? = nil, certSubject: String? = nil) {
+        self.clientId = clientId
+        self.username = username
+        self.peerAddress = peerAddress
+        self.peerPort = peerPort
+        self.protocolLevel = protocolLevel
+        self.listener = listener
+        self.certCommonName = certCommonName
+        self.certSubject = certSubject
+    }
+}
+
+/// emqttd's access values: 1 subscribe, 2 publish.
+public enum ACLAccess: UInt8, Sendable, Hashable {
+    case subscribe = 1
+    case publish = 2
+}
+
+/// One provider's answer. `ignore` passes to the next provider; `error` means it could not
+/// decide (its backend is down) and the broker's fallback applies, uncached.
+public enum ProviderDecision: Sendable, Equatable {
+    case allow(superuser: Bool)
+    case deny(reason: String)
+    case ignore
+    case error(String)
+}
+
+public struct ProviderAnswer: Sendable, Equatable {
+    public var decision: ProviderDecision
+    /// How long the answer may be cached; nil: the broker's default.
+    public var ttl: TimeAmount?
+
+    public init(_ decision: ProviderDecision, ttl: TimeAmount? = nil) {
+        self.decision = decision
+        self.ttl = ttl
+    }
+}
+
+/// An authentication and/or authorization backend in the chain (built-in or a sidecar).
+public protocol AuthProvider: AnyObject, Sendable {
+    var name: String { get }
+    /// Ascending: lower is asked first.
+    var order: Int { get }
+    var authenticates: Bool { get }
+    var authorizes: Bool { get }
+    func authenticate(_ client: ClientInfo, password: [UInt8]?, on loop: EventLoop) -> EventLoopFuture<ProviderAnswer>
+    func authorize(_ client: ClientInfo, access: ACLAccess, topic: String, on loop: EventLoop) -> EventLoopFuture<ProviderAnswer>
+}
+
+/// The chain's verdict on a CONNECT.
+public struct AuthnResult: Sendable, Equatable {
+    public var allowed: Bool
+    public var superuser: Bool
+    /// Which provider decided ("" when nobody did).
+    public var provider: String
+    public var reason: String
+}

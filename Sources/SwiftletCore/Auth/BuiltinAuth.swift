@@ -1,0 +1,173 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import TOMLKit
+
+/// A user of the built-in store.
+public struct BuiltinUser: Sendable, Equatable {
+    public var passwordHash: String
+    public var superuser: Bool
+}
+
+/// The embedded default provider: users (etc/users.toml) and emqttd-style ACL rules
+/// (etc/acl.toml), reloadable without a restart. Password checks run on a thread pool.
+public final class BuiltinAuth: AuthProvider, @unchecked Sendable {
+    public let name = "builtin"
+    public let order: Int
+    public var authenticates: Bool { true }
+    public var authorizes: Bool { true }
+    let usersPath: String?
+    let aclPath: String?
+    let pool: NIOThreadPool
+    private let state: NIOLockedValueBox<(users: [String: BuiltinUser], rules: [ACLRule])>
+
+    /// Starts with no users and emqttd's default rules; `reloadUsers`/`reloadACL` read the files.
+    public init(usersPath: String?, aclPath: String?, order: Int, pool: NIOThreadPool) {
+        self.usersPath = usersPath
+        self.aclPath = aclPath
+        self.order = order
+        self.pool = pool
+        self.state = NIOLockedValueBox(([:], ACLRule.emqttdDefaults))
+    }
+
+    public var users: [String: BuiltinUser] { state.withLockedValue { $0.users } }
+    public var rules: [ACLRule] { state.withLockedValue { $0.rules } }
+
+    /// Re-reads the ACL file (`swiftlet-ctl acl reload`). On error the old rules stay.
+    public func reloadACL() throws -> Int {
+        let rules = try aclPath.map(Self.loadRules) ?? ACLRule.emqttdDefaults
+        state.withLockedValue { $0.rules = rules }
+        return rules.count
+    }
+
+    public func reloadUsers() throws -> Int {
+        let users = try usersPath.map(Self.loadUsers) ?? [:]
+        state.withLockedValue { $0.users = users }
+        return users.count
+    }
+
+    public func authenticate(_ c: ClientInfo, password: [UInt8]?, on loop: EventLoop) -> EventLoopFuture<ProviderAnswer> {
+        guard let name = c.username, let user = users[name] else { return loop.makeSucceededFuture(ProviderAnswer(.ignore)) }
+        guard let password else { return loop.makeSucceededFuture(ProviderAnswer(.deny(reason: "no password"))) }
+        return pool.runIfActive(eventLoop: loop) {
+            PasswordHash.verify(password, against: user.passwordHash)
+                ? ProviderAnswer(.allow(superuser: user.superuser))
+                : ProviderAnswer(.deny(reason: "bad password"))
+        }
+    }
+
+    public func authorize(_ c: ClientInfo, access: ACLAccess, topic: String, on loop: EventLoop) -> EventLoopFuture<ProviderAnswer> {
+        for r in rules {
+            if let allow = r.decide(c, access: access, topic: topic) {
+                return loop.makeSucceededFuture(ProviderAnswer(allow ? .allow(superuser: false) : .deny(reason: "acl rule")))
+            }
+        }
+        return loop.makeSucceededFuture(ProviderAnswer(.ignore))
+    }
+
+    // MARK: Users file
+
+    public func setUser(_ name: String, password: String, superuser: Bool, scheme: PasswordHash.Scheme) throws {
+        guard let usersPath else { throw ConfigError(key: "auth.users_file", line: nil, message: "no users file is configured") }
+        let hash = try PasswordHash.make(password, scheme: scheme)
+        try state.withLockedValue { s in
+            var users = s.users
+            users[name] = BuiltinUser(passwordHash: hash, superuser: superuser)
+            try Self.saveUsers(users, to: usersPath)
+            s.users = users
+        }
+    }
+
+    @discardableResult
+    public func deleteUser(_ name: String) throws -> Bool {
+        guard let usersPath else { throw ConfigError(key: "auth.users_file", line: nil, message: "no users file is configured") }
+        return try state.withLockedValue { s in
+            var users = s.users
+            guard users.removeValue(forKey: name) != nil else { return false }
+            try Self.saveUsers(users, to: usersPath)
+            s.users = users
+            return true
+        }
+    }
+
+    static func loadUsers(_ path: String) throws -> [String: BuiltinUser] {
+        guard FileManager.default.fileExists(atPath: path) else { return [:] }
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let root: TOMLTable
+        do { root = try TOMLTable(string: text) } catch let e as TOMLParseError {
+            throw ConfigError(key: path, line: e.source.begin.line, message: e.description)
+        }
+        var users: [String: BuiltinUser] = [:]
+        guard let table = root["users"]?.table else { return users }
+        for name in table.keys {
+            guard let t = table[name]?.table, let hash = t["password"]?.string else {
+                throw ConfigError(key: "users.\(name).password", line: nil, message: "missing in \(path)")
+            }
+            users[name] = BuiltinUser(passwordHash: hash, superuser: t["superuser"]?.bool ?? false)
+        }
+        return users
+    }
+
+    static func saveUsers(_ users: [String: BuiltinUser], to path: String) throws {
+        var out = "# Swiftlet built-in users; manage with `swiftlet-ctl users add|del|passwd|list`.\n"
+        for name in users.keys.sorted() {
+            let u = users[name]!
+            out += "\n[users.\(tomlQuote(name))]\npassword = \(tomlQuote(u.passwordHash))\nsuperuser = \(u.superuser)\n"
+        }
+        let tmp = path + ".tmp"
+        try out.write(toFile: tmp, atomically: false, encoding: .utf8)
+        chmod(tmp, 0o600)
+        _ = try FileManager.default.replaceItemAt(URL(fileURLWithPath: path), withItemAt: URL(fileURLWithPath: tmp))
+    }
+
+    static func tomlQuote(_ s: String) -> String {
+        var r = "\""
+        for ch in s.unicodeScalars {
+            switch ch {
+            case "\"": r += "\\\""
+            case "\\": r += "\\\\"
+            case "\n": r += "\\n"
+            case "\t": r += "\\t"
+            default:
+                if ch.value < 0x20 || ch.value == 0x7f { r += String(format: "\\u%04X", ch.value) } else { r.unicodeScalars.append(ch) }
+            }
+        }
+        return r + "\""
+    }
+
+    // MARK: ACL file
+
+    static func loadRules(_ path: String) throws -> [ACLRule] {
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let root: TOMLTable
+        do { root = try TOMLTable(string: text) } catch let e as TOMLParseError {
+            throw ConfigError(key: path, line: e.source.begin.line, message: e.description)
+        }
+        guard let array = root["rules"]?.array else { return [] }
+        var rules: [ACLRule] = []
+        for (i, v) in array.enumerated() {
+            guard let t = v.table else { throw ConfigError(key: "rules[\(i + 1)]", line: nil, message: "not a table in \(path)") }
+            let key = "rules[\(i + 1)]"
+            let perm = t["permission"]?.string ?? ""
+            guard perm == "allow" || perm == "deny" else {
+                throw ConfigError(key: "\(key).permission", line: nil, message: "must be allow or deny in \(path)")
+            }
+            var who = ACLRule.Who.all
+            if let u = t["user"]?.string { who = .user(u) }
+            else if let c = t["clientid"]?.string { who = .clientId(c) }
+            else if let ip = t["ipaddr"]?.string {
+                guard let cidr = CIDR(ip) else { throw ConfigError(key: "\(key).ipaddr", line: nil, message: "bad address \(ip)") }
+                who = .ipaddr(cidr)
+            }
+            let accessName = t["access"]?.string ?? "pubsub"
+            guard let access = ACLRule.Access(rawValue: accessName) else {
+                throw ConfigError(key: "\(key).access", line: nil, message: "must be publish, subscribe or pubsub")
+            }
+            var topics = ["#"]
+            if let ta = t["topics"]?.array { topics = ta.compactMap { $0.string } }
+            rules.append(ACLRule(allow: perm == "allow", who: who, access: access, topics: topics))
+        }
+        return rules
+    }
+}

@@ -1,0 +1,59 @@
+import NIOCore
+
+extension MQTTConnectionHandler {
+    /// The connection's own cached answer, nil on a miss. Superusers bypass ACL.
+    func cachedACL(_ access: ACLAccess, _ topic: String) -> Bool? {
+        if superuser { return true }
+        let gen = broker.auth.authzCache.generation.load(ordering: .relaxed)
+        if gen != aclCacheGeneration {
+            aclCache.removeAll(keepingCapacity: true)
+            aclCacheGeneration = gen
+        }
+        if let e = aclCache[aclKey(access, topic)], e.expires > eventLoop.now { return e.allowed }
+        return nil
+    }
+
+    private func aclKey(_ access: ACLAccess, _ topic: String) -> String {
+        (access == .publish ? "p" : "s") + topic
+    }
+
+    private func rememberACL(_ access: ACLAccess, _ topic: String, _ allowed: Bool) {
+        let cfg = broker.config.auth
+        guard cfg.connectionCacheSize > 0 else { return }
+        if aclCache.count >= cfg.connectionCacheSize { aclCache.removeAll(keepingCapacity: true) }
+        aclCache[aclKey(access, topic)] = (allowed, eventLoop.now + (allowed ? cfg.allowTTL : cfg.denyTTL))
+    }
+
+    /// Calls `body` with the ACL decision: at once on a cache hit, else after the chain
+    /// answered, holding back every later packet of this connection meanwhile (order kept).
+    func withACL(_ access: ACLAccess, _ topic: String, _ body: @escaping (Bool) -> Void) {
+        if let d = cachedACL(access, topic) { return body(d) }
+        paused = true
+        broker.auth.authorize(clientInfo, access: access, topic: topic, on: eventLoop).whenComplete { [self] result in
+            let allowed = (try? result.get()) ?? broker.config.auth.fallbackAllow
+            rememberACL(access, topic, allowed)
+            paused = false
+            guard state == .connected else { return }
+            body(allowed)
+            resumePending()
+        }
+    }
+
+    /// Processes packets held back while an answer was awaited.
+    func resumePending() {
+        while !paused, state == .connected, !pending.isEmpty {
+            handle(pending.removeFirst())
+        }
+        flushIfDirty()
+    }
+
+    /// Decisions for several topics, in order.
+    func withACL(_ access: ACLAccess, _ topics: [String?], _ body: @escaping ([Bool]) -> Void) {
+        func step(_ i: Int, _ acc: [Bool]) {
+            if i == topics.count { return body(acc) }
+            guard let t = topics[i] else { return step(i + 1, acc + [true]) }
+            withACL(access, t) { step(i + 1, acc + [$0]) }
+        }
+        step(0, [])
+    }
+}

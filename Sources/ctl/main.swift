@@ -1,0 +1,1 @@
+print("swiftlet-ctl: not implemented yet")

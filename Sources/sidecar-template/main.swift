@@ -1,0 +1,2 @@
+import SidecarKit
+print("swiftlet-sidecar-template: not implemented yet (protocol \(SidecarKit.protocolVersion))")
