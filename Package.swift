@@ -126,6 +126,11 @@ let package = Package(
             dependencies: ["SwiftletIPC", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
+            name: "SidecarKitTests",
+            dependencies: ["SidecarKit", "SwiftletIPC", .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio")]
+        ),
+        .testTarget(
             name: "MQTTCodecTests",
             dependencies: ["MQTTCodec", .product(name: "NIOCore", package: "swift-nio")]
         ),

@@ -96,6 +96,34 @@ public struct PersistenceConfig: Sendable, Equatable {
     public var storePath: String { (dataDir as NSString).appendingPathComponent("swiftlet.db") }
 }
 
+/// Sidecars: the socket they connect to and the managed ones (docs/sidecars.md).
+public struct SidecarsConfig: Sendable, Equatable {
+    /// Unix socket path; nil: `<data_dir>/sidecar.sock`.
+    public var socket: String?
+    /// 0o600 (broker's user only) or 0o660 (and its group).
+    public var socketMode: UInt16 = 0o600
+    /// Timeout of the broker's requests to a sidecar (AUTHN/AUTHZ/CTL).
+    public var requestTimeout = TimeAmount.seconds(5)
+    public var handshakeTimeout = TimeAmount.seconds(5)
+    /// Health pings: interval, and how long a PONG may take.
+    public var healthInterval = TimeAmount.seconds(5)
+    public var healthTimeout = TimeAmount.seconds(10)
+    /// Folder of managed sidecar declarations (`<name>.toml`); nil: none.
+    public var pluginsDir: String?
+    /// Hook events queued per sidecar before new ones are dropped (counted).
+    public var hookQueueSize = 10_000
+
+    public init() {}
+}
+
+/// The control socket used by swiftlet-ctl (docs/operations.md).
+public struct CtlConfig: Sendable, Equatable {
+    /// Unix socket path; nil: `<data_dir>/ctl.sock`.
+    public var socket: String?
+
+    public init() {}
+}
+
 public struct BrokerConfig: Sendable, Equatable {
     public var nodeName = "swiftlet@127.0.0.1"
     public var logLevel: Logger.Level = .info
@@ -105,6 +133,16 @@ public struct BrokerConfig: Sendable, Equatable {
     public var sysInterval: Double = 60
     public var persistence = PersistenceConfig()
     public var auth = AuthConfig()
+    public var sidecars = SidecarsConfig()
+    public var ctl = CtlConfig()
 
     public init() {}
+
+    public var sidecarSocketPath: String {
+        sidecars.socket ?? (persistence.dataDir as NSString).appendingPathComponent("sidecar.sock")
+    }
+
+    public var ctlSocketPath: String {
+        ctl.socket ?? (persistence.dataDir as NSString).appendingPathComponent("ctl.sock")
+    }
 }

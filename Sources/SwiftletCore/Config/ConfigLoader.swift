@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOCore
 import TOMLKit
 
 /// A configuration problem, always naming the key and, when known, the line.
@@ -33,7 +34,7 @@ public enum ConfigLoader {
         }
         var reader = Reader(text: text)
         var config = BrokerConfig()
-        try reader.checkKeys(root, allowed: ["node", "log", "listeners", "mqtt", "sys", "persistence", "auth"], section: "")
+        try reader.checkKeys(root, allowed: ["node", "log", "listeners", "mqtt", "sys", "persistence", "auth", "sidecars", "ctl"], section: "")
 
         if let node = try reader.table(root, "node", section: "") {
             try reader.checkKeys(node, allowed: ["name"], section: "node")
@@ -83,6 +84,37 @@ public enum ConfigLoader {
             }
             if let v = try reader.number(t, "commit_interval", section: "persistence", min: 0.0001, max: 1) {
                 config.persistence.commitInterval = v
+            }
+        }
+        if let t = try reader.table(root, "sidecars", section: "") {
+            let s = "sidecars"
+            try reader.checkKeys(t, allowed: ["socket", "socket_mode", "request_timeout", "handshake_timeout",
+                                              "health_interval", "health_timeout", "plugins_dir", "hook_queue_size"], section: s)
+            var c = config.sidecars
+            if let v = try reader.string(t, "socket", section: s) {
+                guard !v.isEmpty, v.utf8.count < 104 else { throw reader.error("sidecars.socket", "must be a path of 1 to 103 bytes") }
+                c.socket = v
+            }
+            if let v = try reader.string(t, "socket_mode", section: s) {
+                guard v == "0600" || v == "0660" else { throw reader.error("sidecars.socket_mode", "must be \"0600\" or \"0660\"") }
+                c.socketMode = v == "0600" ? 0o600 : 0o660
+            }
+            func seconds(_ key: String) throws -> TimeAmount? {
+                try reader.number(t, key, section: s, min: 0.01, max: 3600).map { .milliseconds(Int64($0 * 1000)) }
+            }
+            if let v = try seconds("request_timeout") { c.requestTimeout = v }
+            if let v = try seconds("handshake_timeout") { c.handshakeTimeout = v }
+            if let v = try seconds("health_interval") { c.healthInterval = v }
+            if let v = try seconds("health_timeout") { c.healthTimeout = v }
+            if let v = try reader.string(t, "plugins_dir", section: s) { c.pluginsDir = v.isEmpty ? nil : v }
+            if let v = try reader.int(t, "hook_queue_size", section: s, min: 1, max: 10_000_000) { c.hookQueueSize = v }
+            config.sidecars = c
+        }
+        if let t = try reader.table(root, "ctl", section: "") {
+            try reader.checkKeys(t, allowed: ["socket"], section: "ctl")
+            if let v = try reader.string(t, "socket", section: "ctl") {
+                guard !v.isEmpty, v.utf8.count < 104 else { throw reader.error("ctl.socket", "must be a path of 1 to 103 bytes") }
+                config.ctl.socket = v
             }
         }
         if let t = try reader.table(root, "auth", section: "") {
