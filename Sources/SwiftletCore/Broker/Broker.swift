@@ -28,6 +28,10 @@ public final class Broker: @unchecked Sendable {
     public let builtinAuth: BuiltinAuth
     /// Off-loop work: password hashing.
     let threadPool: NIOThreadPool
+    /// Sidecars: their socket, auth providers, hooks and ctl commands.
+    public private(set) var sidecars: SidecarHub!
+    /// Managed sidecars declared in `[sidecars] plugins_dir`.
+    public private(set) var supervisor: Supervisor!
     let clientsConnected = ManagedAtomic<Int>(0)
     let clientsMax = ManagedAtomic<Int>(0)
     let connectionsLock = NIOLock()
@@ -62,6 +66,8 @@ public final class Broker: @unchecked Sendable {
         }
         self.loops = loops
         self.router = Router(loops: { [unowned self] in self.loops })
+        self.sidecars = SidecarHub(broker: self)
+        self.supervisor = Supervisor(broker: self)
     }
 
     func loopContext(for el: EventLoop) -> LoopContext {
@@ -94,6 +100,9 @@ public final class Broker: @unchecked Sendable {
                 "store.path": "\(config.persistence.storePath)", "store.mode": "\(config.persistence.mode.rawValue)",
                 "store.sessions": "\(snapshot.sessions.count)", "store.retained": "\(snapshot.retained.count)"])
         }
+        // Sidecars before listeners: auth sidecars can register before the first client.
+        try await sidecars.start(group: group)
+        supervisor.start()
         for l in config.listeners {
             let ch = try await Listeners.bind(l, broker: self)
             serverChannels.append(ch)
@@ -115,6 +124,8 @@ public final class Broker: @unchecked Sendable {
             closes.append(c.eventLoop.flatSubmit { c.serverShutdown() })
         }
         _ = try? await EventLoopFuture.andAllComplete(closes, on: group.next()).get()
+        await supervisor.stop()
+        await sidecars.stop()
         store?.stop()
         try? await threadPool.shutdownGracefully()
         if ownsGroup { try? await group.shutdownGracefully() }

@@ -1,0 +1,156 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import SwiftletIPC
+
+/// The broker's side of its sidecars: the socket they connect to, who is connected under
+/// which name, their auth providers, hook subscriptions and ctl commands.
+public final class SidecarHub: @unchecked Sendable {
+    let config: SidecarsConfig
+    let socketPath: String
+    let nodeName: String
+    let logger: Logger
+    unowned let broker: Broker
+    public let hooks = HookBus()
+    private let lock = NIOLock()
+    private var connections: [String: SidecarConnection] = [:]
+    private var providers: [String: SidecarProvider] = [:]
+    /// Names whose connection was lost at least once (a reconnect is a restart).
+    private var seen: Set<String> = []
+    private var serverChannel: Channel?
+    /// Told when a sidecar's connection ends (the supervisor restarts managed ones that hang).
+    var onDisconnect: (@Sendable (_ name: String, _ reason: String) -> Void)?
+
+    init(broker: Broker) {
+        self.broker = broker
+        self.config = broker.config.sidecars
+        self.socketPath = broker.config.sidecarSocketPath
+        self.nodeName = broker.config.nodeName
+        var l = broker.logger
+        l[metadataKey: "component"] = "sidecars"
+        self.logger = l
+    }
+
+    // MARK: Socket
+
+    func start(group: EventLoopGroup) async throws {
+        let dir = (socketPath as NSString).deletingLastPathComponent
+        if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let conn = SidecarConnection(hub: self, eventLoop: channel.eventLoop,
+                                                 peer: "\(channel.remoteAddress?.description ?? "unix")", logger: logger)
+                    try channel.pipeline.syncOperations.addHandler(PeerCredentialCheck(allowGroup: config.socketMode & 0o070 != 0,
+                                                                                       logger: logger))
+                    try channel.pipeline.syncOperations.addHandler(conn)
+                }
+            }
+        // Umask first so the socket never exists with wider permissions than configured.
+        let old = umask(0o177)
+        defer { umask(old) }
+        let ch = try await bootstrap.bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: true).get()
+        chmod(socketPath, mode_t(config.socketMode))
+        lock.withLock { serverChannel = ch }
+        logger.info("sidecar socket listening", metadata: ["sidecars.socket": "\(socketPath)",
+                                                           "sidecars.mode": "\(String(config.socketMode, radix: 8))"])
+    }
+
+    func stop() async {
+        let (ch, conns) = lock.withLock { (serverChannel, Array(connections.values)) }
+        for c in conns { c.close(reason: "broker shutting down") }
+        try? await ch?.close()
+        unlink(socketPath)
+    }
+
+    // MARK: Registry
+
+    func connection(named name: String) -> SidecarConnection? { lock.withLock { connections[name] } }
+
+    public struct Info: Sendable {
+        public var name: String
+        public var version: String
+        public var capabilities: [IPCCapability]
+        public var hooks: [String]
+        public var hookQueue: Int
+        public var hookDropped: Int
+        public var hookDelivered: Int
+    }
+
+    public var connected: [Info] {
+        lock.withLock { connections.values.map {
+            Info(name: $0.name, version: $0.sidecarVersion, capabilities: $0.capabilities, hooks: $0.acceptedHooks,
+                 hookQueue: $0.hookQueue.count, hookDropped: $0.hookQueue.dropped, hookDelivered: $0.hookQueue.delivered)
+        }.sorted { $0.name < $1.name } }
+    }
+
+    func registered(_ c: SidecarConnection) {
+        let (previous, restart, provider): (SidecarConnection?, Bool, SidecarProvider?) = lock.withLock {
+            let prev = connections[c.name]
+            connections[c.name] = c
+            let restart = seen.contains(c.name)
+            seen.insert(c.name)
+            let wantsAuth = c.capabilities.contains { if case .authn = $0 { return true }; if case .authz = $0 { return true }; return false }
+            var p = providers[c.name]
+            if wantsAuth && p == nil {
+                p = SidecarProvider(name: c.name, hub: self)
+                providers[c.name] = p
+            }
+            return (prev, restart, p)
+        }
+        if let previous, previous !== c { previous.close(reason: "replaced by a new connection with the same name") }
+        if let provider {
+            provider.update(c.capabilities)
+            broker.auth.add(provider)
+        }
+        hooks.add(c)
+        // Answers given by the sidecar's previous life may no longer hold.
+        let dropped = broker.auth.invalidate(.all)
+        if restart { broker.auth.stats(c.name).restarted() }
+        logger.info("sidecar registered", metadata: [
+            "sidecar.name": "\(c.name)", "sidecar.hooks": "\(c.acceptedHooks.joined(separator: ","))",
+            "sidecar.capabilities": "\(c.capabilities.count)", "auth.cache_dropped": "\(dropped)"])
+        registerCommands(c)
+    }
+
+    func disconnected(_ c: SidecarConnection, reason: String) {
+        hooks.remove(c)
+        let current = lock.withLock { () -> Bool in
+            guard connections[c.name] === c else { return false }
+            connections[c.name] = nil
+            return true
+        }
+        unregisterCommands(c)
+        if current { onDisconnect?(c.name, reason) }
+    }
+
+    /// A sidecar that says GOODBYE leaves the chain (an external sidecar going away on
+    /// purpose); one that crashes stays in it and answers `error` until it is back.
+    func saidGoodbye(_ c: SidecarConnection) {
+        removeProvider(named: c.name)
+    }
+
+    /// Takes a sidecar out of the chain for good (plugins unload).
+    func removeProvider(named name: String) {
+        let p = lock.withLock { providers.removeValue(forKey: name) }
+        if p != nil {
+            broker.auth.remove(named: name)
+            broker.auth.invalidate(.all)
+        }
+    }
+
+    func invalidate(scope: UInt8, value: String, from c: SidecarConnection) {
+        let n: Int
+        switch scope {
+        case 0: n = broker.auth.invalidate(.all)
+        case 1: n = broker.auth.invalidate(.username(value))
+        default: n = broker.auth.invalidate(.clientId(value))
+        }
+        logger.info("cache invalidated by sidecar", metadata: [
+            "sidecar.name": "\(c.name)", "auth.scope": "\(["all", "username", "client_id"][Int(min(scope, 2))])",
+            "auth.value": "\(value)", "auth.cache_dropped": "\(n)"])
+    }
+}

@@ -1,0 +1,81 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import SwiftletIPC
+
+/// A sidecar in the auth/ACL chain. It outlives the sidecar's connection: while the sidecar
+/// is down (crashed, restarting) it answers `error`, so cached answers keep serving and
+/// the rest get the configured fallback.
+final class SidecarProvider: AuthProvider, @unchecked Sendable {
+    let name: String
+    private let hub: SidecarHub
+    private struct Roles { var authnOrder: Int?; var authzOrder: Int? }
+    private let roles = NIOLockedValueBox(Roles())
+
+    init(name: String, hub: SidecarHub) {
+        self.name = name
+        self.hub = hub
+    }
+
+    /// Position in the chain: the lower of the two registered orders.
+    var order: Int { roles.withLockedValue { [$0.authnOrder, $0.authzOrder].compactMap { $0 }.min() ?? 100 } }
+    var authenticates: Bool { roles.withLockedValue { $0.authnOrder != nil } }
+    var authorizes: Bool { roles.withLockedValue { $0.authzOrder != nil } }
+
+    func update(_ caps: [IPCCapability]) {
+        var r = Roles()
+        for c in caps {
+            if case .authn(let o) = c { r.authnOrder = Int(o) }
+            if case .authz(let o) = c { r.authzOrder = Int(o) }
+        }
+        roles.withLockedValue { $0 = r }
+    }
+
+    static func ipcClient(_ c: ClientInfo) -> IPCClient {
+        IPCClient(clientId: c.clientId, username: c.username, peerAddress: c.peerAddress,
+                  peerPort: UInt16(clamping: c.peerPort), protocolLevel: c.protocolLevel, listener: c.listener,
+                  certCommonName: c.certCommonName, certSubject: c.certSubject)
+    }
+
+    private static func ttl(_ ms: UInt32) -> TimeAmount? { ms == 0 ? nil : .milliseconds(Int64(ms)) }
+
+    func authenticate(_ c: ClientInfo, password: [UInt8]?, on loop: EventLoop) -> EventLoopFuture<ProviderAnswer> {
+        guard let conn = hub.connection(named: name) else {
+            return loop.makeSucceededFuture(ProviderAnswer(.error("sidecar \(name) is down")))
+        }
+        let pw = password.map { ByteBuffer(bytes: $0) }
+        return conn.request(.authnRequest(client: Self.ipcClient(c), password: pw), timeout: hub.config.requestTimeout)
+            .map { reply -> ProviderAnswer in
+                guard case .authnReply(let d, let su, let ttl, let reason) = reply else {
+                    return ProviderAnswer(.error("unexpected reply \(reply.kind)"))
+                }
+                switch d {
+                case .allow: return ProviderAnswer(.allow(superuser: su), ttl: Self.ttl(ttl))
+                case .deny: return ProviderAnswer(.deny(reason: reason.isEmpty ? "denied by \(self.name)" : reason), ttl: Self.ttl(ttl))
+                case .ignore: return ProviderAnswer(.ignore)
+                case .error: return ProviderAnswer(.error(reason.isEmpty ? "sidecar error" : reason))
+                }
+            }
+            .recover { ProviderAnswer(.error("\($0)")) }
+    }
+
+    func authorize(_ c: ClientInfo, access: ACLAccess, topic: String, on loop: EventLoop) -> EventLoopFuture<ProviderAnswer> {
+        guard let conn = hub.connection(named: name) else {
+            return loop.makeSucceededFuture(ProviderAnswer(.error("sidecar \(name) is down")))
+        }
+        let a: IPCAccess = access == .publish ? .publish : .subscribe
+        return conn.request(.authzRequest(client: Self.ipcClient(c), access: a, topic: topic, qos: 0, retain: false),
+                            timeout: hub.config.requestTimeout)
+            .map { reply -> ProviderAnswer in
+                guard case .authzReply(let d, let ttl, let reason) = reply else {
+                    return ProviderAnswer(.error("unexpected reply \(reply.kind)"))
+                }
+                switch d {
+                case .allow: return ProviderAnswer(.allow(superuser: false), ttl: Self.ttl(ttl))
+                case .deny: return ProviderAnswer(.deny(reason: reason), ttl: Self.ttl(ttl))
+                case .ignore: return ProviderAnswer(.ignore)
+                case .error: return ProviderAnswer(.error(reason.isEmpty ? "sidecar error" : reason))
+                }
+            }
+            .recover { ProviderAnswer(.error("\($0)")) }
+    }
+}

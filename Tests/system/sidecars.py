@@ -1,0 +1,168 @@
+"""Helpers for tests with sidecars: a broker with a sidecar socket, and the Python reference
+sidecar (Protocol/examples/sidecar.py) run as an external sidecar."""
+
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PY_SIDECAR = ROOT / "Protocol" / "examples" / "sidecar.py"
+GOLDEN = ROOT / "Protocol" / "golden"
+
+USERS = {
+    "users": {
+        "alice": {"password": "secret"},
+        "carol": {"password": "c4rol"},
+        "dave": {"password": "d4ve"},
+        "admin": {"password": "root", "superuser": True},
+    },
+    "acl": [
+        {"allow": True, "username": "$all", "access": "pubsub", "topic": "a/#"},
+        {"allow": False, "username": "$all", "access": "pubsub", "topic": "#"},
+    ],
+}
+
+
+def short_dir():
+    """A temp folder with a short path (Unix socket paths are limited to 107 bytes)."""
+    return Path(tempfile.mkdtemp(prefix="swsc", dir="/tmp"))
+
+
+def sidecar_config(sock, mqtt=None, extra=""):
+    lines = ["[mqtt]", "allow_anonymous = false"]
+    for k, v in (mqtt or {}).items():
+        lines.append(f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}")
+    lines += ["", "[sidecars]", f"socket = {json.dumps(str(sock))}", "health_interval = 1", "health_timeout = 2", ""]
+    return "\n".join(lines) + extra
+
+
+class PySidecar:
+    """The Python reference sidecar as an external process."""
+
+    def __init__(self, sock, workdir, name="py", users=None, order=100):
+        self.sock, self.name, self.order = str(sock), name, order
+        self.workdir = Path(workdir)
+        self.users_path = self.workdir / f"{name}-users.json"
+        self.users_path.write_text(json.dumps(users or USERS))
+        self.log_path = self.workdir / f"{name}-sidecar.log"
+        self.proc = None
+
+    def start(self, broker=None, wait=True):
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(PY_SIDECAR), "--socket", self.sock, "--name", self.name,
+             "--users", str(self.users_path), "--order", str(self.order), "--reconnect"],
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if wait and broker is not None:
+            wait_registered(broker, self.name)
+        return self
+
+    def log(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def authn_count(self, username):
+        return sum(1 for line in self.log().splitlines() if f"authn {username} (" in line)
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def registrations(broker, name):
+    return sum(1 for line in broker.log_text().splitlines()
+               if "sidecar registered" in line and f"sidecar.name={name}" in line)
+
+
+def wait_registered(broker, name, count=1, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if registrations(broker, name) >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"sidecar {name} did not register ({count}) within {timeout}s:\n{broker.tail()}")
+
+
+# -- raw IPC ------------------------------------------------------------------------------
+
+def frame(kind, rid, body=b""):
+    return struct.pack(">IBI", 5 + len(body), kind, rid) + body
+
+
+def ipc_str(s):
+    b = s.encode()
+    return struct.pack(">H", len(b)) + b
+
+
+def hello(name="raw", max_frame=65536):
+    return frame(0x01, 1, struct.pack(">HH", 1, 1) + ipc_str(name) + ipc_str("0") + struct.pack(">I", max_frame))
+
+
+def golden(name):
+    text = (GOLDEN / name).read_text()
+    hexd = "".join(line.split("#")[0] for line in text.splitlines() if not line.strip().startswith("#"))
+    return bytes.fromhex("".join(hexd.split()))
+
+
+def unix_connect(path, timeout=5.0):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(str(path))
+    return s
+
+
+def read_frame(s):
+    head = recv_exact(s, 4)
+    if head is None:
+        return None
+    (n,) = struct.unpack(">I", head)
+    rest = recv_exact(s, n)
+    if rest is None:
+        return None
+    return rest[0], struct.unpack(">I", rest[1:5])[0], rest[5:]
+
+
+def recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        try:
+            chunk = s.recv(n - len(buf))
+        except (ConnectionResetError, socket.timeout):
+            return None
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
+
+
+def wait_closed(s, timeout=5.0):
+    """True when the peer closes the socket within timeout (frames before that are ignored)."""
+    s.settimeout(timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            d = s.recv(65536)
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+        if not d:
+            return True
+    return False
