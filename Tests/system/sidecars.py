@@ -35,8 +35,8 @@ def short_dir():
 
 
 def sidecar_config(sock, mqtt=None, extra=""):
-    lines = ["[mqtt]", "allow_anonymous = false"]
-    for k, v in (mqtt or {}).items():
+    lines = ["[mqtt]"]
+    for k, v in {"allow_anonymous": False, **(mqtt or {})}.items():
         lines.append(f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}")
     lines += ["", "[sidecars]", f"socket = {json.dumps(str(sock))}", "health_interval = 1", "health_timeout = 2", ""]
     return "\n".join(lines) + extra
@@ -166,3 +166,64 @@ def wait_closed(s, timeout=5.0):
         if not d:
             return True
     return False
+
+
+def register(hooks=(), sync_publish_budget=None, rid=2):
+    """REGISTER with hook capabilities (and message.publish sync when a budget is given)."""
+    caps = b""
+    n = 0
+    for h in hooks:
+        caps += b"\x03" + ipc_str(h) + b"\x00" + struct.pack(">I", 0)
+        n += 1
+    if sync_publish_budget is not None:
+        caps += b"\x03" + ipc_str("message.publish") + b"\x01" + struct.pack(">I", sync_publish_budget)
+        n += 1
+    return frame(0x03, rid, struct.pack(">H", n) + caps)
+
+
+class Reader:
+    """Parses IPC body fields."""
+
+    def __init__(self, body):
+        self.b, self.i = body, 0
+
+    def take(self, n):
+        v = self.b[self.i:self.i + n]
+        self.i += n
+        return v
+
+    def u8(self):
+        return self.take(1)[0]
+
+    def u16(self):
+        return struct.unpack(">H", self.take(2))[0]
+
+    def u32(self):
+        return struct.unpack(">I", self.take(4))[0]
+
+    def u64(self):
+        return struct.unpack(">Q", self.take(8))[0]
+
+    def str(self):
+        return self.take(self.u16()).decode()
+
+    def bytes(self):
+        return self.take(self.u32())
+
+    def opt(self, f):
+        return f() if self.u8() else None
+
+    def client(self):
+        return {"client_id": self.str(), "username": self.opt(self.str), "peer": self.str(), "port": self.u16(),
+                "level": self.u8(), "listener": self.str(), "cn": self.opt(self.str), "dn": self.opt(self.str)}
+
+    def events(self):
+        out = []
+        for _ in range(self.u16()):
+            hook, ts = self.str(), self.u64()
+            fields = {}
+            for _ in range(self.u16()):
+                k = self.str()
+                fields[k] = self.bytes()
+            out.append((hook, fields))
+        return out

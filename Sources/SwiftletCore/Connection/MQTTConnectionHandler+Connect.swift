@@ -158,6 +158,7 @@ extension MQTTConnectionHandler {
         armKeepAlive()
         startRetryTimer()
         broker.publishClientEvent(connected: self)
+        hookConnected(keepAlive: keepAlive)
         if present { session.redeliver(ctx: ctx) }
         resumePending()
     }

@@ -10,6 +10,7 @@ extension MQTTConnectionHandler {
             handlePublish(p, session: session)
         case .puback(let a):
             if let e = session.outbound.remove(a.packetId) {
+                hookAcked(e.delivery, packetId: a.packetId)
                 session.forget(e.delivery)
                 session.drainQueue(ctx: ctx)
             }
@@ -31,6 +32,7 @@ extension MQTTConnectionHandler {
             send(.pubcomp(PubAckPacket(packetId: a.packetId, reasonCode: known || version != .v5 ? .success : .packetIdentifierNotFound)))
         case .pubcomp(let a):
             if let e = session.outbound.remove(a.packetId) {
+                hookAcked(e.delivery, packetId: a.packetId)
                 session.forget(e.delivery)
                 session.drainQueue(ctx: ctx)
             }
@@ -120,7 +122,13 @@ extension MQTTConnectionHandler {
                 // 3.x has no negative acknowledgement: the message is acknowledged and dropped.
                 return ackPublish(p, reason: .notAuthorized)
             }
-            publishAuthorized(p, topic: topic, session: session)
+            withPublishFilter(p, topic: topic) { [self] q, t in
+                guard let q else {
+                    ctx.stats.messagesDropped += 1
+                    return ackPublish(p, reason: .success)
+                }
+                publishAuthorized(q, topic: t, session: session)
+            }
         }
     }
 
@@ -140,6 +148,7 @@ extension MQTTConnectionHandler {
                               expiryInterval: expiry, origin: clientId, v5Wire: version == .v5, now: eventLoop.now,
                               allocator: context!.channel.allocator)
         ctx.stats.messagesReceived += 1
+        hookPublish(message)
         let store = broker.store
         var ops: [StoreOp]? = store != nil && (p.qos != .atMostOnce || p.retain) ? [] : nil
         if ops != nil { message.storeId = ctx.allocateStoreId() }
@@ -167,6 +176,7 @@ extension MQTTConnectionHandler {
     // MARK: SUBSCRIBE / UNSUBSCRIBE
 
     private func handleSubscribe(_ s: SubscribePacket, session: Session) {
+        hookSubscribe(s)
         let topics: [String?] = s.subscriptions.map { ParsedFilter.parse($0.filter)?.filter }
         withACL(.subscribe, topics) { [self] allowed in
             subscribeAuthorized(s, session: session, allowed: allowed)
@@ -209,6 +219,7 @@ extension MQTTConnectionHandler {
             session.record(.subscribe(clientId: session.clientId, filter: sub.filter, options: opts))
             futures.append(broker.router.subscribe(session, parsed, opts, on: eventLoop))
             codes.append(ReasonCode(granted.rawValue))
+            hookSubscribed(filter: sub.filter, qos: granted)
             if parsed.group == nil && (sub.retainHandling == .sendOnSubscribe || (sub.retainHandling == .sendIfNew && !existed)) {
                 retainedFor.append((parsed, opts))
             }
@@ -232,8 +243,10 @@ extension MQTTConnectionHandler {
     private func handleUnsubscribe(_ u: UnsubscribePacket, session: Session) {
         var codes: [ReasonCode] = []
         var futures: [EventLoopFuture<Void>] = []
+        hookUnsubscribe(u.filters)
         for f in u.filters {
             if let (parsed, _) = session.subscriptions.removeValue(forKey: f) {
+                hookUnsubscribed(filter: f)
                 session.record(.unsubscribe(clientId: session.clientId, filter: f))
                 futures.append(broker.router.unsubscribe(session, parsed, on: eventLoop))
                 codes.append(.success)
@@ -261,6 +274,7 @@ extension MQTTConnectionHandler {
         guard let context else { return }
         let msg = d.message
         ctx.stats.messagesSent += 1
+        hookDelivered(d)
         ctx.stats.packetsSent += 1
         if d.qos == .atMostOnce && !d.retainFlag && d.subscriptionIds.isEmpty && clientTopicAliasMax == 0
             && msg.wireUsable(for: version, now: now) {

@@ -295,6 +295,9 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             broker.connectionClosed(self, session: s)
         }
         session = nil
-        if wasConnected { broker.publishClientEvent(disconnected: self) }
+        if wasConnected {
+            broker.publishClientEvent(disconnected: self)
+            hookDisconnected(reason: closeKind == .normal ? "normal" : "\(closeKind)")
+        }
     }
 }
