@@ -227,3 +227,44 @@ class Reader:
                 fields[k] = self.bytes()
             out.append((hook, fields))
         return out
+
+
+def managed_plugin(plugins_dir, name, users_path, restart=None, enabled=True, extra_args=()):
+    """Declares the Python reference sidecar as a managed plugin <plugins_dir>/<name>.toml."""
+    plugins_dir = Path(plugins_dir)
+    plugins_dir.mkdir(parents=True, exist_ok=True)
+    r = {"initial_backoff": 0.1, "max_backoff": 0.5, "max_restarts": 50, "period": 60, "shutdown_grace": 2}
+    r.update(restart or {})
+    args = [str(PY_SIDECAR), "--users", str(users_path), "--reconnect", *extra_args]
+    text = "\n".join([
+        "[sidecar]",
+        f"command = {json.dumps(sys.executable)}",
+        f"args = {json.dumps(args)}",
+        f"enabled = {'true' if enabled else 'false'}",
+        'env = { PYTHONUNBUFFERED = "1" }',
+        "[sidecar.restart]",
+        *[f"{k} = {v}" for k, v in r.items()],
+        "",
+    ])
+    (plugins_dir / f"{name}.toml").write_text(text)
+
+
+def users_file(d, users=None):
+    p = Path(d) / "users.json"
+    p.write_text(json.dumps(users or USERS))
+    return p
+
+
+def sidecar_pids(name_fragment):
+    """Pids of running processes whose command line contains name_fragment."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if name_fragment in cmd:
+            out.append(int(p.name))
+    return out
