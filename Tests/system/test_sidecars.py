@@ -228,3 +228,16 @@ def test_unhealthy_sidecar_is_disconnected(env):
     finally:
         sc.proc.send_signal(signal.SIGCONT)
     b.assert_alive()
+
+
+def test_fallback_answer_is_not_kept_by_the_connection(env, uniq):
+    """A publish denied by the fallback while the sidecar was down is asked again once it is back."""
+    b, sc, sock, d = env
+    with m.connected(b, version=5, username="alice", password=b"secret") as raw:
+        sc.kill()
+        wait_for(lambda: "sidecar disconnected" in b.log_text(), msg="sidecar gone")
+        assert raw.publish(f"a/{uniq}/x", b"1", qos=1, pid=1).rc == 0x87
+        sc2 = PySidecar(sock, d).start()
+        wait_registered(b, "py", count=2)
+        assert raw.publish(f"a/{uniq}/x", b"2", qos=1, pid=2).rc in (0, 0x10)
+        sc2.stop()

@@ -45,7 +45,7 @@ public final class AuthChain: @unchecked Sendable {
     private let providersBox = NIOLockedValueBox<[AuthProvider]>([])
     private let statsBox = NIOLockedValueBox<[String: ProviderStats]>([:])
     public let authnCache: DecisionCache<AuthnResult>
-    public let authzCache: DecisionCache<Bool>
+    public let authzCache: DecisionCache<ACLAnswer>
 
     init(config: AuthConfig, allowAnonymous: Bool, logger: Logger) {
         self.config = config
@@ -89,7 +89,13 @@ public final class AuthChain: @unchecked Sendable {
         case .clientId(let c): s = .clientId(c)
         case .username(let u): s = .username(u)
         }
-        return authnCache.invalidate(s) + authzCache.invalidate(scope)
+        let z: DecisionCache<ACLAnswer>.Scope
+        switch scope {
+        case .all: z = .all
+        case .clientId(let c): z = .clientId(c)
+        case .username(let u): z = .username(u)
+        }
+        return authnCache.invalidate(s) + authzCache.invalidate(z)
     }
 
     // MARK: Authentication
@@ -142,8 +148,10 @@ public final class AuthChain: @unchecked Sendable {
 
     // MARK: Authorization
 
-    public func authorize(_ c: ClientInfo, access: ACLAccess, topic: String, on loop: EventLoop) -> EventLoopFuture<Bool> {
-        let key = DecisionCache<Bool>.Key(kind: access.rawValue + 1, clientId: c.clientId, username: c.username ?? "",
+    /// The chain's ACL answer, with how long it may be kept (zero: not at all, e.g. the
+    /// fallback after a provider error).
+    public func authorize(_ c: ClientInfo, access: ACLAccess, topic: String, on loop: EventLoop) -> EventLoopFuture<ACLAnswer> {
+        let key = DecisionCache<ACLAnswer>.Key(kind: access.rawValue + 1, clientId: c.clientId, username: c.username ?? "",
                                           detail: "\(topic)|\(c.peerAddress)")
         let list = providers.filter { $0.authorizes }
         return authzCache.lookup(key, now: loop.now, on: loop) {
@@ -152,10 +160,11 @@ public final class AuthChain: @unchecked Sendable {
     }
 
     private func foldAuthz(_ list: [AuthProvider], _ i: Int, _ c: ClientInfo, _ access: ACLAccess, _ topic: String,
-                           _ loop: EventLoop) -> EventLoopFuture<(Bool, TimeAmount)> {
+                           _ loop: EventLoop) -> EventLoopFuture<(ACLAnswer, TimeAmount)> {
         guard i < list.count else {
             let ok = config.aclNomatchAllow
-            return loop.makeSucceededFuture((ok, ok ? config.allowTTL : config.denyTTL))
+            let ttl = ok ? config.allowTTL : config.denyTTL
+            return loop.makeSucceededFuture((ACLAnswer(allowed: ok, ttl: ttl), ttl))
         }
         let p = list[i]
         let started = loop.now
@@ -169,14 +178,16 @@ public final class AuthChain: @unchecked Sendable {
                     return foldAuthz(list, i + 1, c, access, topic, loop)
                 case .allow:
                     stats(p.name).record(secs)
-                    return loop.makeSucceededFuture((true, answer.ttl ?? config.allowTTL))
+                    let ttl = answer.ttl ?? config.allowTTL
+                    return loop.makeSucceededFuture((ACLAnswer(allowed: true, ttl: ttl), ttl))
                 case .deny:
                     stats(p.name).record(secs)
-                    return loop.makeSucceededFuture((false, answer.ttl ?? config.denyTTL))
+                    let ttl = answer.ttl ?? config.denyTTL
+                    return loop.makeSucceededFuture((ACLAnswer(allowed: false, ttl: ttl), ttl))
                 case .error(let why):
                     stats(p.name).record(secs, timedOut: why.contains("timed out"), error: true)
                     logger.warning("acl provider failed; applying fallback", metadata: ["sidecar.name": "\(p.name)", "error": "\(why)"])
-                    return loop.makeSucceededFuture((config.fallbackAllow, .zero))
+                    return loop.makeSucceededFuture((ACLAnswer(allowed: config.fallbackAllow, ttl: .zero), .zero))
                 }
             }
     }

@@ -69,3 +69,13 @@ public struct AuthnResult: Sendable, Equatable {
     public var provider: String
     public var reason: String
 }
+
+/// The chain's answer to an ACL question and how long it may be cached (zero: never).
+public struct ACLAnswer: Sendable, Equatable {
+    public var allowed: Bool
+    public var ttl: TimeAmount
+    public init(allowed: Bool, ttl: TimeAmount) {
+        self.allowed = allowed
+        self.ttl = ttl
+    }
+}

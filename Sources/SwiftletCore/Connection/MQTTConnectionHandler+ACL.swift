@@ -17,11 +17,12 @@ extension MQTTConnectionHandler {
         (access == .publish ? "p" : "s") + topic
     }
 
-    private func rememberACL(_ access: ACLAccess, _ topic: String, _ allowed: Bool) {
+    /// Keeps an answer as long as the chain allows (never the fallback after an error).
+    private func rememberACL(_ access: ACLAccess, _ topic: String, _ answer: ACLAnswer) {
         let cfg = broker.config.auth
-        guard cfg.connectionCacheSize > 0 else { return }
+        guard cfg.connectionCacheSize > 0, answer.ttl > .zero else { return }
         if aclCache.count >= cfg.connectionCacheSize { aclCache.removeAll(keepingCapacity: true) }
-        aclCache[aclKey(access, topic)] = (allowed, eventLoop.now + (allowed ? cfg.allowTTL : cfg.denyTTL))
+        aclCache[aclKey(access, topic)] = (answer.allowed, eventLoop.now + answer.ttl)
     }
 
     /// Calls `body` with the ACL decision: at once on a cache hit, else after the chain
@@ -30,8 +31,9 @@ extension MQTTConnectionHandler {
         if let d = cachedACL(access, topic) { return body(d) }
         paused = true
         broker.auth.authorize(clientInfo, access: access, topic: topic, on: eventLoop).whenComplete { [self] result in
-            let allowed = (try? result.get()) ?? broker.config.auth.fallbackAllow
-            rememberACL(access, topic, allowed)
+            let answer = (try? result.get()) ?? ACLAnswer(allowed: broker.config.auth.fallbackAllow, ttl: .zero)
+            rememberACL(access, topic, answer)
+            let allowed = answer.allowed
             paused = false
             guard state == .connected else { return }
             body(allowed)

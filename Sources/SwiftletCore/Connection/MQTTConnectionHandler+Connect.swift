@@ -91,7 +91,7 @@ extension MQTTConnectionHandler {
         guard let w = will, !superuser else { return next() }
         broker.auth.authorize(clientInfo, access: .publish, topic: w.topic, on: eventLoop).whenComplete { [self] result in
             guard state == .connecting else { return }
-            if (try? result.get()) != true {
+            if (try? result.get())?.allowed != true {
                 logger.info("will topic not authorized; will discarded", metadata: ["mqtt.topic": "\(w.topic)"])
                 will = nil
             }
