@@ -673,3 +673,53 @@ def test_clean_sessions_and_qos0_never_touch_the_store(broker_factory, uniq):
     assert counts.get("sessions") == 1 and counts.get("subscriptions") == 1, out
     assert counts.get("messages") == 0 and counts.get("session_messages") == 0, \
         f"QoS 0 deliveries were written to the store:\n{out}"
+
+
+# -- packet ids across a crash ------------------------------------------------------------
+
+RAW_KW = {"props": [(m.SESSION_EXPIRY_INTERVAL, 3600)]}
+
+
+def test_qos2_packet_id_reused_after_pubcomp_and_kill9_is_a_new_message(broker_factory, uniq):
+    """PUBCOMP waits for the store to forget the packet id: reusing it after a crash is a new message."""
+    b = start_store_broker(broker_factory)
+    sub = Client(b, client_id=f"{uniq}-sub", version=5, clean=True, properties=connect_props(SessionExpiryInterval=3600))
+    sub.subscribe(f"{uniq}/t", qos=2)
+    sub.disconnect()
+    cid = f"{uniq}-pub"
+    with m.connected(b, version=5, client_id=cid, **RAW_KW) as p:
+        p.send(m.publish(f"{uniq}/t", b"a", qos=2, pid=1, version=5))
+        assert p.expect(m.PUBREC).rc == 0
+        p.send(m.pubrel(1))
+        assert p.expect(m.PUBCOMP).rc == 0
+        kill9(b)
+    restart(b)
+    with m.RawClient(b, version=5) as p:
+        assert p.connect(cid, clean=False, **RAW_KW).session_present
+        p.send(m.publish(f"{uniq}/t", b"b", qos=2, pid=1, version=5))
+        rec = p.expect(m.PUBREC)
+        assert rec.rc == 0, rec
+        p.send(m.pubrel(1))
+        assert p.expect(m.PUBCOMP).rc == 0
+    sub = Client(b, client_id=f"{uniq}-sub", version=5, clean=False, properties=connect_props(SessionExpiryInterval=3600))
+    got = [x.payload for x in sub.drain(1.0)]
+    assert got == [b"a", b"b"], got
+
+def test_outbound_qos2_resent_with_its_packet_id_after_kill9(broker_factory, uniq):
+    b = start_store_broker(broker_factory)
+    cid = f"{uniq}-raw"
+    with m.connected(b, version=5, client_id=cid, **RAW_KW) as s:
+        s.subscribe([(f"{uniq}/q2", 2)])
+        Client(b, version=5).publish(f"{uniq}/q2", b"x", qos=2, wait=False)
+        first = s.expect(m.PUBLISH)
+        s.send(m.pubrec(first.pid))
+        kill9(b)
+    restart(b)
+    with m.RawClient(b, version=5) as s:
+        assert s.connect(cid, clean=False, **RAW_KW).session_present
+        pkts = []
+        try:
+            while True: pkts.append(s.recv(1.0))
+        except TimeoutError: pass
+        pubs = [x for x in pkts if x and x.type == m.PUBLISH]
+        assert all(x.pid == first.pid for x in pubs), f"QoS 2 resent with another packet id: first {first}, now {pkts}"

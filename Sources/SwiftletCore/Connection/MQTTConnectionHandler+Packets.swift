@@ -28,8 +28,16 @@ extension MQTTConnectionHandler {
             }
         case .pubrel(let a):
             let known = session.awaitingRel.remove(a.packetId) != nil
-            if known { session.record(.rel(clientId: session.clientId, packetId: a.packetId)) }
-            send(.pubcomp(PubAckPacket(packetId: a.packetId, reasonCode: known || version != .v5 ? .success : .packetIdentifierNotFound)))
+            // PUBCOMP frees the packet id for the client: it waits until the store forgot it,
+            // or a reuse after a crash would be taken for a resend and dropped.
+            var commit: EventLoopFuture<Void>?
+            if known, session.persistent.load(ordering: .relaxed), let store = broker.store {
+                let promise = eventLoop.makePromise(of: Void.self)
+                store.submit([.rel(clientId: session.clientId, packetId: a.packetId)], promise: promise)
+                commit = promise.futureResult
+            }
+            queueAck(.pubcomp(PubAckPacket(packetId: a.packetId, reasonCode: known || version != .v5 ? .success : .packetIdentifierNotFound)),
+                     after: commit)
         case .pubcomp(let a):
             if let e = session.outbound.remove(a.packetId) {
                 hookAcked(e.delivery, packetId: a.packetId)
