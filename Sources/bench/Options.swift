@@ -100,6 +100,9 @@ struct TrafficOptions: ParsableArguments {
     /// Deliveries in flight, after the byte cap.
     var effectiveWindow: Int { max(1, min(window, windowBytes / max(1, size))) }
 
+    @Flag(help: "Subscribers keep their session (clean session off; 5.0: session expiry 1 h), so a durable broker stores every QoS 1/2 message for them.")
+    var persistentSubscribers = false
+
     @Option(help: "Unacknowledged QoS 1/2 PUBLISH per publisher (0: no limit; 5.0 also caps it at the server's Receive Maximum).")
     var inflight = 0
 

@@ -13,6 +13,8 @@ struct ClientConfig: Sendable {
     var subscribe: String?
     var qos: QoS = .atMostOnce
     var publish: PublishConfig?
+    /// Keep the session (clean session off; 5.0: session expiry of an hour).
+    var persistent = false
 }
 
 /// A publisher's traffic.
@@ -40,6 +42,7 @@ enum ClientPackets {
         var props = Properties()
         if c.version == .v5 {
             props.items.append(.receiveMaximum(65_535))
+            if c.persistent { props.items.append(.sessionExpiryInterval(3600)) }
         }
         var password: ByteBuffer?
         if let p = c.password {
@@ -47,7 +50,7 @@ enum ClientPackets {
             b.writeString(p)
             password = b
         }
-        return .connect(ConnectPacket(protocolVersion: c.version, cleanStart: true, keepAlive: UInt16(clamping: c.keepalive),
+        return .connect(ConnectPacket(protocolVersion: c.version, cleanStart: !c.persistent, keepAlive: UInt16(clamping: c.keepalive),
                                       properties: props, clientId: c.clientId, username: c.username, password: password))
     }
 

@@ -45,6 +45,7 @@ struct TrafficRunner {
             var c = base
             c.clientId = "\(prefix)s\(i)"
             c.subscribe = filters[i]
+            c.persistent = traffic.persistentSubscribers
             return c
         }
         let topics = plan.publisherTopics
