@@ -197,6 +197,7 @@ extension MQTTConnectionHandler {
         var codes: [ReasonCode] = []
         var futures: [EventLoopFuture<Void>] = []
         var retainedFor: [(ParsedFilter, SubscriptionOptions)] = []
+        var storeOps: [StoreOp] = []
         for (i, sub) in s.subscriptions.enumerated() {
             guard let parsed = ParsedFilter.parse(sub.filter),
                   parsed.filter.utf8.count <= m.maxTopicLength,
@@ -224,13 +225,20 @@ extension MQTTConnectionHandler {
             let opts = SubscriptionOptions(qos: granted, noLocal: sub.noLocal, retainAsPublished: sub.retainAsPublished,
                                            retainHandling: sub.retainHandling, subscriptionIdentifier: subId)
             let existed = session.subscriptions.updateValue((parsed, opts), forKey: sub.filter) != nil
-            session.record(.subscribe(clientId: session.clientId, filter: sub.filter, options: opts))
+            storeOps.append(.subscribe(clientId: session.clientId, filter: sub.filter, options: opts))
             futures.append(broker.router.subscribe(session, parsed, opts, on: eventLoop))
             codes.append(ReasonCode(granted.rawValue))
             hookSubscribed(filter: sub.filter, qos: granted)
             if parsed.group == nil && (sub.retainHandling == .sendOnSubscribe || (sub.retainHandling == .sendIfNew && !existed)) {
                 retainedFor.append((parsed, opts))
             }
+        }
+        // A persistent session's SUBACK waits for the subscription to be on disk: an
+        // acknowledged subscription survives a crash like an acknowledged message.
+        if !storeOps.isEmpty, session.persistent.load(ordering: .relaxed), let store = broker.store {
+            let promise = eventLoop.makePromise(of: Void.self)
+            store.submit(storeOps, promise: promise)
+            futures.append(promise.futureResult)
         }
         let ack = Packet.suback(SubAckPacket(packetId: s.packetId, reasonCodes: codes))
         EventLoopFuture.andAllComplete(futures, on: eventLoop).whenComplete { [self] _ in

@@ -18,10 +18,18 @@ final class SQLiteDatabase {
     private var cache: [String: SQLiteStatement] = [:]
     let path: String
 
-    init(path: String, readOnly: Bool = false) throws {
+    /// `immutable`: read-only without locks or -wal/-shm files (only for a file no one
+    /// writes and that has no -wal file: an inspection must not change the data dir).
+    init(path: String, readOnly: Bool = false, immutable: Bool = false) throws {
         self.path = path
-        let flags = readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
-        let rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, nil)
+        var flags = readOnly || immutable ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
+        var name = path
+        if immutable {
+            let escaped = path.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "?#%"))) ?? path
+            name = "file:\(escaped)?immutable=1"
+            flags |= SQLITE_OPEN_URI
+        }
+        let rc = sqlite3_open_v2(name, &db, flags | SQLITE_OPEN_NOMUTEX, nil)
         guard rc == SQLITE_OK else {
             let msg = db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
             sqlite3_close(db)
@@ -147,5 +155,17 @@ struct SQLiteRow {
         let n = Int(sqlite3_column_bytes(stmt, i))
         guard n > 0, let p = sqlite3_column_blob(stmt, i) else { return [] }
         return Array(UnsafeRawBufferPointer(start: p, count: n))
+    }
+
+    var columnCount: Int32 { sqlite3_column_count(stmt) }
+
+    /// Column `i` with its stored type (for copying rows between databases).
+    func value(_ i: Int32) -> SQLiteValue {
+        switch sqlite3_column_type(stmt, i) {
+        case SQLITE_NULL: return .null
+        case SQLITE_INTEGER: return .int(int(i))
+        case SQLITE_TEXT: return .text(text(i))
+        default: return .blob(blob(i))
+        }
     }
 }

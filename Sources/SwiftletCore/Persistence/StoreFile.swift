@@ -29,7 +29,8 @@ enum StoreFile {
             return report
         }
         do {
-            let db = try SQLiteDatabase(path: path, readOnly: true)
+            let hasWAL = FileManager.default.fileExists(atPath: path + "-wal")
+            let db = try SQLiteDatabase(path: path, readOnly: true, immutable: !hasWAL)
             defer { db.close() }
             try db.query("PRAGMA user_version") { report.version = $0.int(0) }
             if report.version > StoreSchema.version {
@@ -91,32 +92,45 @@ enum StoreFile {
         return db
     }
 
-    /// Copies readable rows of every table from a damaged file, table by table and, when a
-    /// table cannot be read whole, row by row.
+    /// Copies readable rows of every table from a damaged file, row by row, through its own
+    /// read-only connection with `writable_schema` on (which skips the file-size check a
+    /// truncated file fails), so every row SQLite can still read is kept.
     private static func salvage(from damaged: String, into db: SQLiteDatabase, logger: Logger) {
+        let old: SQLiteDatabase
         do {
-            try db.exec("ATTACH DATABASE '\(damaged.replacingOccurrences(of: "'", with: "''"))' AS old")
+            old = try SQLiteDatabase(path: damaged, readOnly: true)
+            try old.exec("PRAGMA writable_schema = ON")
         } catch {
             logger.error("nothing could be salvaged from the damaged store", metadata: ["error": "\(error)"])
             return
         }
-        defer { try? db.exec("DETACH DATABASE old") }
+        defer { old.close() }
+        try? db.exec("BEGIN")
         for t in tables {
+            var rowids: [Int64] = []
+            var scanError: Error?
             do {
-                try db.exec("INSERT OR IGNORE INTO main.\(t) SELECT * FROM old.\(t)")
-                logger.info("salvaged table", metadata: ["store.table": "\(t)"])
+                try old.query("SELECT rowid FROM \(t)") { rowids.append($0.int(0)) }
             } catch {
-                var saved = 0
-                var rowids: [Int64] = []
-                try? db.query("SELECT rowid FROM old.\(t)") { rowids.append($0.int(0)) }
-                for id in rowids {
-                    if (try? db.run("INSERT OR IGNORE INTO main.\(t) SELECT * FROM old.\(t) WHERE rowid = ?", [.int(id)])) != nil {
-                        saved += 1
-                    }
-                }
-                logger.warning("table partly salvaged", metadata: ["store.table": "\(t)", "store.rows": "\(saved)", "error": "\(error)"])
+                scanError = error
+            }
+            var saved = 0
+            for id in rowids {
+                var values: [SQLiteValue] = []
+                guard (try? old.query("SELECT * FROM \(t) WHERE rowid = ?", [.int(id)], row: { r in
+                    values = (0..<r.columnCount).map { r.value($0) }
+                })) != nil, !values.isEmpty else { continue }
+                let marks = Array(repeating: "?", count: values.count).joined(separator: ", ")
+                if (try? db.run("INSERT OR IGNORE INTO main.\(t) VALUES (\(marks))", values)) != nil { saved += 1 }
+            }
+            if let scanError {
+                logger.warning("table partly salvaged", metadata: ["store.table": "\(t)", "store.rows": "\(saved)",
+                                                                   "error": "\(scanError)"])
+            } else {
+                logger.info("salvaged table", metadata: ["store.table": "\(t)", "store.rows": "\(saved)"])
             }
         }
+        try? db.exec("COMMIT")
     }
 }
 
