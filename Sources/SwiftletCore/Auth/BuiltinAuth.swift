@@ -118,7 +118,13 @@ public final class BuiltinAuth: AuthProvider, @unchecked Sendable {
         let tmp = path + ".tmp"
         try out.write(toFile: tmp, atomically: false, encoding: .utf8)
         chmod(tmp, 0o600)
-        _ = try FileManager.default.replaceItemAt(URL(fileURLWithPath: path), withItemAt: URL(fileURLWithPath: tmp))
+        // rename(2), not FileManager.replaceItemAt: on Linux the latter fails when `path` does
+        // not exist yet (the first `users add` on a fresh users_file).
+        guard rename(tmp, path) == 0 else {
+            let why = String(cString: strerror(errno))
+            unlink(tmp)
+            throw ConfigError(key: "auth.users_file", line: nil, message: "cannot write \(path): \(why)")
+        }
     }
 
     static func tomlQuote(_ s: String) -> String {
