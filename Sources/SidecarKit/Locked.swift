@@ -1,0 +1,16 @@
+import Foundation
+
+/// A value behind a lock, for the few pieces of state that a signal handler, the connect
+/// loop and request handlers share (current channel, stop flag, counters).
+final class Locked<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+
+    init(_ value: Value) { self.value = value }
+
+    func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(&value)
+    }
+}

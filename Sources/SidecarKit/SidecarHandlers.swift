@@ -1,0 +1,96 @@
+import SwiftletIPC
+
+/// Answers AUTHN_REQUEST. Providers are asked in ascending `order`.
+public struct Authenticator: Sendable {
+    public var order: UInt16
+    public var handle: @Sendable (AuthnRequest) async throws -> AuthnAnswer
+    public init(order: UInt16 = 100, handle: @escaping @Sendable (AuthnRequest) async throws -> AuthnAnswer) {
+        self.order = order
+        self.handle = handle
+    }
+}
+
+/// Answers AUTHZ_REQUEST. Providers are asked in ascending `order`.
+public struct Authorizer: Sendable {
+    public var order: UInt16
+    public var handle: @Sendable (AuthzRequest) async throws -> AuthzAnswer
+    public init(order: UInt16 = 100, handle: @escaping @Sendable (AuthzRequest) async throws -> AuthzAnswer) {
+        self.order = order
+        self.handle = handle
+    }
+}
+
+/// Receives a batch of events of one hook, in the broker's order. Batches are delivered one
+/// at a time (a slow hook delays the next batch, never the broker: it drops when full).
+public typealias HookHandler = @Sendable ([IPCHookEvent]) async -> Void
+
+/// Sees every PUBLISH before it is routed (synchronous `message.publish`, SPEC 3.5). After
+/// `budgetMs` (at most 1000) the broker stops waiting and routes the message unchanged.
+public struct PublishFilter: Sendable {
+    public var budgetMs: UInt32
+    public var handle: @Sendable (IPCClient, IPCPublishMessage) async throws -> PublishAction
+    public init(budgetMs: UInt32 = 100, handle: @escaping @Sendable (IPCClient, IPCPublishMessage) async throws -> PublishAction) {
+        self.budgetMs = min(max(budgetMs, 1), 1000)
+        self.handle = handle
+    }
+}
+
+/// A `swiftlet-ctl <name> args...` command (emqttd_ctl:register_cmd).
+public struct SidecarCommand: Sendable {
+    /// One line for `swiftlet-ctl help`, e.g. "cmd arg1 arg2: echoes its arguments".
+    public var usage: String
+    public var run: @Sendable ([String]) async throws -> CommandResult
+    public init(usage: String, run: @escaping @Sendable ([String]) async throws -> CommandResult) {
+        self.usage = usage
+        self.run = run
+    }
+}
+
+/// Everything a sidecar serves. Only what is set is registered with the broker. A handler
+/// that throws is answered with ERROR 7 (internal error), which the broker treats like no
+/// answer (its fallback for auth, "continue" for a publish filter).
+public struct SidecarHandlers: Sendable {
+    public var authenticator: Authenticator?
+    public var authorizer: Authorizer?
+    /// Asynchronous hooks by name (`client.connected`, ... the nine of SPEC 3.4).
+    public var hooks: [String: HookHandler] = [:]
+    public var publishFilter: PublishFilter?
+    public var commands: [String: SidecarCommand] = [:]
+
+    public init() {}
+
+    public mutating func onAuthenticate(order: UInt16 = 100,
+                                        _ handle: @escaping @Sendable (AuthnRequest) async throws -> AuthnAnswer) {
+        authenticator = Authenticator(order: order, handle: handle)
+    }
+
+    public mutating func onAuthorize(order: UInt16 = 100,
+                                     _ handle: @escaping @Sendable (AuthzRequest) async throws -> AuthzAnswer) {
+        authorizer = Authorizer(order: order, handle: handle)
+    }
+
+    public mutating func onHook(_ name: String, _ handle: @escaping HookHandler) {
+        hooks[name] = handle
+    }
+
+    public mutating func onPublish(budgetMs: UInt32 = 100,
+                                   _ handle: @escaping @Sendable (IPCClient, IPCPublishMessage) async throws -> PublishAction) {
+        publishFilter = PublishFilter(budgetMs: budgetMs, handle: handle)
+    }
+
+    public mutating func addCommand(_ name: String, usage: String,
+                                    _ run: @escaping @Sendable ([String]) async throws -> CommandResult) {
+        commands[name] = SidecarCommand(usage: usage, run: run)
+    }
+
+    /// What REGISTER announces, in a stable order.
+    public var capabilities: [IPCCapability] {
+        var caps: [IPCCapability] = []
+        if let a = authenticator { caps.append(.authn(order: a.order)) }
+        if let a = authorizer { caps.append(.authz(order: a.order)) }
+        for name in hooks.keys.sorted() { caps.append(.hook(name: name, sync: false, budgetMs: 0)) }
+        if let f = publishFilter { caps.append(.hook(name: "message.publish", sync: true, budgetMs: f.budgetMs)) }
+        for name in commands.keys.sorted() { caps.append(.ctl(command: name, usage: commands[name]!.usage)) }
+        return caps
+    }
+}
