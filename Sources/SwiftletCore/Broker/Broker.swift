@@ -32,6 +32,9 @@ public final class Broker: @unchecked Sendable {
     public private(set) var sidecars: SidecarHub!
     /// Managed sidecars declared in `[sidecars] plugins_dir`.
     public private(set) var supervisor: Supervisor!
+    /// `swiftlet-ctl` commands: the broker's own and those sidecars register.
+    public let control = ControlRegistry()
+    let controlServer = ControlServer()
     let clientsConnected = ManagedAtomic<Int>(0)
     let clientsMax = ManagedAtomic<Int>(0)
     let connectionsLock = NIOLock()
@@ -103,6 +106,7 @@ public final class Broker: @unchecked Sendable {
         // Sidecars before listeners: auth sidecars can register before the first client.
         try await sidecars.start(group: group)
         supervisor.start()
+        try await startControl()
         for l in config.listeners {
             let ch = try await Listeners.bind(l, broker: self)
             serverChannels.append(ch)
@@ -117,6 +121,7 @@ public final class Broker: @unchecked Sendable {
         guard shuttingDown.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
         logger.info("shutting down")
         sysTask?.cancel()
+        await stopControl()
         for ch in serverChannels { try? await ch.close() }
         let conns = connectionsLock.withLock { Array(connections.values) }
         var closes: [EventLoopFuture<Void>] = []

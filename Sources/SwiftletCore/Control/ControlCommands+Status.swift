@@ -1,0 +1,66 @@
+import Foundation
+import NIOCore
+
+/// `status`, `listeners`, `help`.
+extension Broker {
+    func registerStatusCommands() {
+        builtin("status", usage: "status") { b, args, loop in
+            guard args.isEmpty else { return loop.reply(.usage("status")) }
+            return b.collectStats().hop(to: loop).map { stats in
+                let uptime = Int(Date().timeIntervalSince(b.startedAt))
+                let values: [(String, Any)] = [
+                    ("node", b.config.nodeName), ("version", Broker.version), ("uptime_seconds", uptime),
+                    ("clients", b.clientsConnected.load(ordering: .relaxed)),
+                    ("clients_max", b.clientsMax.load(ordering: .relaxed)),
+                    ("sessions", b.registry.count),
+                    ("subscriptions", b.router.subscriptionCount.load(ordering: .relaxed)),
+                    ("retained", b.retained.count),
+                    ("sidecars", b.sidecars.connected.count),
+                    ("messages_received", stats.messagesReceived), ("messages_sent", stats.messagesSent),
+                    ("messages_dropped", stats.messagesDropped),
+                    ("bytes_received", stats.bytesReceived), ("bytes_sent", stats.bytesSent),
+                ]
+                var json: [String: Any] = ["running": true]
+                for (k, v) in values { json[k] = v }
+                let text = "swiftlet \(Broker.version) is running on node \(b.config.nodeName)\n"
+                    + TextTable.fields(values.dropFirst(2).map { ($0.0, "\($0.1)") })
+                return .done(text, json)
+            }
+        }
+
+        builtin("listeners", usage: "listeners") { b, args, loop in
+            guard args.isEmpty else { return loop.reply(.usage("listeners")) }
+            let counts = b.connectionsLock.withLock { () -> [String: Int] in
+                var c: [String: Int] = [:]
+                for h in b.connections.values { c[h.listenerName, default: 0] += 1 }
+                return c
+            }
+            let bound = b.serverChannels.map { $0.localAddress.map { "\($0)" } ?? "" }
+            var rows: [[String]] = []
+            var json: [[String: Any]] = []
+            for (i, l) in b.config.listeners.enumerated() {
+                let address = i < bound.count ? bound[i] : ""
+                let n = counts[l.name] ?? 0
+                rows.append([l.kind.rawValue, "\(l.host):\(l.port)", address, "\(n)", "\(l.maxConnections)"])
+                json.append(["type": l.kind.rawValue, "bind": "\(l.host):\(l.port)", "address": address,
+                             "connections": n, "max_connections": l.maxConnections, "name": l.name])
+            }
+            let text = TextTable.render(["TYPE", "BIND", "ADDRESS", "CONNECTIONS", "MAX"], rows)
+                + "\nctl socket: \(b.config.ctlSocketPath)\nsidecar socket: \(b.config.sidecarSocketPath)"
+            return loop.reply(.done(text, ["listeners": json, "ctl_socket": b.config.ctlSocketPath,
+                                           "sidecar_socket": b.config.sidecarSocketPath]))
+        }
+
+        builtin("help", usage: "help") { b, _, loop in
+            let list = b.control.commands
+            var lines = ["Usage: swiftlet-ctl [--socket PATH] [--json] <command> [args...]", "", "Commands:"]
+            for c in list {
+                let owner = c.owner == Broker.controlOwner ? "" : "    (\(c.owner))"
+                let usage = c.usage.split(separator: "\n").map(String.init)
+                for u in usage.isEmpty ? [c.command] : usage { lines.append("  \(u)\(owner)") }
+            }
+            let json = list.map { ["command": $0.command, "usage": $0.usage, "owner": $0.owner] }
+            return loop.reply(.done(lines.joined(separator: "\n"), ["commands": json]))
+        }
+    }
+}
