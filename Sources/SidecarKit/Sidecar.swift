@@ -72,7 +72,8 @@ public final class Sidecar: Sendable {
     public var droppedHookBatches: Int { state.withLock { $0.droppedHookBatches } }
 
     /// Serves until `shutdown()`, SIGTERM/SIGINT (with `options.handleSignals`) or the
-    /// cancellation of the calling task. Handlers run as child tasks of this call. Call once.
+    /// cancellation of the calling task. Handlers run as child tasks of this call; it returns
+    /// once those in flight have finished and queued hook events are delivered. Call once.
     public func run() async {
         let first = state.withLock { s -> Bool in
             defer { s.started = true }
@@ -91,8 +92,9 @@ public final class Sidecar: Sendable {
                 for await job in jobs {
                     group.addTask { await job() }
                 }
+                // Queued hook events are still delivered and handlers in flight finish
+                // (their replies have no connection left); then run() returns.
                 hookSink.finish()
-                group.cancelAll()
             }
         } onCancel: {
             self.shutdown(reason: "cancelled")
