@@ -1,24 +1,19 @@
 import SwiftletIPC
 
-/// Answers AUTHN_REQUEST. Providers are asked in ascending `order`.
-public struct Authenticator: Sendable {
+/// An auth provider: answers one kind of request. Providers are asked in ascending `order`.
+public struct AuthProvider<Request: Sendable, Answer: Sendable>: Sendable {
     public var order: UInt16
-    public var handle: @Sendable (AuthnRequest) async throws -> AuthnAnswer
-    public init(order: UInt16 = 100, handle: @escaping @Sendable (AuthnRequest) async throws -> AuthnAnswer) {
+    public var handle: @Sendable (Request) async throws -> Answer
+    public init(order: UInt16 = 100, handle: @escaping @Sendable (Request) async throws -> Answer) {
         self.order = order
         self.handle = handle
     }
 }
 
-/// Answers AUTHZ_REQUEST. Providers are asked in ascending `order`.
-public struct Authorizer: Sendable {
-    public var order: UInt16
-    public var handle: @Sendable (AuthzRequest) async throws -> AuthzAnswer
-    public init(order: UInt16 = 100, handle: @escaping @Sendable (AuthzRequest) async throws -> AuthzAnswer) {
-        self.order = order
-        self.handle = handle
-    }
-}
+/// Answers AUTHN_REQUEST.
+public typealias Authenticator = AuthProvider<AuthnRequest, AuthnAnswer>
+/// Answers AUTHZ_REQUEST.
+public typealias Authorizer = AuthProvider<AuthzRequest, AuthzAnswer>
 
 /// Receives a batch of events of one hook, in the broker's order. Batches are delivered one
 /// at a time (a slow hook delays the next batch, never the broker: it drops when full).
