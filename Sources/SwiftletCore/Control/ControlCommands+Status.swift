@@ -35,7 +35,7 @@ extension Broker {
                 for h in b.connections.values { c[h.listenerName, default: 0] += 1 }
                 return c
             }
-            let bound = b.serverChannels.map { $0.localAddress.map { "\($0)" } ?? "" }
+            let bound = b.serverChannels.map { ch in ch.localAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "" }
             var rows: [[String]] = []
             var json: [[String: Any]] = []
             for (i, l) in b.config.listeners.enumerated() {
