@@ -123,8 +123,10 @@ public final class SidecarHub: @unchecked Sendable {
             connections[c.name] = nil
             return true
         }
-        unregisterCommands(c)
-        if current { onDisconnect?(c.name, reason) }
+        if current {
+            unregisterCommands(c)
+            onDisconnect?(c.name, reason)
+        }
     }
 
     /// A sidecar that says GOODBYE leaves the chain (an external sidecar going away on

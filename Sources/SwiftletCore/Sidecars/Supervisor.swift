@@ -48,6 +48,7 @@ public final class Supervisor: @unchecked Sendable {
     var pluginsDir: String? { broker.config.sidecars.pluginsDir }
 
     func start() {
+        registerPluginsCommand()
         broker.sidecars.onDisconnect = { [weak self] name, reason in
             self?.loop.execute { self?.connectionLost(name, reason: reason) }
         }
