@@ -59,15 +59,34 @@ final class ControlConnection: ChannelInboundHandler, @unchecked Sendable {
     private var lines: [[UInt8]] = []
     private var busy = false
     private var closed = false
+    private var idleTask: Scheduled<Void>?
+    /// A connection that sends nothing for this long (and waits for nothing) is closed.
+    static let idleTimeout = TimeAmount.minutes(5)
 
     init(registry: ControlRegistry, logger: Logger) {
         self.registry = registry
         self.logger = logger
     }
 
+    func channelActive(context: ChannelHandlerContext) {
+        armIdle(context: context)
+        context.fireChannelActive()
+    }
+
+    private func armIdle(context: ChannelHandlerContext) {
+        idleTask?.cancel()
+        idleTask = context.eventLoop.scheduleTask(in: Self.idleTimeout) { [weak self] in
+            guard let self, !self.closed else { return }
+            if self.busy { return self.armIdle(context: context) }
+            self.closed = true
+            context.close(promise: nil)
+        }
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = unwrapInboundIn(data)
         if closed { return }
+        armIdle(context: context)
         if buffer == nil { buffer = incoming } else { buffer!.writeBuffer(&incoming) }
         while let view = buffer?.readableBytesView, let nl = view.firstIndex(of: UInt8(ascii: "\n")) {
             let length = nl - view.startIndex
@@ -154,6 +173,8 @@ final class ControlConnection: ChannelInboundHandler, @unchecked Sendable {
 
     func channelInactive(context: ChannelHandlerContext) {
         closed = true
+        idleTask?.cancel()
+        idleTask = nil
         context.fireChannelInactive()
     }
 
