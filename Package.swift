@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "swiftlet-bench", targets: ["swiftlet-bench"]),
         .executable(name: "swiftlet-ctl", targets: ["swiftlet-ctl"]),
         .executable(name: "swiftlet-sidecar-template", targets: ["swiftlet-sidecar-template"]),
+        .executable(name: "swiftlet-auth-http", targets: ["swiftlet-auth-http"]),
         .library(name: "SidecarKit", targets: ["SidecarKit"]),
         .library(name: "MQTTCodec", targets: ["MQTTCodec"]),
         .library(name: "SwiftletCore", targets: ["SwiftletCore"]),
@@ -101,6 +102,32 @@ let package = Package(
             path: "Sources/sidecar-template",
             swiftSettings: swiftSettings
         ),
+        .systemLibrary(
+            name: "CCurl",
+            path: "Sources/CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        // emqttd_auth_http's options, placeholders and decisions, without libcurl (unit-tested).
+        .target(
+            name: "AuthHTTP",
+            dependencies: ["SidecarKit", "SwiftletIPC"],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "swiftlet-auth-http",
+            dependencies: [
+                "AuthHTTP",
+                "SidecarKit",
+                "CCurl",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/sidecar-auth-http",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "swiftlet-ctl",
             dependencies: [
@@ -129,6 +156,10 @@ let package = Package(
             name: "SidecarKitTests",
             dependencies: ["SidecarKit", "SwiftletIPC", .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "AuthHTTPTests",
+            dependencies: ["AuthHTTP", "SidecarKit", "SwiftletIPC"]
         ),
         .testTarget(
             name: "MQTTCodecTests",
