@@ -8,7 +8,8 @@ import os
 import re
 import signal
 import socket
-import sys
+import ssl
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -91,7 +92,7 @@ class AuthService:
         return 404
 
     # server
-    def start(self, port=None):
+    def start(self, port=None, tls=None):
         service = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -170,6 +171,10 @@ class AuthService:
         ThreadingHTTPServer.allow_reuse_address = True
         self.server = ThreadingHTTPServer(("127.0.0.1", port or 0), Handler)
         self.server.daemon_threads = True
+        self.scheme = "http"
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -188,7 +193,7 @@ class AuthService:
                 pass
 
     def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
 
 @pytest.fixture
@@ -204,7 +209,7 @@ def service():
 # -- the broker with the sidecar -----------------------------------------------------------
 
 def plugin_toml(service, auth=True, superuser=True, acl=True, method="post", acl_method="get",
-                content_type="form", timeout=2.0, admin=False, extra=""):
+                content_type="form", timeout=2.0, admin=False, extra="", tls=None):
     lines = [
         "[sidecar]",
         f"command = {json.dumps(str(sidecar_binary()))}",
@@ -218,6 +223,9 @@ def plugin_toml(service, auth=True, superuser=True, acl=True, method="post", acl
     if admin:
         lines.append('admin_listen = "127.0.0.1:0"')
     lines.append(extra)
+    if tls:
+        lines.append("[auth_http.tls]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in tls.items()]
     if auth:
         lines += ["[auth_http.auth_req]", f'method = "{method}"', f'url = "{service.url("/mqtt/auth")}"',
                   'params = "clientid=%c,username=%u,password=%P,ipaddr=%a"', f'content_type = "{content_type}"']
@@ -469,6 +477,53 @@ def test_10mb_body_is_refused_without_buffering(broker_factory, service, mode):
     service.mode = "normal"
     raw(b, 5, "alice", "secret", client_id="after-huge")[0].close()
     assert sidecar_pid(b) == pid
+
+
+# -- https -------------------------------------------------------------------------------------
+
+def make_cert(d, name):
+    """A self-signed certificate for 127.0.0.1 (its own CA): (cert path, key path)."""
+    cert, key = d / f"{name}.pem", d / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", str(key),
+                    "-out", str(cert), "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("certs")
+    return {"server": make_cert(d, "server"), "client": make_cert(d, "client")}
+
+
+@pytest.mark.parametrize("case", ["ca", "no_ca", "no_verify", "client_cert", "no_client_cert"])
+def test_https_service(broker_factory, certs, case):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*map(str, certs["server"]))
+    if case in ("client_cert", "no_client_cert"):
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(str(certs["client"][0]))
+    svc = AuthService().start(tls=ctx)
+    try:
+        tls = {"ca": {"cafile": str(certs["server"][0])},
+               "no_ca": {},
+               "no_verify": {"verify": False},
+               "client_cert": {"cafile": str(certs["server"][0]), "certfile": str(certs["client"][0]),
+                               "keyfile": str(certs["client"][1])},
+               "no_client_cert": {"cafile": str(certs["server"][0])}}[case]
+        b = start_broker(broker_factory, svc, tls=tls)
+        if case in ("no_ca", "no_client_cert"):
+            # The service cannot be trusted / refuses the sidecar: an error, the fallback.
+            raw(b, 5, "alice", "secret", expect_rc=0x86)[0].close()
+            wait_for(lambda: "auth_req failed" in b.log_text(), msg="TLS failure logged")
+            assert svc.count("/mqtt/auth") == 0
+        else:
+            c, _ = raw(b, 5, "alice", "secret")
+            assert c.publish("bob/x", b"x", qos=1, pid=1).rc == 0x87
+            raw(b, 5, "alice", "wrong", expect_rc=0x86)[0].close()
+            assert svc.count("/mqtt/auth") == 2 and svc.count("/mqtt/acl") == 1
+    finally:
+        svc.stop()
 
 
 # -- values that must arrive intact ----------------------------------------------------------
