@@ -85,8 +85,12 @@ final class CurlClient: @unchecked Sendable {
 
     /// Stops the thread: transfers still queued or running fail with `.shutDown`.
     func shutdown() {
-        lock.withLock { stopping = true }
-        curl_multi_wakeup(multi)
+        // Every wakeup happens under the lock, before the curl thread can see `stopping`
+        // and free the multi handle.
+        lock.withLock {
+            stopping = true
+            _ = curl_multi_wakeup(multi)
+        }
     }
 
     func perform(_ request: HTTPRequest) async throws -> HTTPResponse {
@@ -95,10 +99,10 @@ final class CurlClient: @unchecked Sendable {
             let accepted = lock.withLock { () -> Bool in
                 guard !stopping else { return false }
                 queued.append(t)
+                _ = curl_multi_wakeup(multi)
                 return true
             }
-            guard accepted else { return cont.resume(throwing: CurlError.shutDown) }
-            curl_multi_wakeup(multi)
+            if !accepted { cont.resume(throwing: CurlError.shutDown) }
         }
     }
 
@@ -127,6 +131,7 @@ final class CurlClient: @unchecked Sendable {
         for (easy, t) in running {
             curl_multi_remove_handle(multi, easy)
             curl_easy_cleanup(easy)
+            t.release()
             t.finish(.failure(CurlError.shutDown))
         }
         running.removeAll()
