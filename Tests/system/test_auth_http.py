@@ -18,8 +18,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from brokers import swiftlet_path
+from brokers import REPO, swiftlet_path
 from clients import Client, wait_for
+from ctl import ctl_config, ctl_ok
 from mqttraw import CONNACK, PUBACK, PUBLISH, RawClient, connected
 from sidecars import registrations, short_dir, sidecar_config, wait_registered
 
@@ -293,6 +294,28 @@ def raw(b, version, user, password, client_id=None, expect_rc=0):
 
 REFUSED = {5: 0x86, 4: 4, 3: 4}   # credentials given and refused (docs/auth.md)
 OK = (0, 0x10)                    # PUBACK: success, or success with no subscriber
+
+
+def test_shipped_plugin_file_loads_on_demand(broker_factory, service):
+    """etc/plugins/auth_http.toml as shipped (disabled), with the service's address and the
+    debug binary: the broker accepts the declaration, `plugins load` starts it."""
+    text = (REPO / "etc" / "plugins" / f"{NAME}.toml").read_text()
+    text = text.replace('command = ".build/release/swiftlet-auth-http"', f'command = "{sidecar_binary()}"')
+    text = text.replace("http://127.0.0.1:8080", f"http://127.0.0.1:{service.port}")
+    assert "enabled = false" in text and str(service.port) in text
+    d = short_dir()
+    (d / "plugins").mkdir()
+    (d / "plugins" / f"{NAME}.toml").write_text(text)
+    b = broker_factory(extra=sidecar_config(d / "sc.sock") + f'plugins_dir = "{d / "plugins"}"\n'
+                       + ctl_config(d / "ctl.sock"))
+    rows = ctl_ok(d / "ctl.sock", "plugins", "list", json_out=True)
+    assert [r for r in rows if r["name"] == NAME][0]["state"] == "stopped"
+    raw(b, 5, "alice", "secret", expect_rc=0x86)[0].close()
+    ctl_ok(d / "ctl.sock", "plugins", "load", NAME)
+    wait_registered(b, NAME)
+    c, _ = raw(b, 5, "alice", "secret")
+    assert c.publish("bob/x", b"x", qos=1, pid=1).rc == 0x87
+    assert service.last("/mqtt/acl")[0] == "GET"
 
 
 # -- authentication -------------------------------------------------------------------------
