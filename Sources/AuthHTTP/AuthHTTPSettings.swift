@@ -16,7 +16,9 @@ public struct AuthHTTPSettings: Sendable, Equatable {
     public var superReq: RequestTemplate?
     public var aclReq: RequestTemplate?
 
-    public static let defaultTimeout = 5.0
+    /// Under the broker's `[sidecars] request_timeout` (5 s), so that the sidecar reports a slow
+    /// service itself rather than the broker giving up on the sidecar.
+    public static let defaultTimeout = 4.0
 
     public init() {}
 

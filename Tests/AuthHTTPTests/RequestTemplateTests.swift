@@ -101,6 +101,8 @@ final class RequestTemplateTests: XCTestCase {
         XCTAssertEqual(s.aclReq?.method, .get)
         XCTAssertNotNil(s.superReq)
         XCTAssertNil(s.adminListen)
+        XCTAssertEqual(s.authReq?.timeout, AuthHTTPSettings.defaultTimeout)
+        XCTAssertEqual(AuthHTTPSettings.defaultTimeout, 4)
     }
 
     func testSettingsErrorsNameTheKey() {
