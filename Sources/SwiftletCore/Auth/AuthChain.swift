@@ -105,45 +105,27 @@ public final class AuthChain: @unchecked Sendable {
         let key = DecisionCache<AuthnResult>.Key(kind: 1, clientId: c.clientId, username: c.username ?? "",
                                                   detail: "\(digest)|\(c.peerAddress)|\(c.certSubject ?? "")")
         let list = providers.filter { $0.authenticates }
-        return authnCache.lookup(key, now: loop.now, on: loop) {
-            foldAuthn(list, 0, c, password, loop)
-        }
-    }
-
-    private func foldAuthn(_ list: [AuthProvider], _ i: Int, _ c: ClientInfo, _ password: [UInt8]?,
-                           _ loop: EventLoop) -> EventLoopFuture<(AuthnResult, TimeAmount)> {
-        guard i < list.count else {
-            let ok = allowAnonymous
-            return loop.makeSucceededFuture((AuthnResult(allowed: ok, superuser: false, provider: "",
-                                                         reason: ok ? "anonymous allowed" : "no provider accepted the client"),
-                                             ok ? config.allowTTL : config.denyTTL))
-        }
-        let p = list[i]
-        let started = loop.now
-        return p.authenticate(c, password: password, on: loop).hop(to: loop)
-            .recover { ProviderAnswer(.error("\($0)")) }
-            .flatMap { [self] answer in
-                let secs = Double((loop.now - started).nanoseconds) / 1e9
+        let cfg = config, anonymous = allowAnonymous
+        return authnCache.lookup(key, now: loop.now, on: loop) { [self] in
+            fold(list, on: loop, what: "auth", ask: { $0.authenticate(c, password: password, on: loop) }, nobody: {
+                let ok = anonymous
+                return (AuthnResult(allowed: ok, superuser: false, provider: "",
+                                    reason: ok ? "anonymous allowed" : "no provider accepted the client"),
+                        ok ? cfg.allowTTL : cfg.denyTTL)
+            }, decided: { p, answer in
                 switch answer.decision {
-                case .ignore:
-                    stats(p.name).record(secs)
-                    return foldAuthn(list, i + 1, c, password, loop)
                 case .allow(let su):
-                    stats(p.name).record(secs)
-                    return loop.makeSucceededFuture((AuthnResult(allowed: true, superuser: su, provider: p.name, reason: ""),
-                                                     answer.ttl ?? config.allowTTL))
+                    return (AuthnResult(allowed: true, superuser: su, provider: p.name, reason: ""), answer.ttl ?? cfg.allowTTL)
                 case .deny(let why):
-                    stats(p.name).record(secs)
-                    return loop.makeSucceededFuture((AuthnResult(allowed: false, superuser: false, provider: p.name, reason: why),
-                                                     answer.ttl ?? config.denyTTL))
+                    return (AuthnResult(allowed: false, superuser: false, provider: p.name, reason: why), answer.ttl ?? cfg.denyTTL)
                 case .error(let why):
-                    stats(p.name).record(secs, timedOut: why.contains("timed out"), error: true)
-                    logger.warning("auth provider failed; applying fallback", metadata: [
-                        "sidecar.name": "\(p.name)", "error": "\(why)", "auth.fallback": "\(config.fallbackAllow ? "allow" : "deny")"])
-                    return loop.makeSucceededFuture((AuthnResult(allowed: config.fallbackAllow, superuser: false, provider: p.name,
-                                                                 reason: "provider error: \(why)"), .zero))
+                    return (AuthnResult(allowed: cfg.fallbackAllow, superuser: false, provider: p.name,
+                                        reason: "provider error: \(why)"), .zero)
+                case .ignore:  // `fold` never decides on an ignore
+                    return (AuthnResult(allowed: cfg.fallbackAllow, superuser: false, provider: p.name, reason: ""), .zero)
                 }
-            }
+            })
+        }
     }
 
     // MARK: Authorization
@@ -152,43 +134,52 @@ public final class AuthChain: @unchecked Sendable {
     /// fallback after a provider error).
     public func authorize(_ c: ClientInfo, access: ACLAccess, topic: String, on loop: EventLoop) -> EventLoopFuture<ACLAnswer> {
         let key = DecisionCache<ACLAnswer>.Key(kind: access.rawValue + 1, clientId: c.clientId, username: c.username ?? "",
-                                          detail: "\(topic)|\(c.peerAddress)")
+                                               detail: "\(topic)|\(c.peerAddress)")
         let list = providers.filter { $0.authorizes }
-        return authzCache.lookup(key, now: loop.now, on: loop) {
-            foldAuthz(list, 0, c, access, topic, loop)
+        let cfg = config
+        return authzCache.lookup(key, now: loop.now, on: loop) { [self] in
+            fold(list, on: loop, what: "acl", ask: { $0.authorize(c, access: access, topic: topic, on: loop) }, nobody: {
+                let ok = cfg.aclNomatchAllow
+                let ttl = ok ? cfg.allowTTL : cfg.denyTTL
+                return (ACLAnswer(allowed: ok, ttl: ttl), ttl)
+            }, decided: { _, answer in
+                let (allowed, ttl): (Bool, TimeAmount)
+                switch answer.decision {
+                case .allow: (allowed, ttl) = (true, answer.ttl ?? cfg.allowTTL)
+                case .deny: (allowed, ttl) = (false, answer.ttl ?? cfg.denyTTL)
+                default: (allowed, ttl) = (cfg.fallbackAllow, .zero)
+                }
+                return (ACLAnswer(allowed: allowed, ttl: ttl), ttl)
+            })
         }
     }
 
-    private func foldAuthz(_ list: [AuthProvider], _ i: Int, _ c: ClientInfo, _ access: ACLAccess, _ topic: String,
-                           _ loop: EventLoop) -> EventLoopFuture<(ACLAnswer, TimeAmount)> {
-        guard i < list.count else {
-            let ok = config.aclNomatchAllow
-            let ttl = ok ? config.allowTTL : config.denyTTL
-            return loop.makeSucceededFuture((ACLAnswer(allowed: ok, ttl: ttl), ttl))
-        }
+    /// The fold both questions share (mosquitto's defer loop): providers are asked in order
+    /// until one does not ignore; an error is counted, logged and decided by `decided` with
+    /// the fallback, uncached (TTL zero).
+    private func fold<R>(_ list: [AuthProvider], from i: Int = 0, on loop: EventLoop, what: String,
+                         ask: @escaping (AuthProvider) -> EventLoopFuture<ProviderAnswer>,
+                         nobody: @escaping () -> (R, TimeAmount),
+                         decided: @escaping (AuthProvider, ProviderAnswer) -> (R, TimeAmount)) -> EventLoopFuture<(R, TimeAmount)> {
+        guard i < list.count else { return loop.makeSucceededFuture(nobody()) }
         let p = list[i]
         let started = loop.now
-        return p.authorize(c, access: access, topic: topic, on: loop).hop(to: loop)
+        return ask(p).hop(to: loop)
             .recover { ProviderAnswer(.error("\($0)")) }
             .flatMap { [self] answer in
                 let secs = Double((loop.now - started).nanoseconds) / 1e9
                 switch answer.decision {
                 case .ignore:
                     stats(p.name).record(secs)
-                    return foldAuthz(list, i + 1, c, access, topic, loop)
-                case .allow:
-                    stats(p.name).record(secs)
-                    let ttl = answer.ttl ?? config.allowTTL
-                    return loop.makeSucceededFuture((ACLAnswer(allowed: true, ttl: ttl), ttl))
-                case .deny:
-                    stats(p.name).record(secs)
-                    let ttl = answer.ttl ?? config.denyTTL
-                    return loop.makeSucceededFuture((ACLAnswer(allowed: false, ttl: ttl), ttl))
+                    return fold(list, from: i + 1, on: loop, what: what, ask: ask, nobody: nobody, decided: decided)
                 case .error(let why):
                     stats(p.name).record(secs, timedOut: why.contains("timed out"), error: true)
-                    logger.warning("acl provider failed; applying fallback", metadata: ["sidecar.name": "\(p.name)", "error": "\(why)"])
-                    return loop.makeSucceededFuture((ACLAnswer(allowed: config.fallbackAllow, ttl: .zero), .zero))
+                    logger.warning("\(what) provider failed; applying fallback", metadata: [
+                        "sidecar.name": "\(p.name)", "error": "\(why)", "auth.fallback": "\(config.fallbackAllow ? "allow" : "deny")"])
+                case .allow, .deny:
+                    stats(p.name).record(secs)
                 }
+                return loop.makeSucceededFuture(decided(p, answer))
             }
     }
 }
