@@ -24,6 +24,10 @@ private final class FakeProvider: AuthProvider, @unchecked Sendable {
     var authnCalls = 0
     var authzCalls = 0
     let log: Log
+    /// Role-specific orders (a sidecar registering authn and authz with different orders).
+    var roleOrders: [AuthRole: Int] = [:]
+
+    func order(for role: AuthRole) -> Int { roleOrders[role] ?? order }
 
     final class Log { var names: [String] = [] }
 
@@ -256,7 +260,40 @@ final class AuthChainTests: XCTestCase {
         XCTAssertEqual(ch.stats("b").timeouts, 2, "an error saying 'timed out' counts as a timeout")
         XCTAssertEqual(ch.stats("a").latency.reduce(0, +), 3, "every request lands in a latency bucket")
         XCTAssertEqual(Set(ch.allStats.keys), ["a", "b"])
-        XCTAssertEqual(ch.stats("a").snapshot["requests"] as? Int, 3)
+        XCTAssertEqual(ch.stats("a").snapshot()["requests"] as? Int, 3)
+    }
+
+    func testAuthnAndAuthzOrdersAreIndependent() throws {
+        let ch = chain()
+        let log = FakeProvider.Log()
+        // x authenticates first but authorizes last; y the other way round.
+        let x = FakeProvider("x", order: 1, log: log, authn: .allow(superuser: false), authz: .deny(reason: "x"))
+        x.roleOrders = [.authn: 1, .authz: 30]
+        let y = FakeProvider("y", order: 2, log: log, authn: .deny(reason: "y"), authz: .allow(superuser: false))
+        y.roleOrders = [.authn: 20, .authz: 2]
+        ch.add(x)
+        ch.add(y)
+        XCTAssertTrue(try connect(ch, alice).allowed, "x answers CONNECT first")
+        XCTAssertEqual(log.names, ["x"])
+        XCTAssertTrue(try acl(ch, alice, .publish, "t").allowed, "y answers ACL first")
+        XCTAssertEqual(log.names, ["x", "y"])
+    }
+
+    func testCacheHitsAreCountedForTheProviderThatDecided() throws {
+        let ch = chain()
+        let a = FakeProvider("a", order: 1, authn: .ignore, authz: .ignore)
+        let b = FakeProvider("b", order: 2, authn: .allow(superuser: false), authz: .allow(superuser: false))
+        ch.add(a)
+        ch.add(b)
+        _ = try connect(ch, alice)
+        _ = try connect(ch, alice)
+        _ = try connect(ch, alice)
+        _ = try acl(ch, alice, .publish, "x")
+        _ = try acl(ch, alice, .publish, "x")
+        XCTAssertEqual(ch.stats("b").cacheHits, 3, "two cached CONNECTs and one cached ACL answer")
+        XCTAssertEqual(ch.stats("a").cacheHits, 0, "a only ignored")
+        XCTAssertEqual(ch.stats("b").requests, 2)
+        XCTAssertEqual(ch.stats("b").snapshot(connectionHits: 4)["cache_hits"] as? Int, 7)
     }
 
     // MARK: caching through the chain
@@ -364,6 +401,9 @@ final class AuthChainTests: XCTestCase {
         try c.publish("x/1", "b", qos: .atLeastOnce)
         XCTAssertEqual(p.authzCalls, 1)
         XCTAssertEqual(h.broker.auth.authzCache.hits, sharedHits, "answered by the connection's own cache")
+        let slot = h.broker.auth.stats("acl").slot
+        let hits = h.ctx.stats.aclHits
+        XCTAssertEqual(slot < hits.count ? hits[slot] : 0, 1, "the connection-cache hit is counted for its provider")
 
         h.broker.auth.invalidate(.all)
         p.authz = ProviderAnswer(.deny(reason: "revoked"))

@@ -4,10 +4,16 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// Per-provider counters (ctl `cache stats`, dashboard).
+/// Per-provider counters (ctl `cache stats`, dashboard). Cache hits are the answers this
+/// provider gave that were served from the broker's shared cache; hits in the connections' own
+/// ACL caches are counted per event loop (`LoopStats.aclHits`, indexed by `slot`) and added
+/// when read.
 public final class ProviderStats: @unchecked Sendable {
     private let lock = NIOLock()
+    /// Index of this provider's counters in per-loop arrays.
+    public let slot: Int
     public private(set) var requests = 0
+    public private(set) var cacheHits = 0
     public private(set) var timeouts = 0
     public private(set) var errors = 0
     public private(set) var restarts = 0
@@ -25,11 +31,17 @@ public final class ProviderStats: @unchecked Sendable {
         }
     }
 
-    func restarted() { lock.withLock { restarts += 1 } }
+    init(slot: Int) { self.slot = slot }
 
-    public var snapshot: [String: Any] {
+    func restarted() { lock.withLock { restarts += 1 } }
+    func cacheHit() { lock.withLock { cacheHits += 1 } }
+
+    /// The counters; `connectionHits` are the per-loop connection-cache hits summed by the caller.
+    public func snapshot(connectionHits: Int = 0) -> [String: Any] {
         lock.withLock {
             ["requests": requests, "timeouts": timeouts, "errors": errors, "restarts": restarts,
+             "cache_hits": cacheHits + connectionHits, "shared_cache_hits": cacheHits,
+             "connection_cache_hits": connectionHits,
              "latency_ms_buckets": Dictionary(uniqueKeysWithValues: zip(Self.bucketsMs.map { "le_\(Int($0))" } + ["inf"], latency))]
         }
     }
@@ -43,7 +55,7 @@ public final class AuthChain: @unchecked Sendable {
     let allowAnonymous: Bool
     let logger: Logger
     private let providersBox = NIOLockedValueBox<[AuthProvider]>([])
-    private let statsBox = NIOLockedValueBox<[String: ProviderStats]>([:])
+    private let statsBox = NIOLockedValueBox<(byName: [String: ProviderStats], bySlot: [ProviderStats])>(([:], []))
     public let authnCache: DecisionCache<AuthnResult>
     public let authzCache: DecisionCache<ACLAnswer>
 
@@ -65,20 +77,32 @@ public final class AuthChain: @unchecked Sendable {
         }
     }
 
+    /// The providers asked for `role`, in ascending order for that role (a sidecar's authn
+    /// and authz orders are independent).
+    func providers(for role: AuthRole) -> [AuthProvider] {
+        providers.filter { role == .authn ? $0.authenticates : $0.authorizes }
+            .sorted { ($0.order(for: role), $0.name) < ($1.order(for: role), $1.name) }
+    }
+
     public func remove(named name: String) {
         providersBox.withLockedValue { $0.removeAll { $0.name == name } }
     }
 
     public func stats(_ name: String) -> ProviderStats {
         statsBox.withLockedValue { s in
-            if let x = s[name] { return x }
-            let x = ProviderStats()
-            s[name] = x
+            if let x = s.byName[name] { return x }
+            let x = ProviderStats(slot: s.bySlot.count)
+            s.byName[name] = x
+            s.bySlot.append(x)
             return x
         }
     }
 
-    public var allStats: [String: ProviderStats] { statsBox.withLockedValue { $0 } }
+    func stats(slot: Int) -> ProviderStats? {
+        statsBox.withLockedValue { slot >= 0 && slot < $0.bySlot.count ? $0.bySlot[slot] : nil }
+    }
+
+    public var allStats: [String: ProviderStats] { statsBox.withLockedValue { $0.byName } }
 
     /// Drops cached answers (ctl, sidecar push, sidecar restart).
     @discardableResult
@@ -104,9 +128,11 @@ public final class AuthChain: @unchecked Sendable {
         let digest = password.map { SHA256.hash(data: $0).map { String(format: "%02x", $0) }.joined() } ?? "-"
         let key = DecisionCache<AuthnResult>.Key(kind: 1, clientId: c.clientId, username: c.username ?? "",
                                                   detail: "\(digest)|\(c.peerAddress)|\(c.certSubject ?? "")")
-        let list = providers.filter { $0.authenticates }
+        let list = providers(for: .authn)
         let cfg = config, anonymous = allowAnonymous
-        return authnCache.lookup(key, now: loop.now, on: loop) { [self] in
+        return authnCache.lookup(key, now: loop.now, on: loop, hit: { [self] in
+            if !$0.provider.isEmpty { stats($0.provider).cacheHit() }
+        }) { [self] in
             fold(list, on: loop, what: "auth", ask: { $0.authenticate(c, password: password, on: loop) }, nobody: {
                 let ok = anonymous
                 return (AuthnResult(allowed: ok, superuser: false, provider: "",
@@ -135,21 +161,21 @@ public final class AuthChain: @unchecked Sendable {
     public func authorize(_ c: ClientInfo, access: ACLAccess, topic: String, on loop: EventLoop) -> EventLoopFuture<ACLAnswer> {
         let key = DecisionCache<ACLAnswer>.Key(kind: access.rawValue + 1, clientId: c.clientId, username: c.username ?? "",
                                                detail: "\(topic)|\(c.peerAddress)")
-        let list = providers.filter { $0.authorizes }
+        let list = providers(for: .authz)
         let cfg = config
-        return authzCache.lookup(key, now: loop.now, on: loop) { [self] in
+        return authzCache.lookup(key, now: loop.now, on: loop, hit: { [self] in stats(slot: $0.providerSlot)?.cacheHit() }) { [self] in
             fold(list, on: loop, what: "acl", ask: { $0.authorize(c, access: access, topic: topic, on: loop) }, nobody: {
                 let ok = cfg.aclNomatchAllow
                 let ttl = ok ? cfg.allowTTL : cfg.denyTTL
                 return (ACLAnswer(allowed: ok, ttl: ttl), ttl)
-            }, decided: { _, answer in
+            }, decided: { [self] p, answer in
                 let (allowed, ttl): (Bool, TimeAmount)
                 switch answer.decision {
                 case .allow: (allowed, ttl) = (true, answer.ttl ?? cfg.allowTTL)
                 case .deny: (allowed, ttl) = (false, answer.ttl ?? cfg.denyTTL)
                 default: (allowed, ttl) = (cfg.fallbackAllow, .zero)
                 }
-                return (ACLAnswer(allowed: allowed, ttl: ttl), ttl)
+                return (ACLAnswer(allowed: allowed, ttl: ttl, providerSlot: stats(p.name).slot), ttl)
             })
         }
     }

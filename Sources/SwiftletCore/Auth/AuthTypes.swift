@@ -59,6 +59,18 @@ public protocol AuthProvider: AnyObject, Sendable {
     var authorizes: Bool { get }
     func authenticate(_ client: ClientInfo, password: [UInt8]?, on loop: EventLoop) -> EventLoopFuture<ProviderAnswer>
     func authorize(_ client: ClientInfo, access: ACLAccess, topic: String, on loop: EventLoop) -> EventLoopFuture<ProviderAnswer>
+    /// Position for one question; a sidecar registers authn and authz with orders of their own.
+    func order(for role: AuthRole) -> Int
+}
+
+extension AuthProvider {
+    public func order(for role: AuthRole) -> Int { order }
+}
+
+/// The two questions of the chain.
+public enum AuthRole: Sendable, Hashable {
+    case authn
+    case authz
 }
 
 /// The chain's verdict on a CONNECT.
@@ -74,8 +86,14 @@ public struct AuthnResult: Sendable, Equatable {
 public struct ACLAnswer: Sendable, Equatable {
     public var allowed: Bool
     public var ttl: TimeAmount
-    public init(allowed: Bool, ttl: TimeAmount) {
+    /// Which provider decided: its counter slot in `AuthChain` (-1 when nobody did).
+    public var providerSlot: Int
+    public init(allowed: Bool, ttl: TimeAmount, providerSlot: Int = -1) {
         self.allowed = allowed
         self.ttl = ttl
+        self.providerSlot = providerSlot
     }
+
+    /// The same answer, whoever gave it.
+    public static func == (a: ACLAnswer, b: ACLAnswer) -> Bool { a.allowed == b.allowed && a.ttl == b.ttl }
 }

@@ -91,10 +91,14 @@ public final class DecisionCache<Value: Sendable>: @unchecked Sendable {
         }
     }
 
-    /// Returns the cached value, or joins an identical lookup in flight, or starts `load`.
-    public func lookup(_ key: Key, now: NIODeadline, on loop: EventLoop,
+    /// Returns the cached value (after telling `hit`), or joins an identical lookup in flight,
+    /// or starts `load`.
+    public func lookup(_ key: Key, now: NIODeadline, on loop: EventLoop, hit: (Value) -> Void = { _ in },
                        load: () -> EventLoopFuture<(Value, TimeAmount)>) -> EventLoopFuture<Value> {
-        if let v = get(key, now: now) { return loop.makeSucceededFuture(v) }
+        if let v = get(key, now: now) {
+            hit(v)
+            return loop.makeSucceededFuture(v)
+        }
         let (existing, promise): (EventLoopFuture<Value>?, EventLoopPromise<Value>?) = lock.withLock {
             if let f = inflight[key] {
                 collapsed += 1

@@ -11,6 +11,15 @@ public struct LoopStats: Sendable {
     public var bytesSent = 0
     public var packetsReceived = 0
     public var packetsSent = 0
+    /// ACL answers served from connections' own caches, by provider slot (`ProviderStats.slot`).
+    public var aclHits: [Int] = []
+
+    @inline(__always)
+    mutating func countACLHit(slot: Int) {
+        guard slot >= 0 else { return }
+        if slot >= aclHits.count { aclHits.append(contentsOf: repeatElement(0, count: slot + 1 - aclHits.count)) }
+        aclHits[slot] += 1
+    }
 
     public static func + (a: LoopStats, b: LoopStats) -> LoopStats {
         var r = a
@@ -22,6 +31,10 @@ public struct LoopStats: Sendable {
         r.bytesSent += b.bytesSent
         r.packetsReceived += b.packetsReceived
         r.packetsSent += b.packetsSent
+        if r.aclHits.count < b.aclHits.count {
+            r.aclHits.append(contentsOf: repeatElement(0, count: b.aclHits.count - r.aclHits.count))
+        }
+        for (i, n) in b.aclHits.enumerated() { r.aclHits[i] += n }
         return r
     }
 }

@@ -9,7 +9,10 @@ extension MQTTConnectionHandler {
             aclCache.removeAll(keepingCapacity: true)
             aclCacheGeneration = gen
         }
-        if let e = aclCache[aclKey(access, topic)], e.expires > eventLoop.now { return e.allowed }
+        if let e = aclCache[aclKey(access, topic)], e.expires > eventLoop.now {
+            ctx.stats.countACLHit(slot: e.slot)
+            return e.allowed
+        }
         return nil
     }
 
@@ -22,7 +25,7 @@ extension MQTTConnectionHandler {
         let cfg = broker.config.auth
         guard cfg.connectionCacheSize > 0, answer.ttl > .zero else { return }
         if aclCache.count >= cfg.connectionCacheSize { aclCache.removeAll(keepingCapacity: true) }
-        aclCache[aclKey(access, topic)] = (answer.allowed, eventLoop.now + answer.ttl)
+        aclCache[aclKey(access, topic)] = (answer.allowed, eventLoop.now + answer.ttl, answer.providerSlot)
     }
 
     /// Calls `body` with the ACL decision: at once on a cache hit, else after the chain

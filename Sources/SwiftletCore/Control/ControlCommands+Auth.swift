@@ -9,7 +9,8 @@ extension Broker {
     func registerAuthCommands() {
         builtin("cache", usage: Self.cacheUsage) { b, args, loop in
             switch args.first {
-            case "stats" where args.count == 1: return loop.reply(b.cacheStats())
+            case "stats" where args.count == 1:
+                return b.collectStats().hop(to: loop).map { b.cacheStats(connectionHits: $0.aclHits) }
             case "clear":
                 let scope: DecisionCache<Bool>.Scope
                 switch Array(args.dropFirst()) {
@@ -46,7 +47,7 @@ extension Broker {
         }
     }
 
-    private func cacheStats() -> ControlReply {
+    private func cacheStats(connectionHits: [Int]) -> ControlReply {
         func cacheJSON<V>(_ c: DecisionCache<V>) -> [String: Any] {
             ["entries": c.count, "capacity": c.capacity, "hits": c.hits, "misses": c.misses,
              "collapsed": c.collapsed, "evictions": c.evictions]
@@ -61,15 +62,26 @@ extension Broker {
         var rows: [[String]] = []
         for name in Set(providers.map { $0.name }).union(stats.keys).sorted() {
             let p = providers.first { $0.name == name }
-            let s = stats[name]?.snapshot ?? [:]
+            let st = stats[name]
+            let s = st.map { $0.snapshot(connectionHits: $0.slot < connectionHits.count ? connectionHits[$0.slot] : 0) } ?? [:]
             var o: [String: Any] = ["name": name, "in_chain": p != nil]
-            if let p { o["order"] = p.order; o["authenticates"] = p.authenticates; o["authorizes"] = p.authorizes }
+            if let p {
+                o["order"] = p.order
+                o["authenticates"] = p.authenticates
+                o["authorizes"] = p.authorizes
+                if p.authenticates { o["authn_order"] = p.order(for: .authn) }
+                if p.authorizes { o["authz_order"] = p.order(for: .authz) }
+            }
             for (k, v) in s { o[k] = v }
             provJSON.append(o)
-            rows.append([name, p.map { "\($0.order)" } ?? "-", "\(s["requests"] ?? 0)", "\(s["timeouts"] ?? 0)",
+            let orders = p.map { p in
+                [p.authenticates ? "\(p.order(for: .authn))" : "-", p.authorizes ? "\(p.order(for: .authz))" : "-"]
+            } ?? ["-", "-"]
+            rows.append([name] + orders + ["\(s["requests"] ?? 0)", "\(s["cache_hits"] ?? 0)", "\(s["timeouts"] ?? 0)",
                          "\(s["errors"] ?? 0)", "\(s["restarts"] ?? 0)"])
         }
-        text += "\n\n" + TextTable.render(["PROVIDER", "ORDER", "REQUESTS", "TIMEOUTS", "ERRORS", "RESTARTS"], rows)
+        text += "\n\n" + TextTable.render(["PROVIDER", "AUTHN ORDER", "AUTHZ ORDER", "REQUESTS", "CACHE HITS", "TIMEOUTS",
+                                            "ERRORS", "RESTARTS"], rows)
         return .done(text, ["authn": caches[0].1, "authz": caches[1].1, "providers": provJSON])
     }
 

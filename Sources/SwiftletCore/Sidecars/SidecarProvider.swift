@@ -16,8 +16,13 @@ final class SidecarProvider: AuthProvider, @unchecked Sendable {
         self.hub = hub
     }
 
-    /// Position in the chain: the lower of the two registered orders.
+    /// Position in listings: the lower of the two registered orders. The chain asks each
+    /// question in that question's own order (`order(for:)`).
     var order: Int { roles.withLockedValue { [$0.authnOrder, $0.authzOrder].compactMap { $0 }.min() ?? 100 } }
+
+    func order(for role: AuthRole) -> Int {
+        roles.withLockedValue { (role == .authn ? $0.authnOrder : $0.authzOrder) ?? 100 }
+    }
     var authenticates: Bool { roles.withLockedValue { $0.authnOrder != nil } }
     var authorizes: Bool { roles.withLockedValue { $0.authzOrder != nil } }
 
