@@ -157,12 +157,16 @@ extension Broker {
     // MARK: Client events ($SYS/brokers/<node>/clients/<id>/connected|disconnected)
 
     func publishClientEvent(connected c: MQTTConnectionHandler) {
-        let body: [String: Any] = [
-            "clientid": c.clientId, "username": c.username ?? NSNull(), "ipaddress": c.peerHost,
-            "clean_start": c.cleanStart, "protocol": Int(c.version.rawValue), "connack": 0,
-            "keepalive": c.keepAlive, "ts": Int(Date().timeIntervalSince1970),
-        ]
-        publishEvent(c, "connected", body)
+        var j = JSONObjectWriter()
+        j.field("clean_start", c.cleanStart)
+        j.field("clientid", c.clientId)
+        j.field("connack", 0)
+        j.field("ipaddress", c.peerHost)
+        j.field("keepalive", c.keepAlive)
+        j.field("protocol", Int(c.version.rawValue))
+        j.field("ts", Int(Date().timeIntervalSince1970))
+        j.field("username", c.username)
+        publishEvent(c, "connected", j.finish())
     }
 
     func publishClientEvent(disconnected c: MQTTConnectionHandler) {
@@ -174,18 +178,16 @@ extension Broker {
         case .takenOver: reason = "discarded"
         case .serverShutdown: reason = "shutdown"
         }
-        let body: [String: Any] = [
-            "clientid": c.clientId, "username": c.username ?? NSNull(), "reason": reason,
-            "ts": Int(Date().timeIntervalSince1970),
-        ]
-        publishEvent(c, "disconnected", body)
+        var j = JSONObjectWriter()
+        j.field("clientid", c.clientId)
+        j.field("reason", reason)
+        j.field("ts", Int(Date().timeIntervalSince1970))
+        j.field("username", c.username)
+        publishEvent(c, "disconnected", j.finish())
     }
 
-    private func publishEvent(_ c: MQTTConnectionHandler, _ kind: String, _ body: [String: Any]) {
-        guard let json = try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys]) else { return }
+    private func publishEvent(_ c: MQTTConnectionHandler, _ kind: String, _ payload: ByteBuffer) {
         let topic = "$SYS/brokers/\(config.nodeName)/clients/\(c.clientId)/\(kind)"
-        var payload = ByteBufferAllocator().buffer(capacity: json.count)
-        payload.writeBytes(json)
         let m = Message(topic: topic, payload: payload, qos: .atMostOnce, retain: false, now: c.eventLoop.now)
         c.ctx.route(m)
     }
