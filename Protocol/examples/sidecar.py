@@ -38,7 +38,10 @@ from typing import Dict, Iterator, List, Optional, Tuple
 # Constants
 # --------------------------------------------------------------------------------------
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2          # the highest version spoken (2 = 1 + gateway sessions)
+MIN_PROTOCOL_VERSION = 1
+GATEWAY_VERSION = 2           # the first version with GW_* frames (SPEC 7)
+GATEWAY_BUFFER_LIMIT = 1 << 20  # the broker closes a session with more unconsumed bytes
 HANDSHAKE_MAX_FRAME = 65_536  # the maximum value of `length` before the handshake
 MIN_FRAME = 5                  # kind + request_id
 HEADER_SIZE = 9                # length + kind + request_id
@@ -63,6 +66,11 @@ class Kind:
     CTL_REQUEST = 0x30
     CTL_REPLY = 0x31
     INVALIDATE = 0x40
+    # version 2 (SPEC 7)
+    GW_OPEN = 0x50
+    GW_OPENED = 0x51
+    GW_DATA = 0x52
+    GW_CLOSE = 0x53
 
 
 # Decisions (3.3)
@@ -716,16 +724,85 @@ class Invalidate:
         return cls(r.u8(), r.str())
 
 
+def _session(r: Reader) -> int:
+    sid = r.u32()
+    if sid == 0:
+        raise MalformedBody("gateway session 0")
+    return sid
+
+
+@dataclass(frozen=True)
+class GwOpen:
+    """Version 2: asks for a gateway session (SPEC 7.3)."""
+    session: int
+    protocol: str
+    peer_address: str
+    peer_port: int
+    listener: str
+    KIND = Kind.GW_OPEN
+
+    def put(self, w):
+        w.u32(self.session).str(self.protocol).str(self.peer_address).u16(self.peer_port).str(self.listener)
+
+    @classmethod
+    def get(cls, r):
+        return cls(_session(r), r.str(), r.str(), r.u16(), r.str())
+
+
+@dataclass(frozen=True)
+class GwOpened:
+    session: int
+    KIND = Kind.GW_OPENED
+
+    def put(self, w):
+        w.u32(self.session)
+
+    @classmethod
+    def get(cls, r):
+        return cls(_session(r))
+
+
+@dataclass(frozen=True)
+class GwData:
+    """Version 2: the next bytes of a session's MQTT stream (SPEC 7.4)."""
+    session: int
+    data: bytes
+    KIND = Kind.GW_DATA
+
+    def put(self, w):
+        w.u32(self.session).bytes(self.data)
+
+    @classmethod
+    def get(cls, r):
+        return cls(_session(r), r.bytes())
+
+
+@dataclass(frozen=True)
+class GwClose:
+    session: int
+    reason: str = ""
+    KIND = Kind.GW_CLOSE
+
+    def put(self, w):
+        w.u32(self.session).str(self.reason)
+
+    @classmethod
+    def get(cls, r):
+        return cls(_session(r), r.str())
+
+
 MESSAGE_TYPES = {cls.KIND: cls for cls in (
     Hello, Welcome, Register, Registered, Ping, Pong, Error, Goodbye,
     AuthnRequest, AuthnReply, AuthzRequest, AuthzReply,
-    HookEvents, HookPublish, HookPublishReply, CtlRequest, CtlReply, Invalidate)}
+    HookEvents, HookPublish, HookPublishReply, CtlRequest, CtlReply, Invalidate,
+    GwOpen, GwOpened, GwData, GwClose)}
 
 REQUEST_KINDS = {Kind.HELLO, Kind.REGISTER, Kind.PING, Kind.AUTHN_REQUEST,
-                 Kind.AUTHZ_REQUEST, Kind.HOOK_PUBLISH, Kind.CTL_REQUEST}
+                 Kind.AUTHZ_REQUEST, Kind.HOOK_PUBLISH, Kind.CTL_REQUEST, Kind.GW_OPEN}
 REPLY_KINDS = {Kind.WELCOME, Kind.REGISTERED, Kind.PONG, Kind.ERROR, Kind.AUTHN_REPLY,
-               Kind.AUTHZ_REPLY, Kind.HOOK_PUBLISH_REPLY, Kind.CTL_REPLY}
-NOTIFICATION_KINDS = {Kind.GOODBYE, Kind.HOOK_EVENTS, Kind.INVALIDATE}
+               Kind.AUTHZ_REPLY, Kind.HOOK_PUBLISH_REPLY, Kind.CTL_REPLY, Kind.GW_OPENED}
+NOTIFICATION_KINDS = {Kind.GOODBYE, Kind.HOOK_EVENTS, Kind.INVALIDATE, Kind.GW_DATA, Kind.GW_CLOSE}
+GATEWAY_KINDS = {Kind.GW_OPEN, Kind.GW_OPENED, Kind.GW_DATA, Kind.GW_CLOSE}
 
 
 # --------------------------------------------------------------------------------------
@@ -1235,9 +1312,9 @@ class Sidecar:
         handshake_done = False
         try:
             welcome = await asyncio.wait_for(conn.request(
-                Hello(PROTOCOL_VERSION, PROTOCOL_VERSION, self.name, SIDECAR_VERSION,
+                Hello(MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, self.name, SIDECAR_VERSION,
                       self.max_frame)), 10)
-            if welcome.version != PROTOCOL_VERSION:
+            if not MIN_PROTOCOL_VERSION <= welcome.version <= PROTOCOL_VERSION:
                 conn.close(f"broker chose version {welcome.version}", goodbye=True)
                 return False, conn.close_reason
             log.info("welcome: broker %s on %s, version %d, max frame %d",

@@ -73,6 +73,11 @@ EXPECTED = {
     "ctl_request.hex": (10, sc.CtlRequest("cmd", ["arg1", "arg2"])),
     "ctl_reply.hex": (10, sc.CtlReply(0, "users: alice, bob", '{"users":["alice","bob"]}')),
     "invalidate.hex": (0, sc.Invalidate(1, "alice")),
+    # version 2
+    "gw_open.hex": (11, sc.GwOpen(1, "mqtt-sn", "192.0.2.10", 47000, "mqtt-sn:udp:0.0.0.0:1884")),
+    "gw_opened.hex": (11, sc.GwOpened(1)),
+    "gw_data.hex": (0, sc.GwData(1, b"\xc0\x00")),
+    "gw_close.hex": (0, sc.GwClose(1, "overflow")),
 }
 
 # hostile file -> the error the decoder must raise
@@ -84,6 +89,8 @@ HOSTILE_EXPECTED = {
     "str_past_end.hex": sc.MalformedBody,
     "bool_value_2.hex": sc.MalformedBody,
     "ping_leftover.hex": sc.MalformedBody,
+    "gw_data_session_0.hex": sc.MalformedBody,
+    "gw_data_bytes_past_end.hex": sc.MalformedBody,
 }
 
 
@@ -217,6 +224,16 @@ def test_opt_flag_2_is_malformed():
 def test_invalid_utf8_str_is_malformed():
     with pytest.raises(sc.MalformedBody):
         sc.decode_message(sc.Kind.GOODBYE, b"\x00\x02\xc3\x28")
+
+
+@pytest.mark.parametrize("kind,body", [
+    (sc.Kind.GW_OPEN, b"\x00\x00\x00\x00\x00\x01p\x00\x01a\x00\x01\x00\x01l"),
+    (sc.Kind.GW_OPENED, b"\x00\x00\x00\x00"),
+    (sc.Kind.GW_CLOSE, b"\x00\x00\x00\x00\x00\x00"),
+])
+def test_gateway_session_0_is_malformed(kind, body):
+    with pytest.raises(sc.MalformedBody):
+        sc.decode_message(kind, body)
 
 
 def test_unknown_capability_type_is_malformed():

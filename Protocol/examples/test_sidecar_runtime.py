@@ -123,7 +123,7 @@ def test_handshake_and_requests(env):
     broker, start, _ = env
     p = start("--order", "42")
     hello, reg = broker.handshake()
-    assert (hello.min_version, hello.max_version, hello.name) == (1, 1, "pytest-sidecar")
+    assert (hello.min_version, hello.max_version, hello.name) == (1, 2, "pytest-sidecar")
     assert reg.capabilities == (
         sc.AuthnCapability(42), sc.AuthzCapability(42),
         sc.HookCapability("client.connected", False, 0),

@@ -40,6 +40,8 @@ struct SidecarSession {
     private(set) var state = State.awaitingWelcome
     /// The negotiated maximum frame size (SPEC 2): the handshake's 65,536 until WELCOME.
     private(set) var maxFrame = IPCVersion.handshakeMaxFrame
+    /// The version chosen in WELCOME.
+    private(set) var protocolVersion: UInt16 = 0
     let localMaxFrame: UInt32
     let name: String
     let version: String
@@ -52,9 +54,16 @@ struct SidecarSession {
         self.capabilities = capabilities
     }
 
+    /// The lowest protocol version this sidecar accepts: 2 when it carries gateway sessions
+    /// (SPEC 7), else 1.
+    var minVersion: UInt16 {
+        capabilities.contains { if case .gateway = $0 { return true } else { return false } }
+            ? IPCVersion.gateway : IPCVersion.minimum
+    }
+
     /// HELLO, the first frame of every connection.
     func hello() -> IPCFrame {
-        IPCMessage.hello(minVersion: IPCVersion.current, maxVersion: IPCVersion.current, name: name,
+        IPCMessage.hello(minVersion: minVersion, maxVersion: IPCVersion.current, name: name,
                          sidecarVersion: version, maxFrame: localMaxFrame).frame(requestId: Self.helloId)
     }
 
@@ -102,7 +111,10 @@ struct SidecarSession {
     private mutating func reply(_ message: IPCMessage, id: UInt32) -> [Action] {
         switch (state, id, message) {
         case (.awaitingWelcome, Self.helloId, .welcome(let v, let brokerVersion, let node, let theirMax)):
-            guard v == IPCVersion.current else { return close("broker chose protocol version \(v), this sidecar speaks \(IPCVersion.current)") }
+            guard (minVersion...IPCVersion.current).contains(v) else {
+                return close("broker chose protocol version \(v), this sidecar speaks \(minVersion)-\(IPCVersion.current)")
+            }
+            protocolVersion = v
             maxFrame = max(IPCVersion.handshakeMaxFrame, min(localMaxFrame, theirMax))
             state = .awaitingRegistered
             return [.welcomed(Welcome(version: v, brokerVersion: brokerVersion, node: node, maxFrame: maxFrame)),

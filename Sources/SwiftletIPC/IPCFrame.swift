@@ -1,8 +1,14 @@
 import NIOCore
 
-/// Protocol version this implementation speaks (Protocol/SPEC.md).
+/// Protocol versions this implementation speaks (Protocol/SPEC.md): 1 and 2 (2 = 1 + gateway
+/// sessions).
 public enum IPCVersion {
-    public static let current: UInt16 = 1
+    /// The highest version spoken.
+    public static let current: UInt16 = 2
+    /// The lowest version spoken.
+    public static let minimum: UInt16 = 1
+    /// The first version with gateway sessions (GW_OPEN, GW_OPENED, GW_DATA, GW_CLOSE).
+    public static let gateway: UInt16 = 2
     /// Maximum frame size before the handshake settles one (SPEC 2).
     public static let handshakeMaxFrame: UInt32 = 65_536
 }
@@ -15,12 +21,23 @@ public enum IPCKind: UInt8, Sendable, CaseIterable {
     case hookEvents = 0x20, hookPublish = 0x21, hookPublishReply = 0x22
     case ctlRequest = 0x30, ctlReply = 0x31
     case invalidate = 0x40
+    /// Version 2: gateway sessions (SPEC 7).
+    case gwOpen = 0x50, gwOpened = 0x51, gwData = 0x52, gwClose = 0x53
 
     /// Replies are matched to an outstanding request by id.
     public var isReply: Bool {
         switch self {
-        case .welcome, .registered, .pong, .error, .authnReply, .authzReply, .hookPublishReply, .ctlReply: return true
+        case .welcome, .registered, .pong, .error, .authnReply, .authzReply, .hookPublishReply, .ctlReply, .gwOpened: return true
         default: return false
+        }
+    }
+
+    /// The protocol version that introduced this kind; in a connection of an older version
+    /// the kind is unknown (SPEC 3: a protocol violation).
+    public var version: UInt16 {
+        switch self {
+        case .gwOpen, .gwOpened, .gwData, .gwClose: return IPCVersion.gateway
+        default: return 1
         }
     }
 }

@@ -143,6 +143,11 @@ public enum IPCMessage: Sendable, Equatable {
     case ctlRequest(command: String, args: [String])
     case ctlReply(status: UInt8, text: String, json: String)
     case invalidate(scope: UInt8, value: String)
+    // Version 2 (SPEC 7). `session` is never 0.
+    case gwOpen(session: UInt32, protocol: String, peerAddress: String, peerPort: UInt16, listener: String)
+    case gwOpened(session: UInt32)
+    case gwData(session: UInt32, data: ByteBuffer)
+    case gwClose(session: UInt32, reason: String)
 
     public var kind: IPCKind {
         switch self {
@@ -164,6 +169,10 @@ public enum IPCMessage: Sendable, Equatable {
         case .ctlRequest: return .ctlRequest
         case .ctlReply: return .ctlReply
         case .invalidate: return .invalidate
+        case .gwOpen: return .gwOpen
+        case .gwOpened: return .gwOpened
+        case .gwData: return .gwData
+        case .gwClose: return .gwClose
         }
     }
 
@@ -228,13 +237,22 @@ public enum IPCMessage: Sendable, Equatable {
             w.u8(status); w.str(text); w.str(json)
         case .invalidate(let scope, let value):
             w.u8(scope); w.str(value)
+        case .gwOpen(let session, let proto, let address, let port, let listener):
+            w.u32(session); w.str(proto); w.str(address); w.u16(port); w.str(listener)
+        case .gwOpened(let session):
+            w.u32(session)
+        case .gwData(let session, let data):
+            w.u32(session); w.bytes(data)
+        case .gwClose(let session, let reason):
+            w.u32(session); w.str(reason)
         }
         return w.buffer
     }
 
     public static func decode(_ frame: IPCFrame) throws -> IPCMessage {
-        let isRequest = [.hello, .register, .ping, .authnRequest, .authzRequest, .hookPublish, .ctlRequest].contains(frame.kind)
-        let isNotification = [.goodbye, .hookEvents, .invalidate].contains(frame.kind)
+        let isRequest = [.hello, .register, .ping, .authnRequest, .authzRequest, .hookPublish, .ctlRequest, .gwOpen]
+            .contains(frame.kind)
+        let isNotification = [.goodbye, .hookEvents, .invalidate, .gwData, .gwClose].contains(frame.kind)
         if isRequest && frame.requestId == 0 { throw IPCError.malformed("request \(frame.kind) with id 0") }
         if isNotification && frame.requestId != 0 { throw IPCError.malformed("notification \(frame.kind) with a request id") }
         var r = IPCReader(frame.body)
@@ -298,8 +316,26 @@ public enum IPCMessage: Sendable, Equatable {
             let scope = try r.u8()
             guard scope <= 2 else { throw IPCError.malformed("invalidate scope \(scope)") }
             m = .invalidate(scope: scope, value: try r.str())
+        case .gwOpen:
+            m = .gwOpen(session: try r.session(), protocol: try r.str(), peerAddress: try r.str(), peerPort: try r.u16(),
+                        listener: try r.str())
+        case .gwOpened:
+            m = .gwOpened(session: try r.session())
+        case .gwData:
+            m = .gwData(session: try r.session(), data: try r.bytes())
+        case .gwClose:
+            m = .gwClose(session: try r.session(), reason: try r.str())
         }
         try r.end()
         return m
+    }
+}
+
+extension IPCReader {
+    /// A gateway session id (SPEC 7): a `u32` that is never 0.
+    mutating func session() throws -> UInt32 {
+        let id = try u32()
+        if id == 0 { throw IPCError.malformed("gateway session 0") }
+        return id
     }
 }

@@ -110,6 +110,12 @@ let goldenMessages: [(file: String, requestId: UInt32, message: IPCMessage)] = [
     ("ctl_request.hex", 10, .ctlRequest(command: "cmd", args: ["arg1", "arg2"])),
     ("ctl_reply.hex", 10, .ctlReply(status: 0, text: "users: alice, bob", json: #"{"users":["alice","bob"]}"#)),
     ("invalidate.hex", 0, .invalidate(scope: 1, value: "alice")),
+    // Version 2: gateway sessions.
+    ("gw_open.hex", 11, .gwOpen(session: 1, protocol: "mqtt-sn", peerAddress: "192.0.2.10", peerPort: 47000,
+                                listener: "mqtt-sn:udp:0.0.0.0:1884")),
+    ("gw_opened.hex", 11, .gwOpened(session: 1)),
+    ("gw_data.hex", 0, .gwData(session: 1, data: ByteBuffer(bytes: [0xC0, 0x00]))),
+    ("gw_close.hex", 0, .gwClose(session: 1, reason: "overflow")),
 ]
 
 final class GoldenFrameTests: XCTestCase {

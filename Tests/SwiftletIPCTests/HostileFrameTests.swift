@@ -20,6 +20,8 @@ final class HostileFrameTests: XCTestCase {
         ("str_past_end.hex", .body),
         ("bool_value_2.hex", .body),
         ("ping_leftover.hex", .body),
+        ("gw_data_session_0.hex", .body),
+        ("gw_data_bytes_past_end.hex", .body),
     ]
 
     func testEveryHostileFileHasAnExpectation() throws {
@@ -124,6 +126,33 @@ final class HostileFrameTests: XCTestCase {
         }
     }
 
+    /// SPEC 7: session 0 is malformed in every gateway frame; GW_OPEN is a request and GW_DATA,
+    /// GW_CLOSE are notifications, so the wrong kind of request id is malformed too.
+    func testGatewayFramesWithSessionZeroOrTheWrongIdAreMalformed() throws {
+        let bad: [IPCFrame] = [
+            IPCFrame(kind: .gwOpen, requestId: 1, body: IPCMessage.gwOpen(session: 1, protocol: "p", peerAddress: "a", peerPort: 1,
+                                                                        listener: "l").body().settingSession(0)),
+            IPCFrame(kind: .gwOpened, requestId: 1, body: ByteBuffer(bytes: [0, 0, 0, 0])),
+            IPCFrame(kind: .gwClose, requestId: 0, body: IPCMessage.gwClose(session: 9, reason: "x").body().settingSession(0)),
+            IPCMessage.gwOpen(session: 1, protocol: "p", peerAddress: "a", peerPort: 1, listener: "l").frame(requestId: 0),
+            IPCMessage.gwData(session: 1, data: ByteBuffer()).frame(requestId: 3),
+            IPCMessage.gwClose(session: 1, reason: "").frame(requestId: 3),
+        ]
+        for f in bad {
+            XCTAssertThrowsError(try IPCMessage.decode(f), "\(f.kind) id \(f.requestId)") {
+                guard case .malformed = $0 as? IPCError else { return XCTFail("\($0)") }
+            }
+        }
+    }
+
+    func testGatewayKindsAreVersion2AndTheOthersVersion1() {
+        for k in IPCKind.allCases {
+            XCTAssertEqual(k.version, k.rawValue >= 0x50 ? 2 : 1, "\(k)")
+        }
+        XCTAssertTrue(IPCKind.gwOpened.isReply)
+        XCTAssertFalse(IPCKind.gwData.isReply)
+    }
+
     /// The stream cannot be resynchronised after a framing error: the decoder keeps failing.
     func testFrameAfterAnOversizedLengthIsNotDecoded() throws {
         var stream = try goldenBytes("hostile/length_too_large.hex")
@@ -134,5 +163,14 @@ final class HostileFrameTests: XCTestCase {
             XCTAssertEqual($0 as? IPCError, .frameTooLarge(65_537, max: 65_536))
         }
         XCTAssertEqual(frames, [])
+    }
+}
+
+private extension ByteBuffer {
+    /// The same body with its leading `u32 session` replaced.
+    func settingSession(_ id: UInt32) -> ByteBuffer {
+        var b = self
+        b.setInteger(id, at: b.readerIndex)
+        return b
     }
 }

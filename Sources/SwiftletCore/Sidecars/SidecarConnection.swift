@@ -45,6 +45,8 @@ final class SidecarConnection: ChannelInboundHandler, @unchecked Sendable {
     private(set) var sidecarVersion = ""
     private(set) var capabilities: [IPCCapability] = []
     private(set) var acceptedHooks: [String] = []
+    /// The protocol version chosen in WELCOME (1 until then).
+    private(set) var version: UInt16 = 1
     let connectedAt = NIODeadline.now()
 
     private var context: ChannelHandlerContext?
@@ -136,6 +138,15 @@ final class SidecarConnection: ChannelInboundHandler, @unchecked Sendable {
     // MARK: Frames from the sidecar
 
     private func handle(_ frame: IPCFrame) {
+        if frame.kind.version > version {
+            // A kind of a later version than this connection's is unknown to it (SPEC 3).
+            if frame.requestId != 0, state != .awaitingHello {
+                reply(.error(code: IPCErrorCode.unknownKind.rawValue,
+                             message: "unknown kind 0x\(String(frame.kind.rawValue, radix: 16)) in protocol version \(version)"),
+                      id: frame.requestId)
+            }
+            return violation("\(IPCError.unknownKind(frame.kind.rawValue)) in protocol version \(version)")
+        }
         let message: IPCMessage
         do {
             message = try IPCMessage.decode(frame)
@@ -206,11 +217,14 @@ final class SidecarConnection: ChannelInboundHandler, @unchecked Sendable {
 
     private func hello(id: UInt32, _ minV: UInt16, _ maxV: UInt16, _ name: String, _ version: String, _ maxFrame: UInt32) {
         handshakeTimer?.cancel()
-        guard minV <= IPCVersion.current, maxV >= IPCVersion.current else {
+        // SPEC 5: the highest version both speak.
+        let chosen = min(IPCVersion.current, maxV)
+        guard chosen >= max(minV, IPCVersion.minimum) else {
             reply(.error(code: IPCErrorCode.versionNotSupported.rawValue,
-                         message: "broker speaks version \(IPCVersion.current), sidecar \(minV)-\(maxV)"), id: id)
+                         message: "broker speaks versions \(IPCVersion.minimum)-\(IPCVersion.current), sidecar \(minV)-\(maxV)"), id: id)
             return violation("no common protocol version (\(minV)-\(maxV))")
         }
+        self.version = chosen
         guard !name.isEmpty, name.utf8.count <= 64,
               name.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || $0.properties.numericType != nil || "-_.".unicodeScalars.contains($0)) })
         else {
@@ -221,11 +235,12 @@ final class SidecarConnection: ChannelInboundHandler, @unchecked Sendable {
         self.sidecarVersion = version
         let negotiated = max(IPCVersion.handshakeMaxFrame, min(Self.brokerMaxFrame, maxFrame))
         state = .welcomed
-        reply(.welcome(version: IPCVersion.current, brokerVersion: Broker.version, node: hub.nodeName,
+        reply(.welcome(version: chosen, brokerVersion: Broker.version, node: hub.nodeName,
                        maxFrame: Self.brokerMaxFrame), id: id)
         decoder.maxFrame = negotiated
         self.maxFrame = negotiated
-        logger.info("sidecar connected", metadata: ["sidecar.name": "\(name)", "sidecar.version": "\(version)"])
+        logger.info("sidecar connected", metadata: ["sidecar.name": "\(name)", "sidecar.version": "\(version)",
+                                                     "sidecar.protocol": "\(chosen)"])
     }
 
     /// The negotiated maximum frame size (before the handshake, SPEC's 65,536).
