@@ -51,6 +51,8 @@ final class LoopContext: @unchecked Sendable {
     let trie = SubscriptionTrie()
     unowned let broker: Broker
     var stats = LoopStats()
+    /// Keep alive, CONNECT idle timeout and retry timers of this loop's connections.
+    lazy var connectionSweep = ConnectionSweep(eventLoop: eventLoop)
 
     private var outboxes: [[Delivery]]
     private var flushScheduled = false

@@ -6,7 +6,6 @@ extension MQTTConnectionHandler {
     /// Validates CONNECT, then hands the client id to the registry, which takes over or
     /// resumes a session and calls `attach`.
     func handleConnect(_ c: ConnectPacket) {
-        idleTask?.cancel()
         if let a = context?.channel.remoteAddress {
             peerHost = a.ipAddress ?? peerHost
             peerPort = a.port ?? peerPort
@@ -29,7 +28,6 @@ extension MQTTConnectionHandler {
             return refuse(.clientIdentifierNotValid, "client id longer than max_clientid_len")
         }
         self.clientId = clientId
-        logger[metadataKey: "mqtt.client_id"] = "\(clientId)"
 
         // 5.0 properties.
         let p = c.properties
@@ -65,8 +63,6 @@ extension MQTTConnectionHandler {
 
         state = .connecting
         armKeepAlive()
-        clientInfo = ClientInfo(clientId: clientId, username: c.username, peerAddress: peerHost, peerPort: peerPort,
-                                protocolLevel: version.rawValue, listener: listenerName)
         let password = c.password.map { Array($0.readableBytesView) }
         let clientIdCopy = clientId
         broker.auth.authenticate(clientInfo, password: password, on: eventLoop).whenComplete { [self] result in

@@ -7,11 +7,10 @@ import SwiftletIPC
 extension MQTTConnectionHandler {
     var hooks: HookBus { broker.sidecars.hooks }
 
-    private var peerText: String { peerHost.contains(":") ? "[\(peerHost)]:\(peerPort)" : "\(peerHost):\(peerPort)" }
 
     func hookConnected(keepAlive: Int) {
         hooks.emit(.clientConnected) {
-            [IPCField("client_id", clientId), IPCField("username", username ?? ""), IPCField("peer", peerText),
+            [IPCField("client_id", clientId), IPCField("username", username ?? ""), IPCField("peer", peer),
              IPCField("protocol", "\(version.rawValue)"), IPCField("keepalive", "\(keepAlive)"),
              IPCField("clean_start", cleanStart ? "true" : "false")]
         }

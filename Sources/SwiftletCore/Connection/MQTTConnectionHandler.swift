@@ -16,12 +16,12 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     let eventLoop: EventLoop
     let ctx: LoopContext
     var context: ChannelHandlerContext?
-    var logger: Logger
+    /// The broker's logger with this connection's peer and client id (built per message logged).
+    var logger: ConnectionLog { ConnectionLog(handler: self) }
     var state = State.awaitingConnect
     var version = ProtocolVersion.v3_1_1
     var clientId = ""
     var username: String?
-    let peer: String
     var peerHost: String
     var peerPort: Int
     let listenerName: String
@@ -31,13 +31,16 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     var cleanStart = true
     var sessionExpiryAtConnect: UInt32 = 0
 
-    // Keep alive and timers.
+    // Keep alive and timers, checked by the loop's `ConnectionSweep` once a second.
     var keepAlive = 0
     var lastActivity = NIODeadline.uptimeNanoseconds(0)
     var sawPacket = false
-    var keepAliveTask: Scheduled<Void>?
-    var idleTask: Scheduled<Void>?
-    var retryTask: RepeatedTask?
+    /// 1.5 times the keep alive (keepalive_backoff); 0: none.
+    var keepAliveLimit = TimeAmount.nanoseconds(0)
+    /// When the 3.1.1 retry of unacknowledged messages runs next; nil: no retry.
+    var nextRetry: NIODeadline?
+    /// This connection's index in its loop's `ConnectionSweep`; -1 when not in it.
+    var sweepSlot = -1
 
     // What the client told us about itself (5.0).
     var clientReceiveMaximum = 65_535
@@ -55,7 +58,12 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     /// True while an authorization answer is awaited: later packets wait in `pending`.
     var paused = false
     var superuser = false
-    var clientInfo = ClientInfo(clientId: "", username: nil, peerAddress: "")
+    /// Who the client is, for auth providers and hooks (built when asked, not stored: an idle
+    /// connection would otherwise keep a second copy of these fields).
+    var clientInfo: ClientInfo {
+        ClientInfo(clientId: clientId, username: username, peerAddress: peerHost, peerPort: peerPort,
+                   protocolLevel: version.rawValue, listener: listenerName)
+    }
     /// Per-connection ACL answers (emqttd's ACL cache): no shared state on the hot path.
     var aclCache: [String: (allowed: Bool, expires: NIODeadline, slot: Int)] = [:]
     var aclCacheGeneration: UInt64 = 0
@@ -64,18 +72,17 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     var needsFlush = false
     var wasCounted = false
 
-    init(broker: Broker, ctx: LoopContext, peer: String, peerHost: String, peerPort: Int = 0, listenerName: String = "") {
+    init(broker: Broker, ctx: LoopContext, peerHost: String, peerPort: Int = 0, listenerName: String = "") {
         self.broker = broker
         self.ctx = ctx
         self.eventLoop = ctx.eventLoop
-        self.peer = peer
         self.peerHost = peerHost
         self.peerPort = peerPort
         self.listenerName = listenerName
-        var l = broker.logger
-        l[metadataKey: "mqtt.peer"] = "\(peer)"
-        self.logger = l
     }
+
+    /// host:port of the client, [host]:port for IPv6.
+    var peer: String { peerHost.contains(":") ? "[\(peerHost)]:\(peerPort)" : "\(peerHost):\(peerPort)" }
 
     var isWritable: Bool { context?.channel.isWritable ?? false }
     var isActive: Bool { state != .closed && (context?.channel.isActive ?? false) }
@@ -87,11 +94,8 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         self.context = context
         lastActivity = eventLoop.now
         broker.register(self)
-        idleTask = context.eventLoop.scheduleTask(in: .milliseconds(Int64(config.idleTimeout * 1000))) { [weak self] in
-            guard let self, self.state == .awaitingConnect else { return }
-            self.logger.debug("no CONNECT within idle_timeout, closing")
-            self.close()
-        }
+        // The sweep closes the connection if no CONNECT arrives within idle_timeout.
+        ctx.connectionSweep.add(self)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -249,32 +253,46 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
 
     // MARK: Timers
 
+    /// Keep alive from now on (called at CONNECT and CONNACK).
     func armKeepAlive() {
-        keepAliveTask?.cancel()
-        guard keepAlive > 0 else { return }
-        let limit = TimeAmount.milliseconds(Int64(Double(keepAlive) * config.keepaliveBackoff * 1000))
-        let deadline = lastActivity + limit
-        keepAliveTask = eventLoop.scheduleTask(deadline: deadline) { [weak self] in
-            guard let self, self.state == .connected || self.state == .connecting else { return }
-            if self.eventLoop.now >= self.lastActivity + limit {
-                self.protocolError(.keepAliveTimeout, "keep alive timeout")
-            } else {
-                self.armKeepAlive()
+        keepAliveLimit = .milliseconds(Int64(Double(keepAlive) * config.keepaliveBackoff * 1000))
+    }
+
+    /// 3.1.1 retry of unacknowledged messages every retry_interval (5.0 retries only on reconnect).
+    func startRetryTimer() {
+        guard version != .v5, config.retryInterval > 0 else { return }
+        nextRetry = eventLoop.now + .milliseconds(Int64(config.retryInterval * 1000))
+    }
+
+    /// Called by the loop's `ConnectionSweep` once a second.
+    func sweep(now: NIODeadline) {
+        switch state {
+        case .awaitingConnect:
+            if now >= lastActivity + .milliseconds(Int64(config.idleTimeout * 1000)) {
+                logger.debug("no CONNECT within idle_timeout, closing")
+                close()
             }
+        case .connecting, .connected:
+            if keepAliveLimit.nanoseconds > 0, now >= lastActivity + keepAliveLimit {
+                protocolError(.keepAliveTimeout, "keep alive timeout")
+                return
+            }
+            if state == .connected, let due = nextRetry, now >= due {
+                let interval = TimeAmount.milliseconds(Int64(config.retryInterval * 1000))
+                nextRetry = due + interval
+                retryUnacknowledged(olderThan: now - interval, now: now)
+            }
+        case .closed:
+            break
         }
     }
 
-    func startRetryTimer() {
-        guard version != .v5, config.retryInterval > 0 else { return }
-        let interval = TimeAmount.milliseconds(Int64(config.retryInterval * 1000))
-        retryTask = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
-            guard let self, let s = self.session, self.state == .connected else { return }
-            let now = self.eventLoop.now
-            for e in s.outbound.due(before: now - interval, now: now) {
-                switch e.phase {
-                case .awaitingAck: self.sendPublish(e.delivery, packetId: e.packetId, dup: true, now: now)
-                case .awaitingComp: self.sendPubRel(e.packetId)
-                }
+    private func retryUnacknowledged(olderThan cutoff: NIODeadline, now: NIODeadline) {
+        guard let s = session else { return }
+        for e in s.outbound.due(before: cutoff, now: now) {
+            switch e.phase {
+            case .awaitingAck: sendPublish(e.delivery, packetId: e.packetId, dup: true, now: now)
+            case .awaitingComp: sendPubRel(e.packetId)
             }
         }
     }
@@ -283,9 +301,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         guard state != .closed else { return }
         let wasConnected = state == .connected
         state = .closed
-        keepAliveTask?.cancel()
-        idleTask?.cancel()
-        retryTask?.cancel()
+        ctx.connectionSweep.remove(self)
         broker.unregister(self)
         if wasCounted {
             wasCounted = false

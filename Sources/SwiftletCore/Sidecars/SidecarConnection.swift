@@ -1,3 +1,4 @@
+import Atomics
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -45,6 +46,12 @@ final class SidecarConnection: ChannelInboundHandler, @unchecked Sendable {
     private(set) var sidecarVersion = ""
     private(set) var capabilities: [IPCCapability] = []
     private(set) var acceptedHooks: [String] = []
+    /// Protocols of the registered gateway capabilities (SPEC 7.2).
+    private(set) var gatewayProtocols: Set<String> = []
+    /// Open gateway sessions by the sidecar's id (SPEC 7); on the event loop.
+    var gateways: [UInt32: GatewaySession] = [:]
+    /// How many there are, for listings from any thread.
+    let gatewaySessionCount = ManagedAtomic<Int>(0)
     /// The protocol version chosen in WELCOME (1 until then).
     private(set) var version: UInt16 = 1
     let connectedAt = NIODeadline.now()
@@ -128,7 +135,7 @@ final class SidecarConnection: ChannelInboundHandler, @unchecked Sendable {
         flushIfNeeded()
     }
 
-    private func flushIfNeeded() {
+    func flushIfNeeded() {
         if needsFlush {
             needsFlush = false
             context?.flush()
@@ -185,10 +192,16 @@ final class SidecarConnection: ChannelInboundHandler, @unchecked Sendable {
             guard state == .welcomed else {
                 return reply(.error(code: IPCErrorCode.wrongState.rawValue, message: "REGISTER already received"), id: frame.requestId)
             }
-            if caps.contains(where: { if case .gateway = $0 { return true } else { return false } }) {
+            let gatewayProtocols = caps.compactMap { c -> String? in if case .gateway(let p) = c { return p } else { return nil } }
+            if !gatewayProtocols.isEmpty && version < IPCVersion.gateway {
                 return reply(.error(code: IPCErrorCode.unsupported.rawValue, message: "gateway capability needs protocol version 2"),
                              id: frame.requestId)
             }
+            if gatewayProtocols.contains("") {
+                return reply(.error(code: IPCErrorCode.malformed.rawValue, message: "gateway capability with an empty protocol"),
+                             id: frame.requestId)
+            }
+            self.gatewayProtocols = Set(gatewayProtocols)
             capabilities = caps
             acceptedHooks = HookBus.acceptable(caps)
             state = .registered
@@ -204,6 +217,13 @@ final class SidecarConnection: ChannelInboundHandler, @unchecked Sendable {
         case .invalidate(let scope, let value):
             guard state == .registered else { return }
             hub.invalidate(scope: scope, value: value, from: self)
+        case .gwOpen(let session, let proto, let address, let port, let listener):
+            gatewayOpen(id: frame.requestId, session: session, protocol: proto, peerAddress: address, peerPort: port,
+                        listener: listener)
+        case .gwData(let session, let data):
+            gatewayData(session: session, data: data)
+        case .gwClose(let session, _):
+            gatewayClose(session: session)
         default:
             // A request kind only the broker sends, or a notification in the wrong direction.
             if frame.requestId != 0 {
@@ -261,7 +281,7 @@ final class SidecarConnection: ChannelInboundHandler, @unchecked Sendable {
 
     // MARK: Sending
 
-    private func reply(_ m: IPCMessage, id: UInt32) {
+    func reply(_ m: IPCMessage, id: UInt32) {
         write(m.frame(requestId: id))
     }
 
@@ -272,6 +292,14 @@ final class SidecarConnection: ChannelInboundHandler, @unchecked Sendable {
         context.write(wrapOutboundOut(out), promise: nil)
         needsFlush = true
     }
+
+    /// Sends a notification on the loop, writable or not (gateway frames are bounded by the
+    /// sessions' backpressure instead).
+    func notify(_ m: IPCMessage) { write(m.frame(requestId: 0)) }
+
+    func markNeedsFlush() { needsFlush = true }
+
+    var channelContext: ChannelHandlerContext? { context }
 
     /// Sends a request and completes with the reply (ERROR replies fail it). Any thread.
     func request(_ m: IPCMessage, timeout: TimeAmount) -> EventLoopFuture<IPCMessage> {
@@ -316,6 +344,7 @@ final class SidecarConnection: ChannelInboundHandler, @unchecked Sendable {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable { hub.hooks.drain(self) }
+        if !gateways.isEmpty { gatewayWritabilityChanged(writable: context.channel.isWritable) }
         context.fireChannelWritabilityChanged()
     }
 
@@ -348,6 +377,7 @@ final class SidecarConnection: ChannelInboundHandler, @unchecked Sendable {
         state = .closed
         handshakeTimer?.cancel()
         healthTask?.cancel()
+        closeAllGatewaySessions()
         let pending = outstanding
         outstanding = [:]
         for (_, e) in pending {

@@ -63,22 +63,24 @@ extension Supervisor {
 
     private func listReply(_ managed: [Status]) -> ControlReply {
         let managedNames = Set(managed.map(\.name))
-        let external = broker.sidecars.connected.filter { !managedNames.contains($0.name) }
+        let connected = broker.sidecars.connected
+        let external = connected.filter { !managedNames.contains($0.name) }
+        let sessions = Dictionary(connected.map { ($0.name, $0.gatewaySessions) }, uniquingKeysWith: { a, _ in a })
         var rows: [[String]] = []
         var json: [[String: Any]] = []
         for s in managed {
             rows.append([s.name, "managed", s.state, s.pid.map { "\($0)" } ?? "-", s.connected ? "yes" : "no",
-                         "\(s.restarts)", s.lastExit.isEmpty ? "-" : s.lastExit])
+                         "\(s.restarts)", "\(sessions[s.name] ?? 0)", s.lastExit.isEmpty ? "-" : s.lastExit])
             json.append(["name": s.name, "kind": "managed", "state": s.state, "pid": s.pid.map { Int($0) as Any } ?? NSNull(),
                          "enabled": s.enabled, "connected": s.connected, "restarts": s.restarts,
-                         "last_exit": s.lastExit, "file": s.file])
+                         "last_exit": s.lastExit, "file": s.file, "gateway_sessions": sessions[s.name] ?? 0])
         }
         for e in external {
-            rows.append([e.name, "external", "running", "-", "yes", "-", "-"])
+            rows.append([e.name, "external", "running", "-", "yes", "-", "\(e.gatewaySessions)", "-"])
             json.append(["name": e.name, "kind": "external", "state": "running", "connected": true,
-                         "version": e.version, "hooks": e.hooks])
+                         "version": e.version, "hooks": e.hooks, "gateway_sessions": e.gatewaySessions])
         }
-        return ControlReply(status: 0, text: TextTable.render(["NAME", "KIND", "STATE", "PID", "CONNECTED", "RESTARTS", "LAST EXIT"], rows),
+        return ControlReply(status: 0, text: TextTable.render(["NAME", "KIND", "STATE", "PID", "CONNECTED", "RESTARTS", "SESSIONS", "LAST EXIT"], rows),
                             json: ControlWire.jsonText(json))
     }
 }

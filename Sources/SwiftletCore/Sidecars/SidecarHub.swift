@@ -78,12 +78,15 @@ public final class SidecarHub: @unchecked Sendable {
         public var hookQueue: Int
         public var hookDropped: Int
         public var hookDelivered: Int
+        /// Open gateway sessions (SPEC 7).
+        public var gatewaySessions: Int
     }
 
     public var connected: [Info] {
         lock.withLock { connections.values.map {
             Info(name: $0.name, version: $0.sidecarVersion, capabilities: $0.capabilities, hooks: $0.acceptedHooks,
-                 hookQueue: $0.hookQueue.count, hookDropped: $0.hookQueue.dropped, hookDelivered: $0.hookQueue.delivered)
+                 hookQueue: $0.hookQueue.count, hookDropped: $0.hookQueue.dropped, hookDelivered: $0.hookQueue.delivered,
+                 gatewaySessions: $0.gatewaySessionCount.load(ordering: .relaxed))
         }.sorted { $0.name < $1.name } }
     }
 
