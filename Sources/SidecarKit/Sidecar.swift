@@ -39,6 +39,13 @@ public final class Sidecar: Sendable {
         var droppedHookBatches = 0
         var registrations = 0
         var signalSources: [DispatchSourceSignal] = []
+        // Gateway sessions (SPEC 7) of the current connection.
+        var maxFrame = IPCVersion.handshakeMaxFrame
+        var protocolVersion: UInt16 = 0
+        var nextRequestId = SidecarSession.registerId
+        var nextSessionId: UInt32 = 0
+        var opens: [UInt32: CheckedContinuation<IPCMessage, Error>] = [:]
+        var sessions: [UInt32: GatewaySession] = [:]
     }
 
     /// - Parameters:
@@ -141,6 +148,64 @@ public final class Sidecar: Sendable {
 
     private var isStopping: Bool { state.withLock { $0.stopping } }
 
+    // MARK: Gateway sessions
+
+    /// Opens a gateway session (GW_OPEN, SPEC 7.3) for one client of `protocol`, which must
+    /// have been registered with `SidecarHandlers.gateway(protocol:)`. The client's address,
+    /// port and `listener` (e.g. "mqtt-sn:udp:0.0.0.0:1884") are what the broker shows and
+    /// hands to auth for it. Then `send` the client's CONNECT first.
+    public func openSession(protocol name: String, peerAddress: String, peerPort: UInt16 = 0,
+                            listener: String = "") async throws -> GatewaySession {
+        guard handlers.gatewayProtocols.contains(name) else { throw GatewayError.protocolNotRegistered(name) }
+        let prepared = state.withLock { s -> (Channel, GatewaySession, UInt32)? in
+            guard s.serving, s.protocolVersion >= IPCVersion.gateway, let channel = s.channel else { return nil }
+            var sid = s.nextSessionId
+            repeat {
+                sid &+= 1
+                if sid == 0 { sid = 1 }
+            } while s.sessions[sid] != nil
+            s.nextSessionId = sid
+            s.nextRequestId = max(s.nextRequestId &+ 1, SidecarSession.registerId + 1)
+            let session = GatewaySession(id: sid, protocolName: name, channel: channel, maxFrame: s.maxFrame)
+            s.sessions[sid] = session
+            return (channel, session, s.nextRequestId)
+        }
+        guard let (channel, session, rid) = prepared else { throw GatewayError.notServing }
+        func forget() {
+            state.withLock { s in if s.sessions[session.id] === session { s.sessions[session.id] = nil } }
+        }
+        let frame = IPCMessage.gwOpen(session: session.id, protocol: name, peerAddress: peerAddress, peerPort: peerPort,
+                                      listener: listener).frame(requestId: rid)
+        let answer: IPCMessage
+        do {
+            answer = try await withCheckedThrowingContinuation { (c: CheckedContinuation<IPCMessage, Error>) in
+                let current = state.withLock { s -> Bool in
+                    guard s.channel === channel else { return false }
+                    s.opens[rid] = c
+                    return true
+                }
+                guard current else { return c.resume(throwing: GatewayError.connectionLost) }
+                channel.writeAndFlush(frame).whenFailure { [state] _ in
+                    state.withLock { $0.opens.removeValue(forKey: rid) }?.resume(throwing: GatewayError.connectionLost)
+                }
+            }
+        } catch {
+            forget()
+            session.ended("connection to the broker lost")
+            throw error
+        }
+        guard case .gwOpened = answer else {
+            forget()
+            if case .error(let code, let message) = answer {
+                session.ended("refused")
+                throw GatewayError.refused(code: code, message: message)
+            }
+            session.ended("unexpected answer")
+            throw GatewayError.connectionLost
+        }
+        return session
+    }
+
     // MARK: Connections
 
     private func connectLoop() async {
@@ -188,11 +253,19 @@ public final class Sidecar: Sendable {
                     return s.stopping
                 }
                 defer {
-                    state.withLock { s in
+                    let (opens, sessions) = state.withLock { s in
                         s.channel = nil
                         s.welcomed = false
                         s.serving = false
+                        defer {
+                            s.opens = [:]
+                            s.sessions = [:]
+                        }
+                        return (s.opens.values, s.sessions.values)
                     }
+                    // Sessions never survive their connection (SPEC 7.5).
+                    for c in opens { c.resume(throwing: GatewayError.connectionLost) }
+                    for session in sessions { session.ended("connection to the broker lost") }
                 }
                 if stopping {
                     reason = "shutting down"
@@ -210,7 +283,11 @@ public final class Sidecar: Sendable {
                         case .send(let message, let id):
                             await BrokerLink(channel: channel, maxFrame: session.maxFrame).send(message, id: id, logger: logger)
                         case .welcomed(let w):
-                            state.withLock { $0.welcomed = true }
+                            state.withLock { s in
+                                s.welcomed = true
+                                s.maxFrame = w.maxFrame
+                                s.protocolVersion = w.version
+                            }
                             logger.info("welcomed by the broker", metadata: [
                                 "sidecar.broker_version": "\(w.brokerVersion)", "sidecar.node": "\(w.node)",
                                 "sidecar.protocol": "\(w.version)", "sidecar.max_frame": "\(w.maxFrame)",
@@ -239,6 +316,18 @@ public final class Sidecar: Sendable {
                             return
                         case .ignore(let what):
                             logger.debug("ignored: \(what)")
+                        case .gatewayReply(let message, let id):
+                            guard let waiter = state.withLock({ $0.opens.removeValue(forKey: id) }) else {
+                                reason = "\(message.kind) with id \(id) matches no outstanding request"
+                                logger.error("closing the connection: \(reason)")
+                                try? await channel.writeAndFlush(IPCMessage.goodbye(reason: reason).frame(requestId: 0)).get()
+                                return
+                            }
+                            waiter.resume(returning: message)
+                        case .gatewayData(let id, let data):
+                            state.withLock { $0.sessions[id] }?.received(data)
+                        case .gatewayClosed(let id, let why):
+                            state.withLock { $0.sessions.removeValue(forKey: id) }?.ended(why)
                         }
                     }
                 }

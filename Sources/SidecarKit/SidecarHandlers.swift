@@ -51,8 +51,17 @@ public struct SidecarHandlers: Sendable {
     public var hooks: [String: HookHandler] = [:]
     public var publishFilter: PublishFilter?
     public var commands: [String: SidecarCommand] = [:]
+    /// Protocols carried as gateway sessions (SPEC 7); any makes the sidecar speak version 2.
+    public var gatewayProtocols: [String] = []
 
     public init() {}
+
+    /// Registers a gateway for `protocol` (e.g. "mqtt-sn"), so that `Sidecar.openSession`
+    /// may carry its clients into the broker.
+    public mutating func gateway(protocol name: String) {
+        precondition(!name.isEmpty, "a gateway protocol needs a name")
+        if !gatewayProtocols.contains(name) { gatewayProtocols.append(name) }
+    }
 
     public mutating func onAuthenticate(order: UInt16 = 100,
                                         _ handle: @escaping @Sendable (AuthnRequest) async throws -> AuthnAnswer) {
@@ -86,6 +95,7 @@ public struct SidecarHandlers: Sendable {
         for name in hooks.keys.sorted() { caps.append(.hook(name: name, sync: false, budgetMs: 0)) }
         if let f = publishFilter { caps.append(.hook(name: "message.publish", sync: true, budgetMs: f.budgetMs)) }
         for name in commands.keys.sorted() { caps.append(.ctl(command: name, usage: commands[name]!.usage)) }
+        for name in gatewayProtocols { caps.append(.gateway(protocol: name)) }
         return caps
     }
 }

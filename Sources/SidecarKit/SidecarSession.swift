@@ -32,6 +32,11 @@ struct SidecarSession {
         /// Close the connection (and reconnect), sending GOODBYE first when asked.
         case close(reason: String, goodbye: Bool)
         case ignore(String)
+        /// Version 2: the broker's answer to a GW_OPEN this side sent (GW_OPENED or ERROR).
+        /// `Sidecar` checks that `id` is one of its outstanding GW_OPENs.
+        case gatewayReply(IPCMessage, id: UInt32)
+        case gatewayData(session: UInt32, data: ByteBuffer)
+        case gatewayClosed(session: UInt32, reason: String)
     }
 
     static let helloId: UInt32 = 1
@@ -75,6 +80,9 @@ struct SidecarSession {
         } catch {
             return close("malformed \(frame.kind) from the broker: \(error)")
         }
+        if frame.kind.version > max(protocolVersion, IPCVersion.minimum) {
+            return close("\(frame.kind) from the broker in protocol version \(protocolVersion)")
+        }
         if frame.kind.isReply { return reply(message, id: frame.requestId) }
 
         let id = frame.requestId
@@ -94,6 +102,12 @@ struct SidecarSession {
         case .hookEvents(let events):
             guard state == .serving else { return [.ignore("HOOK_EVENTS before REGISTERED")] }
             return [.deliver(events)]
+        case .gwData(let session, let data):
+            guard state == .serving else { return [.ignore("GW_DATA before REGISTERED")] }
+            return [.gatewayData(session: session, data: data)]
+        case .gwClose(let session, let reason):
+            guard state == .serving else { return [.ignore("GW_CLOSE before REGISTERED")] }
+            return [.gatewayClosed(session: session, reason: reason)]
         default:
             // A kind only a sidecar sends (HELLO, REGISTER, INVALIDATE): wrong direction.
             guard id != 0 else { return [.ignore("\(frame.kind) from the broker")] }
@@ -126,6 +140,8 @@ struct SidecarSession {
             return [.registered(hooks: hooks)]
         case (.awaitingRegistered, Self.registerId, .error(let code, let text)):
             return close("broker refused REGISTER: ERROR \(code): \(text)")
+        case (.serving, _, .gwOpened), (.serving, _, .error) where id > Self.registerId:
+            return [.gatewayReply(message, id: id)]
         default:
             // This side sends no other requests, so any other reply matches nothing (SPEC 4).
             return close("\(message.kind) with id \(id) matches no outstanding request")

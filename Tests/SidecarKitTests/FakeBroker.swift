@@ -108,12 +108,12 @@ final class FakeConnection: @unchecked Sendable {
 
     /// HELLO -> WELCOME, REGISTER -> REGISTERED (accepting every hook). Returns HELLO and the capabilities.
     @discardableResult
-    func handshake(maxFrame: UInt32 = 1 << 20, file: StaticString = #filePath, line: UInt = #line)
+    func handshake(maxFrame: UInt32 = 1 << 20, version: UInt16 = 1, file: StaticString = #filePath, line: UInt = #line)
         async throws -> (hello: IPCMessage, capabilities: [IPCCapability]) {
         let (hello, helloId) = try await receive()
         guard case .hello = hello else { XCTFail("expected HELLO, got \(hello)", file: file, line: line); throw TestTimeout(what: "HELLO") }
         XCTAssertNotEqual(helloId, 0, file: file, line: line)
-        try await send(.welcome(version: 1, brokerVersion: "test", node: "node1", maxFrame: maxFrame), id: helloId)
+        try await send(.welcome(version: version, brokerVersion: "test", node: "node1", maxFrame: maxFrame), id: helloId)
         let (register, registerId) = try await receive()
         guard case .register(let caps) = register else {
             XCTFail("expected REGISTER, got \(register)", file: file, line: line)
