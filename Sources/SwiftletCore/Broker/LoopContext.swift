@@ -57,6 +57,11 @@ final class LoopContext: @unchecked Sendable {
     private var outboxes: [[Delivery]]
     private var flushScheduled = false
     private var dirty: [MQTTConnectionHandler] = []
+    /// The other half of `dirty`: swapped in while a flush walks the list, so neither array
+    /// is copied or reallocated per tick.
+    private var flushing: [MQTTConnectionHandler] = []
+    /// The end-of-tick task, made once: scheduling it allocates no closure context.
+    private lazy var flushTask: @Sendable () -> Void = { [unowned self] in self.flushNow() }
     private var scratch: [Delivery] = []
     private var scratchIndex: [ObjectIdentifier: Int] = [:]
     private var random = SystemRandomNumberGenerator()
@@ -195,7 +200,7 @@ final class LoopContext: @unchecked Sendable {
     private func scheduleFlush() {
         guard !flushScheduled else { return }
         flushScheduled = true
-        eventLoop.execute { self.flushNow() }
+        eventLoop.execute(flushTask)
     }
 
     /// Hands outboxes to their loops (one hop per loop) and flushes dirty connections.
@@ -208,9 +213,9 @@ final class LoopContext: @unchecked Sendable {
             target.eventLoop.execute { target.receive(batch) }
         }
         if !dirty.isEmpty {
-            let list = dirty
-            dirty.removeAll(keepingCapacity: true)
-            for c in list { c.flushIfDirty() }
+            swap(&dirty, &flushing)
+            for c in flushing { c.flushIfDirty() }
+            flushing.removeAll(keepingCapacity: true)
         }
     }
 }
