@@ -70,6 +70,14 @@ final class TopicMatchTests: XCTestCase {
         XCTAssertEqual(TopicMatch.levels("/a//b/"), ["", "a", "", "b", ""])
         XCTAssertEqual(TopicMatch.levels("a"), ["a"])
     }
+
+    func testLevelsIntoAReusedArraySplitsLikeLevels() {
+        var out: [Substring] = ["left", "over"]
+        for topic in ["/a//b/", "a", "", "/", "a/b/c", "sport/tennis/player1/#", "é/\u{301}x/ü", "$SYS/broker"] {
+            TopicMatch.levels(topic, into: &out)
+            XCTAssertEqual(out, TopicMatch.levels(topic), topic)
+        }
+    }
 }
 
 final class ParsedFilterTests: XCTestCase {

@@ -25,6 +25,9 @@ public final class SubscriptionTrie {
 
     let root = Node()
     public private(set) var count = 0
+    /// The levels of the topic being matched, reused by every `match` (the trie is confined
+    /// to its loop).
+    private var levels: [Substring] = []
 
     public init() {}
 
@@ -94,9 +97,10 @@ public final class SubscriptionTrie {
     /// Calls `visit` for every non-shared subscription matching `topic`, and `visitShared`
     /// once per matching shared group.
     func match(topic: String, visit: (SubscriberEntry) -> Void, visitShared: (SharedGroup) -> Void) {
-        let levels = TopicMatch.levels(topic)
+        TopicMatch.levels(topic, into: &levels)
         let dollar = topic.utf8.first == UInt8(ascii: "$")
         Self.walk(root, levels, 0, dollar, visit, visitShared)
+        levels.removeAll(keepingCapacity: true)
     }
 
     private static func walk(_ node: Node, _ levels: [Substring], _ i: Int, _ dollar: Bool,

@@ -6,6 +6,23 @@ public enum TopicMatch {
         s.split(separator: "/", omittingEmptySubsequences: false)
     }
 
+    /// `levels(s)` written into `out`, which is emptied first and keeps its capacity: a hot
+    /// path that reuses one array splits without allocating.
+    @inlinable
+    public static func levels(_ s: String, into out: inout [Substring]) {
+        out.removeAll(keepingCapacity: true)
+        var start = s.startIndex
+        var i = start
+        while i != s.endIndex {
+            if s[i] == "/" {
+                out.append(s[start..<i])
+                start = s.index(after: i)
+            }
+            i = s.index(after: i)
+        }
+        out.append(s[start...])
+    }
+
     /// True when `filter` matches `topic` (MQTT 5.0 4.7), including the rule that a leading
     /// wildcard does not match a topic starting with `$`.
     public static func matches(filter: String, topic: String) -> Bool {
