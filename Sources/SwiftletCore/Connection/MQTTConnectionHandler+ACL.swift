@@ -16,8 +16,8 @@ extension MQTTConnectionHandler {
         return nil
     }
 
-    private func aclKey(_ access: ACLAccess, _ topic: String) -> String {
-        (access == .publish ? "p" : "s") + topic
+    private func aclKey(_ access: ACLAccess, _ topic: String) -> ACLCacheKey {
+        ACLCacheKey(access: access, topic: topic)
     }
 
     /// Keeps an answer as long as the chain allows (never the fallback after an error).
@@ -61,4 +61,11 @@ extension MQTTConnectionHandler {
         }
         step(0, [])
     }
+}
+
+/// A key of the per-connection ACL cache: the topic string is shared, not copied, so a
+/// lookup allocates nothing.
+struct ACLCacheKey: Hashable {
+    let access: ACLAccess
+    let topic: String
 }

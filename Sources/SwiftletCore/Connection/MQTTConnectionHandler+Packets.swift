@@ -79,7 +79,7 @@ extension MQTTConnectionHandler {
         let m = config
         if Int(p.qos.rawValue) > m.maxQoS { return protocolError(.qosNotSupported, "QoS \(p.qos.rawValue) above max_qos") }
         if p.retain && !m.retainAvailable { return protocolError(.retainNotSupported, "retain is not available") }
-        var topic = p.topic
+        var aliased = p.topic
         if version == .v5 {
             if !p.properties.subscriptionIdentifiers.isEmpty {
                 return protocolError(.protocolError, "subscription identifier in a client PUBLISH")
@@ -88,16 +88,17 @@ extension MQTTConnectionHandler {
                 guard alias != 0, Int(alias) <= m.maxTopicAlias else {
                     return protocolError(.topicAliasInvalid, "topic alias \(alias) outside 1...\(m.maxTopicAlias)")
                 }
-                if topic.isEmpty {
+                if aliased.isEmpty {
                     guard let t = inboundAliases[alias] else {
                         return protocolError(.protocolError, "topic alias \(alias) was never set")
                     }
-                    topic = t
+                    aliased = t
                 } else {
-                    inboundAliases[alias] = topic
+                    inboundAliases[alias] = aliased
                 }
             }
         }
+        let topic = aliased
         if let bad = checkTopicName(topic) {
             if p.qos == .atMostOnce || version != .v5 { return protocolError(bad, "topic exceeds max_topic_length or max_topic_levels") }
             return ackPublish(p, reason: bad)
@@ -123,20 +124,31 @@ extension MQTTConnectionHandler {
             }
         }
 
+        // A cached answer continues in place: the common case builds no closure.
+        if let allowed = cachedACL(.publish, topic) {
+            return publishChecked(p, topic: topic, session: session, allowed: allowed)
+        }
         withACL(.publish, topic) { [self] allowed in
-            guard allowed else {
-                logger.debug("publish not authorized", metadata: ["mqtt.topic": "\(topic)"])
+            publishChecked(p, topic: topic, session: session, allowed: allowed)
+        }
+    }
+
+    /// After the ACL answered: drop, or route through the message.publish filter when a
+    /// sidecar registered one.
+    private func publishChecked(_ p: PublishPacket, topic: String, session: Session, allowed: Bool) {
+        guard allowed else {
+            logger.debug("publish not authorized", metadata: ["mqtt.topic": "\(topic)"])
+            ctx.stats.messagesDropped += 1
+            // 3.x has no negative acknowledgement: the message is acknowledged and dropped.
+            return ackPublish(p, reason: .notAuthorized)
+        }
+        guard hooks.hasPublishFilter else { return publishAuthorized(p, topic: topic, session: session) }
+        withPublishFilter(p, topic: topic) { [self] q, t in
+            guard let q else {
                 ctx.stats.messagesDropped += 1
-                // 3.x has no negative acknowledgement: the message is acknowledged and dropped.
-                return ackPublish(p, reason: .notAuthorized)
+                return ackPublish(p, reason: .success)
             }
-            withPublishFilter(p, topic: topic) { [self] q, t in
-                guard let q else {
-                    ctx.stats.messagesDropped += 1
-                    return ackPublish(p, reason: .success)
-                }
-                publishAuthorized(q, topic: t, session: session)
-            }
+            publishAuthorized(q, topic: t, session: session)
         }
     }
 

@@ -65,7 +65,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
                    protocolLevel: version.rawValue, listener: listenerName)
     }
     /// Per-connection ACL answers (emqttd's ACL cache): no shared state on the hot path.
-    var aclCache: [String: (allowed: Bool, expires: NIODeadline, slot: Int)] = [:]
+    var aclCache: [ACLCacheKey: (allowed: Bool, expires: NIODeadline, slot: Int)] = [:]
     var aclCacheGeneration: UInt64 = 0
     /// PUBACK/PUBREC in PUBLISH order; some wait for the durable store (MQTT-4.6.0-2).
     var acks: [PendingAck] = []
