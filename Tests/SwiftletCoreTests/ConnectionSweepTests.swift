@@ -52,3 +52,27 @@ final class ConnectionSweepTests: XCTestCase {
         XCTAssertEqual(h.ctx.connectionSweep.count, 0)
     }
 }
+
+final class CompactRecvAllocatorTests: XCTestCase {
+    func testStartsSmallGrowsOnFullReadsAndShrinksAfterTwoSmallOnes() {
+        var a = CompactRecvAllocator()
+        XCTAssertEqual(a.nextBufferSize(), 128)
+        XCTAssertFalse(a.record(actualReadBytes: 100))
+        XCTAssertEqual(a.nextBufferSize(), 128)
+        var size = 128
+        while size < 65_536 {
+            XCTAssertTrue(a.record(actualReadBytes: size))
+            size *= 2
+            XCTAssertEqual(a.nextBufferSize(), size)
+        }
+        XCTAssertFalse(a.record(actualReadBytes: 65_536), "never above 64 KiB")
+        XCTAssertEqual(a.nextBufferSize(), 65_536)
+        XCTAssertFalse(a.record(actualReadBytes: 10))
+        XCTAssertEqual(a.nextBufferSize(), 65_536, "one small read does not shrink")
+        XCTAssertFalse(a.record(actualReadBytes: 10))
+        XCTAssertEqual(a.nextBufferSize(), 32_768)
+        for _ in 0..<40 { _ = a.record(actualReadBytes: 2) }
+        XCTAssertEqual(a.nextBufferSize(), 64, "never below 64 B")
+        XCTAssertEqual(a.buffer(allocator: ByteBufferAllocator()).capacity, 64)
+    }
+}

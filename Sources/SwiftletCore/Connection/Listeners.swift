@@ -54,11 +54,8 @@ enum Listeners {
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
-            // Each channel keeps its last receive buffer for the next read. NIO's default starts
-            // it at 2048 bytes, most of an idle connection's memory; 256 holds a CONNECT, and a
-            // busy connection grows it within a few reads, up to 64 KiB.
-            .childChannelOption(ChannelOptions.recvAllocator,
-                                value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536))
+            // Each channel keeps its last receive buffer: start it small (see the type).
+            .childChannelOption(ChannelOptions.recvAllocator, value: CompactRecvAllocator())
             .childChannelOption(ChannelOptions.writeBufferWaterMark,
                                 value: .init(low: 256 * 1024, high: 1024 * 1024))
             .childChannelInitializer { channel in

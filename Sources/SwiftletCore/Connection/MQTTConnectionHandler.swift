@@ -13,8 +13,8 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     enum CloseKind { case normal, withWill, abnormal, takenOver, serverShutdown }
 
     let broker: Broker
-    let eventLoop: EventLoop
     let ctx: LoopContext
+    var eventLoop: EventLoop { ctx.eventLoop }
     var context: ChannelHandlerContext?
     /// The broker's logger with this connection's peer and client id (built per message logged).
     var logger: ConnectionLog { ConnectionLog(handler: self) }
@@ -75,7 +75,6 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     init(broker: Broker, ctx: LoopContext, peerHost: String, peerPort: Int = 0, listenerName: String = "") {
         self.broker = broker
         self.ctx = ctx
-        self.eventLoop = ctx.eventLoop
         self.peerHost = peerHost
         self.peerPort = peerPort
         self.listenerName = listenerName
