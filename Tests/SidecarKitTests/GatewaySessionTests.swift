@@ -71,6 +71,7 @@ final class GatewaySessionTests: XCTestCase {
         try await running(sidecar) {
             let conn = try await broker.accept()
             try await conn.handshake(version: 2)
+            try await conn.roundTrip()  // REGISTERED has been processed: the sidecar is serving
             let s = try await open(sidecar, conn)
             XCTAssertEqual(s.id, 1)
             try await s.send([0x10, 0x02, 0x00, 0x00])
@@ -120,6 +121,7 @@ final class GatewaySessionTests: XCTestCase {
         try await running(sidecar) {
             let conn = try await broker.accept()
             try await conn.handshake(version: 2)
+            try await conn.roundTrip()  // REGISTERED has been processed: the sidecar is serving
             let s = try await open(sidecar, conn)
             let closed = Inbox<String>("onClose")
             s.onClose { closed.push($0) }
@@ -146,7 +148,7 @@ final class GatewaySessionTests: XCTestCase {
             // A new connection starts with no sessions.
             let next = try await broker.accept()
             try await next.handshake(version: 2)
-            try await next.roundTrip()
+            try await next.roundTrip()  // REGISTERED has been processed
             let fresh = try await open(sidecar, next)
             XCTAssertNil(fresh.closeReason)
         }
