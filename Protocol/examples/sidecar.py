@@ -16,6 +16,9 @@ It is both a module and a program:
                {"allow": false, "username": "$all", "access": "publish", "topic": "#"}]}
 
 Usage: sidecar.py [--socket PATH] [--name NAME] [--users FILE] [--order N] [--reconnect]
+                  [--gateway HOST:PORT]
+With --gateway it is also a gateway (protocol version 2): MQTT clients accepted on HOST:PORT
+are carried into the broker as gateway sessions (``GatewayRelay``).
 The socket defaults to $SWIFTLET_SOCKET, the name to $SWIFTLET_SIDECAR_NAME and the users
 file to $SWIFTLET_PLUGIN_CONFIG. SIGHUP reloads the users file and sends INVALIDATE (all).
 """
@@ -1088,6 +1091,12 @@ class Connection:
         self.closed = False
         self.close_reason = ""
         self.goodbye_received = False
+        self.version = 1          # chosen in WELCOME
+        self.registered = False
+        # Gateway sessions (version 2): session id -> the relay client's StreamWriter. An id
+        # stays taken until the broker's GW_CLOSE for it (SPEC 7.5).
+        self.gw_sessions: Dict[int, asyncio.StreamWriter] = {}
+        self.next_session = 0
 
     # -- sending
     def send(self, message, request_id: int = 0) -> None:
@@ -1103,6 +1112,12 @@ class Connection:
         except EncodeError as e:
             log.error("cannot send reply to %d: %s", request_id, e)
             self.send(Error(ERR_INTERNAL, "reply too large"), request_id)
+
+    def allocate_session(self) -> int:
+        while True:
+            self.next_session = self.next_session % 0xFFFFFFFF + 1
+            if self.next_session not in self.gw_sessions:
+                return self.next_session
 
     def allocate_id(self) -> int:
         while True:
@@ -1147,6 +1162,10 @@ class Connection:
             if not fut.done():
                 fut.set_exception(Closed(reason))
         self.outstanding.clear()
+        # Sessions never survive their connection: the relay's clients are dropped too.
+        for w in self.gw_sessions.values():
+            w.close()
+        self.gw_sessions.clear()
         try:
             self.writer.close()
         except Exception:
@@ -1183,6 +1202,8 @@ class Connection:
     def dispatch(self, frame: Frame) -> None:
         kind, rid = frame.kind, frame.request_id
         try:
+            if kind in GATEWAY_KINDS and self.version < GATEWAY_VERSION:
+                raise UnknownKind(kind, rid)  # not part of version 1
             msg = decode_message(kind, frame.body, rid)
         except UnknownKind as e:
             log.warning("unknown kind 0x%02x (request id %d)", kind, rid)
@@ -1218,6 +1239,17 @@ class Connection:
             log.info("broker said goodbye: %s", msg.reason or "(no reason)")
             self.goodbye_received = True
             self.close(f"goodbye: {msg.reason}")
+            return
+        if isinstance(msg, GwData):
+            w = self.gw_sessions.get(msg.session)
+            if w is not None and not w.is_closing():
+                w.write(msg.data)
+            return
+        if isinstance(msg, GwClose):
+            w = self.gw_sessions.pop(msg.session, None)  # the id is free again
+            if w is not None:
+                log.info("gateway session %d closed by the broker: %s", msg.session, msg.reason)
+                w.close()
             return
         if isinstance(msg, HookEvents):
             for ev in msg.events:
@@ -1255,6 +1287,7 @@ class Sidecar:
         self.ping_interval, self.ping_timeout = ping_interval, ping_timeout
         self.policy = Policy.load(users_path)
         self.conn: Optional[Connection] = None
+        self.relay: Optional["GatewayRelay"] = None
         self.stopping = False
         self.stop_event: Optional[asyncio.Event] = None
 
@@ -1282,10 +1315,13 @@ class Sidecar:
         print(f"[{self.name}] event {ev.hook} at {ev.timestamp_ms}: {' '.join(parts)}",
               file=sys.stderr, flush=True)
 
-    def capabilities(self) -> list:
-        return [AuthnCapability(self.order), AuthzCapability(self.order),
+    def capabilities(self, version: int = 1) -> list:
+        caps = [AuthnCapability(self.order), AuthzCapability(self.order),
                 HookCapability("client.connected", False, 0),
                 CtlCapability("pydemo", "pydemo [users]: lists the users of the python sidecar")]
+        if self.relay and version >= GATEWAY_VERSION:
+            caps.append(GatewayCapability(GatewayRelay.PROTOCOL))
+        return caps
 
     def reload(self) -> None:
         try:
@@ -1320,7 +1356,11 @@ class Sidecar:
             log.info("welcome: broker %s on %s, version %d, max frame %d",
                      welcome.broker_version, welcome.node, welcome.version,
                      conn.decoder.max_frame)
-            registered = await asyncio.wait_for(conn.request(Register(self.capabilities())), 10)
+            conn.version = welcome.version
+            if self.relay and welcome.version < GATEWAY_VERSION:
+                log.error("the broker speaks protocol version %d: no gateway sessions", welcome.version)
+            registered = await asyncio.wait_for(conn.request(Register(self.capabilities(welcome.version))), 10)
+            conn.registered = True
             log.info("registered; hooks accepted: %s", ", ".join(registered.hooks) or "(none)")
             handshake_done = True
             await conn.drain()
@@ -1371,6 +1411,8 @@ class Sidecar:
                 loop.add_signal_handler(sig, fn)
             except (NotImplementedError, RuntimeError):
                 pass
+        if self.relay:
+            await self.relay.start()
         backoff = 0.2
         while not self.stopping:
             try:
@@ -1399,6 +1441,61 @@ class Sidecar:
         return 0
 
 
+class GatewayRelay:
+    """Gateway demo mode (--gateway HOST:PORT, protocol version 2, SPEC 7): every TCP client
+    accepted on HOST:PORT is carried into the broker as a gateway session of protocol
+    "mqtt-relay". Its bytes are MQTT already, so the translation a real gateway (MQTT-SN,
+    STOMP) does between reading its client and GW_DATA is the identity here. The broker shows
+    the client with its own address and the listener "mqtt-relay:tcp:HOST:PORT"."""
+
+    PROTOCOL = "mqtt-relay"
+
+    def __init__(self, sidecar: "Sidecar", host: str, port: int) -> None:
+        self.sidecar, self.host, self.port = sidecar, host, port
+        self.server = None
+
+    @property
+    def listener(self) -> str:
+        return f"{self.PROTOCOL}:tcp:{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self.client, self.host, self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+        log.info("gateway relay listening on %s", self.listener)
+
+    async def client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = self.sidecar.conn
+        if conn is None or conn.closed or not conn.registered or conn.version < GATEWAY_VERSION:
+            writer.close()  # no broker to carry the client to: it reconnects later
+            return
+        sid = conn.allocate_session()
+        peer = writer.get_extra_info("peername") or ("", 0)
+        conn.gw_sessions[sid] = writer
+        try:
+            # GW_DATA may follow GW_OPEN at once (SPEC 7.3); waiting keeps the demo simple.
+            await conn.request(GwOpen(sid, self.PROTOCOL, str(peer[0]), int(peer[1]), self.listener))
+        except (BrokerError, Closed) as e:
+            log.warning("gateway session refused: %s", e)
+            conn.gw_sessions.pop(sid, None)  # a refused id is free at once
+            writer.close()
+            return
+        log.info("gateway session %d for %s:%s", sid, peer[0], peer[1])
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data or conn.closed or conn.gw_sessions.get(sid) is not writer:
+                    break
+                conn.send(GwData(sid, data))
+                await conn.drain()
+        except (ConnectionError, OSError):
+            pass
+        if not conn.closed and conn.gw_sessions.get(sid) is writer:
+            # The broker confirms with its own GW_CLOSE, which frees the id.
+            conn.send(GwClose(sid, "client closed"))
+            await conn.drain()
+        writer.close()
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description="Swiftlet sidecar example (auth, ACL, hook, ctl)")
     p.add_argument("--socket", default=os.environ.get("SWIFTLET_SOCKET"),
@@ -1411,6 +1508,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--reconnect", action="store_true",
                    help="reconnect with backoff (0.2 s doubling to 5 s) when the broker goes away")
     p.add_argument("--max-frame", type=int, default=1 << 20, help="largest frame accepted")
+    p.add_argument("--gateway", metavar="HOST:PORT",
+                   help="demo gateway (protocol version 2): carry MQTT clients accepted on HOST:PORT "
+                        "into the broker as gateway sessions")
     p.add_argument("--ping-interval", type=float, default=10.0, help=argparse.SUPPRESS)
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
@@ -1426,6 +1526,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (OSError, ValueError) as e:
         print(f"cannot read the users file: {e}", file=sys.stderr)
         return 2
+    if args.gateway:
+        host, _, port = args.gateway.rpartition(":")
+        if not host or not port.isdigit():
+            p.error("--gateway takes HOST:PORT")
+        sc.relay = GatewayRelay(sc, host, int(port))
     return asyncio.run(sc.run())
 
 

@@ -45,8 +45,8 @@ def sidecar_config(sock, mqtt=None, extra=""):
 class PySidecar:
     """The Python reference sidecar as an external process."""
 
-    def __init__(self, sock, workdir, name="py", users=None, order=100):
-        self.sock, self.name, self.order = str(sock), name, order
+    def __init__(self, sock, workdir, name="py", users=None, order=100, args=()):
+        self.sock, self.name, self.order, self.args = str(sock), name, order, list(args)
         self.workdir = Path(workdir)
         self.users_path = self.workdir / f"{name}-users.json"
         self.users_path.write_text(json.dumps(users or USERS))
@@ -57,7 +57,7 @@ class PySidecar:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, str(PY_SIDECAR), "--socket", self.sock, "--name", self.name,
-             "--users", str(self.users_path), "--order", str(self.order), "--reconnect"],
+             "--users", str(self.users_path), "--order", str(self.order), "--reconnect", *self.args],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         if wait and broker is not None:
             wait_registered(broker, self.name)

@@ -13,7 +13,8 @@ from clients import Client, wait_for
 from ctl import ctl_config, ctl_ok
 from gateways import (ERROR, GW_OPEN, GW_OPENED, REGISTERED, GatewayLink, gw_data_frame, gw_open_body,
                       register_body)
-from sidecars import Reader, frame, short_dir, sidecar_config
+from brokers import free_port
+from sidecars import PySidecar, Reader, frame, short_dir, sidecar_config
 from test_builtin_auth import pbkdf2_sha512
 
 PASSWORDS = {"gw": "gw-pw", "watcher": "watcher-pw"}
@@ -309,3 +310,43 @@ def test_large_broker_data_is_split_and_arrives_whole(env, uniq):
     w = watcher(b)
     w.publish(f"gw/{uniq}", payload, qos=0)
     assert g.expect(1, m.PUBLISH).payload == payload
+
+
+class Endpoint:
+    """Where a paho client connects (host and port, like a Broker)."""
+
+    def __init__(self, host, port):
+        self.host, self.port = host, port
+
+
+def test_python_reference_gateway_carries_paho_clients(env, uniq):
+    """Protocol/examples/sidecar.py --gateway: real paho clients connect to the sidecar, which
+    carries them into the broker as gateway sessions; stopping it drops them (wills fire).
+    (It registers authn/authz too: stopped with GOODBYE it leaves the auth chain, so the will's
+    authorization falls to the built-in rules rather than to the fallback for a crashed one.)"""
+    b, _, d = env
+    port = free_port()
+    # No users or rules of its own: auth and ACL are the broker's built-in ones.
+    sc = PySidecar(d / "sc.sock", d, name="pygw", users={"users": {}, "acl": []},
+                   args=["--gateway", f"127.0.0.1:{port}"]).start(b)
+    try:
+        relay = Endpoint("127.0.0.1", port)
+        w = watcher(b)
+        assert w.subscribe(f"gw/{uniq}/up", qos=1) == [1]
+        assert w.subscribe(f"gw/{uniq}/will", qos=1) == [1]
+        via = Client(relay, version=5, client_id="via-gateway", username="gw", password=PASSWORDS["gw"],
+                     will={"topic": f"gw/{uniq}/will", "payload": b"relay gone", "qos": 1})
+        assert via.subscribe(f"gw/{uniq}/down", qos=1) == [1]
+        via.publish(f"gw/{uniq}/up", b"through the relay", qos=1)
+        assert w.get().payload == b"through the relay"
+        w.publish(f"gw/{uniq}/down", b"back through it", qos=1)
+        assert via.get().payload == b"back through it"
+        rows = {r["clientid"]: r for r in ctl_ok(d / "ctl.sock", "clients", "list", json_out=True)}
+        assert rows["via-gateway"]["listener"] == f"mqtt-relay:tcp:127.0.0.1:{port}"
+        assert rows["via-gateway"]["peer"].startswith("127.0.0.1:")
+        sc.stop()
+        got = w.get()
+        assert (got.topic, got.payload) == (f"gw/{uniq}/will", b"relay gone")
+        assert_serving(b)
+    finally:
+        sc.stop()
