@@ -1,6 +1,7 @@
 // swift-tools-version: 6.1
 // Broker-side allocation benchmarks for Swiftlet, kept out of the root package so CI's normal
-// build does not compile package-benchmark. Run through scripts/bench, or by hand:
+// build does not compile ordo-one/benchmark (formerly package-benchmark). Run through
+// scripts/bench, or by hand:
 //
 //   flock /tmp/swift-build.lock swift package --package-path Benchmarks \
 //       --scratch-path .build-bench benchmark --target ForwardAllocations
@@ -17,7 +18,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     dependencies: [
         .package(path: ".."),
-        .package(url: "https://github.com/ordo-one/package-benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     ],
@@ -25,7 +26,7 @@ let package = Package(
         .executableTarget(
             name: "ForwardAllocations",
             dependencies: [
-                .product(name: "Benchmark", package: "package-benchmark"),
+                .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "SwiftletCore", package: root),
                 .product(name: "MQTTCodec", package: root),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -33,7 +34,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/ForwardAllocations",
-            plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
     ]
 )
