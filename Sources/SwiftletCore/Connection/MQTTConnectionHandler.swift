@@ -6,7 +6,7 @@ import NIOCore
 /// alive, inbound QoS flows, topic aliases) and the writer for its session's deliveries.
 /// Every method runs on the channel's event loop.
 final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
-    typealias InboundIn = Packet
+    typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     enum State { case awaitingConnect, connecting, connected, closed }
@@ -71,6 +71,12 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     var acks: [PendingAck] = []
     var needsFlush = false
     var wasCounted = false
+    /// Splits the byte stream into packets. Decoding here rather than in a
+    /// ByteToMessageHandler in front keeps each packet off the pipeline: a packet passed as
+    /// NIOAny is boxed (a PUBLISH does not fit an existential's inline storage).
+    let decoder: NIOSingleStepByteToMessageProcessor<MQTTPacketDecoder>
+    /// Set after the stream failed to decode: later bytes are ignored.
+    var decodeFailed = false
 
     init(broker: Broker, ctx: LoopContext, peerHost: String, peerPort: Int = 0, listenerName: String = "") {
         self.broker = broker
@@ -78,6 +84,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         self.peerHost = peerHost
         self.peerPort = peerPort
         self.listenerName = listenerName
+        self.decoder = NIOSingleStepByteToMessageProcessor(MQTTPacketDecoder(maxPacketSize: broker.config.mqtt.maxPacketSize))
     }
 
     /// host:port of the client, [host]:port for IPv6.
@@ -108,7 +115,19 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let packet = unwrapInboundIn(data)
+        let bytes = unwrapInboundIn(data)
+        ctx.stats.bytesReceived += bytes.readableBytes
+        guard !decodeFailed else { return }
+        do {
+            try decoder.process(buffer: bytes) { received($0) }
+        } catch {
+            decodeFailed = true
+            failed(error)
+        }
+    }
+
+    /// One decoded packet.
+    private func received(_ packet: Packet) {
         ctx.stats.packetsReceived += 1
         sawPacket = true
         switch state {
@@ -156,6 +175,11 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        failed(error)
+    }
+
+    /// A decoding or channel error: its wire consequence (CONNACK, DISCONNECT or close).
+    private func failed(_ error: Error) {
         switch error {
         case let e as ConnectDecodingError:
             logger.info("rejecting CONNECT", metadata: ["error": "\(e.underlying)"])
