@@ -350,3 +350,57 @@ def test_python_reference_gateway_carries_paho_clients(env, uniq):
         assert_serving(b)
     finally:
         sc.stop()
+
+
+@pytest.fixture
+def capped(broker_factory):
+    d = short_dir()
+    extra = sidecar_config(d / "sc.sock", mqtt={"allow_anonymous": True}).replace(
+        "[sidecars]\n", "[sidecars]\nmax_gateway_sessions = 2\n")
+    b = broker_factory(extra=extra)
+    g = GatewayLink(d / "sc.sock")
+    yield b, g
+    g.close()
+
+
+def test_session_limit_per_sidecar(capped):
+    b, g = capped
+    g.open_ok(1)
+    g.open_ok(2)
+    code, text = error_of(g.open(3))
+    assert code == 6 and "at most 2" in text, text
+    g.gw_close(1)
+    assert g.wait_close(1) == "closed by sidecar"
+    g.open_ok(3)
+    g.connect(3, "gw-capped")
+    assert "gateway session refused: limit reached" in b.log_text()
+
+
+def test_a_stalled_sidecar_slows_only_its_sessions(env, uniq):
+    """The sidecar stops reading: the broker stops reading the session's socketpair, the MQTT
+    connection becomes unwritable and its QoS 0 traffic is dropped like a slow TCP client's,
+    instead of piling up in the broker. Other clients are served meanwhile; the session lives on."""
+    b, link, _ = env
+    g = link()
+    gw_login(g, 1, "gw-slow")
+    g.data(1, m.subscribe(1, [(f"gw/{uniq}/flood", 0)]))
+    assert g.expect(1, m.SUBACK).rcs == [0]
+    n, size = 3000, 4096
+    flood = b"".join(m.publish(f"gw/{uniq}/flood", bytes([i % 256]) * size) for i in range(n))
+    with m.connected(b, version=4, username="watcher", password=PASSWORDS["watcher"].encode()) as r:
+        r.send(flood)  # 12 MB at QoS 0 while the gateway reads nothing
+        r.send(m.pingreq())
+        assert r.expect(m.PINGRESP)
+        assert_serving(b)
+    # Read again (well within the health timeout): what was not dropped arrives, in order.
+    g.data(1, m.pingreq())
+    got = 0
+    while True:
+        p = g.packet(1, timeout=10)
+        if p.type == m.PINGRESP:
+            break
+        assert p.type == m.PUBLISH and len(p.payload) == size
+        got += 1
+    assert 0 < got < n * 0.8, f"{got} of {n} delivered: the stalled session was not bounded"
+    g.data(1, m.pingreq())
+    assert g.expect(1, m.PINGRESP)

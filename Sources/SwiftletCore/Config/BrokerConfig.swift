@@ -112,6 +112,9 @@ public struct SidecarsConfig: Sendable, Equatable {
     public var pluginsDir: String?
     /// Hook events queued per sidecar before new ones are dropped (counted).
     public var hookQueueSize = 10_000
+    /// Gateway sessions one sidecar connection may have open (Protocol/SPEC.md section 7);
+    /// GW_OPEN beyond it is answered ERROR 6.
+    public var maxGatewaySessions = 100_000
 
     public init() {}
 }

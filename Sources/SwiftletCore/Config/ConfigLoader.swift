@@ -89,7 +89,8 @@ public enum ConfigLoader {
         if let t = try reader.table(root, "sidecars", section: "") {
             let s = "sidecars"
             try reader.checkKeys(t, allowed: ["socket", "socket_mode", "request_timeout", "handshake_timeout",
-                                              "health_interval", "health_timeout", "plugins_dir", "hook_queue_size"], section: s)
+                                              "health_interval", "health_timeout", "plugins_dir", "hook_queue_size",
+                                              "max_gateway_sessions"], section: s)
             var c = config.sidecars
             if let v = try reader.string(t, "socket", section: s) {
                 guard !v.isEmpty, v.utf8.count < 104 else { throw reader.error("sidecars.socket", "must be a path of 1 to 103 bytes") }
@@ -108,6 +109,7 @@ public enum ConfigLoader {
             if let v = try seconds("health_timeout") { c.healthTimeout = v }
             if let v = try reader.string(t, "plugins_dir", section: s) { c.pluginsDir = v.isEmpty ? nil : v }
             if let v = try reader.int(t, "hook_queue_size", section: s, min: 1, max: 10_000_000) { c.hookQueueSize = v }
+            if let v = try reader.int(t, "max_gateway_sessions", section: s, min: 0, max: 10_000_000) { c.maxGatewaySessions = v }
             config.sidecars = c
         }
         if let t = try reader.table(root, "ctl", section: "") {

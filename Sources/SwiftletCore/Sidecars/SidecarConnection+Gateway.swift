@@ -16,6 +16,11 @@ extension SidecarConnection {
                                                                 : "no gateway capability for protocol \(proto)")
         }
         guard gateways[session] == nil else { return refuse(.wrongState, "session \(session) is already open") }
+        guard gateways.count < hub.config.maxGatewaySessions else {
+            logger.warning("gateway session refused: limit reached", metadata: [
+                "sidecar.name": "\(self.name)", "gateway.max_sessions": "\(hub.config.maxGatewaySessions)"])
+            return refuse(.overloaded, "at most \(hub.config.maxGatewaySessions) gateway sessions per sidecar")
+        }
         let name = listener.isEmpty ? proto : listener
         guard let fd = GatewaySession.startMQTT(broker: hub.broker, peerHost: peerAddress, peerPort: Int(peerPort),
                                                 listener: name)
