@@ -168,6 +168,27 @@ final class ConnectTests: XCTestCase {
         XCTAssertEqual(try second.publishes().map(\.topic), ["t"])
     }
 
+    /// A session that was to end with its connection (3.1.1 clean session, 5.0 expiry 0)
+    /// ends on takeover too: a CONNECT asking to resume finds no session and its
+    /// subscriptions are gone.
+    func testTakeoverOfASessionThatEndsWithItsConnectionResumesNothing() throws {
+        for version in [ProtocolVersion.v3_1_1, .v5] {
+            let h = makeHarness()
+            let first = try h.client(version)
+            try first.connect("same", cleanStart: true)
+            try first.subscribe("t", qos: .atLeastOnce)
+            let second = try h.client(version)
+            let props: Properties = version == .v5 ? [.sessionExpiryInterval(60)] : []
+            let ack = try XCTUnwrap(second.connect("same", cleanStart: false, properties: props))
+            XCTAssertFalse(ack.sessionPresent, "\(version)")
+            XCTAssertFalse(first.isActive)
+            let pub = try h.client(version)
+            try pub.connect("pub")
+            try pub.publish("t", "hello")
+            XCTAssertEqual(try second.publishes().map(\.topic), [], "\(version): the old subscription ended with the session")
+        }
+    }
+
     func testResumeWithoutStoredSessionReportsNoSession() throws {
         let h = makeHarness()
         let c = try h.client(.v5)

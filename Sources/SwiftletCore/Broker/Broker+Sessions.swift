@@ -28,9 +28,13 @@ extension Broker {
         }
     }
 
-    /// On the old session's loop: closes its connection and either ends the session
-    /// (clean start) or hands it to `newHome` (returned).
+    /// On the old session's loop: closes its connection and either ends the session (clean
+    /// start, or a session that was to end with its connection: clean session / expiry 0)
+    /// or hands it to `newHome` (returned).
     private func takeOver(_ old: Session, cleanStart: Bool, newHome: Int, ctx: LoopContext) -> Session? {
+        // A session that lasts only as long as its network connection ends with it even when
+        // the new connection asks to resume (MQTT-3.1.2-6, MQTT 5.0 3.1.2.11.2): no session present.
+        let ends = cleanStart || old.expiryInterval == 0
         if let oldConn = old.connection {
             logger.info("session taken over", metadata: ["mqtt.client_id": "\(old.clientId)"])
             let will = oldConn.will
@@ -38,7 +42,7 @@ extension Broker {
             old.connection = nil
             oldConn.session = nil
             oldConn.takenOver()
-            if let will, cleanStart || Self.willDelay(will) == 0 {
+            if let will, ends || Self.willDelay(will) == 0 {
                 publishWill(will, clientId: old.clientId, ctx: ctx)
             }
         }
@@ -46,7 +50,7 @@ extension Broker {
         let pending = old.pendingWill
         old.cancelTimers()
         old.pendingWill = nil
-        if cleanStart {
+        if ends {
             if let pending { publishWill(pending.will, clientId: old.clientId, ctx: ctx) }
             terminate(old, ctx: ctx)
             return nil
