@@ -430,12 +430,12 @@ def why_connect_rate(runs):
     return (
         f"the generator opens and closes 10,000 connections, 200 at a time; {bound}. A connection costs "
         f"swiftlet {us:.0f} µs of CPU and mosquitto {um:.0f} µs (broker cores ÷ rate). Where swiftlet's "
-        "time goes (perf record -e cpu-clock on the broker in this scenario, at commit 73b3b3f): closing "
-        "the socket and the channel ~17%, accepting and building the channel (NIO's SocketChannel, its "
-        "pipeline and the connection handler) ~19%, opening the session and writing CONNACK ~16% (the "
+        "time goes (perf record -e cpu-clock on the broker in this scenario, at commit 9b728cb): closing "
+        "the socket and the channel ~19%, accepting and building the channel (NIO's SocketChannel, its "
+        "pipeline and the connection handler) ~18%, opening the session and writing CONNACK ~15% (the "
         "registry serializes CONNECTs per client id, and the session is made in an `EventLoop.submit`, "
         "so CONNACK waits for the next loop tick), the $SYS client connected/disconnected events, "
-        "serialized to JSON for every connection even with no $SYS subscriber, ~8.5%, and the auth chain "
+        "serialized to JSON for every connection even with no $SYS subscriber, ~9%, and the auth chain "
         "with its decision cache behind one lock ~5%. mosquitto answers a CONNECT inline in one thread "
         "and publishes no per-client event.")
 
@@ -446,14 +446,16 @@ def why_16k(runs):
     return (
         "closed loop with at most 1 MiB of payload in flight end to end (64 messages of 16 KB), so the "
         "rate is 64 ÷ the time one message spends between publisher and subscriber: p50 "
-        f"{fmt(ps, 'ms')} ms through swiftlet against {fmt(pm, 'ms')} ms through mosquitto, with neither "
-        f"broker CPU-bound ({_bp(s, 'coresUsed'):.2f} and {_bp(m, 'coresUsed'):.2f} cores, generator "
-        f"{_gen(s):.2f} and {_gen(m):.2f}). What lengthens swiftlet's per-message time (perf, at commit "
-        "73b3b3f): each 16 KB PUBLISH is copied twice in user space besides the kernel's copies, once by the "
-        "decoder, which cumulates a packet that straddles two socket reads (reads are up to 64 KiB, so most "
-        "do), and once when the PUBLISH is re-encoded into the message's wire form "
-        "(`MQTTConnectionHandler.publishAuthorized`, `Packet.encode`), and the new 16 KB buffers fault fresh "
-        "pages in. mosquitto reads each packet into a buffer of its own size and writes that buffer out. "
+        f"{fmt(ps, 'ms')} ms through swiftlet against {fmt(pm, 'ms')} ms through mosquitto ("
+        + ("neither broker CPU-bound: " if max(_bp(s, 'coresUsed'), _bp(m, 'coresUsed')) < 0.9 else "")
+        + f"brokers {_bp(s, 'coresUsed'):.2f} and {_bp(m, 'coresUsed'):.2f} cores, generator "
+        f"{_gen(s):.2f} and {_gen(m):.2f}). What lengthens swiftlet's per-message time (perf record -e "
+        "cpu-clock on the broker, at commit 9b728cb): `MQTTConnectionHandler.publishAuthorized` re-encodes "
+        "every inbound PUBLISH into a new buffer as the message's wire form (`Packet.encode`), a 16 KB copy "
+        "into freshly allocated memory that faults its pages in: ~16% of the broker's samples, with page "
+        "faults ~11% overall; the decoder's cumulation of packets that straddle two reads adds ~3%, and "
+        "the kernel's copies (writev ~25%) are the same for both brokers. mosquitto reads each packet "
+        "into a buffer of its own size and writes that same buffer to the subscriber. "
         "On this shared 2-core machine the same build measured between 35,000 and 70,000 msg/s in "
         "repeated 5 s runs of this shape, so the ratio is uncertain by about a third.")
 
