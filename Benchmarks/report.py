@@ -214,7 +214,7 @@ def write_syscalls(w, res):
     for shape, title, vals in rows:
         s, mq = vals["swiftlet"], vals["mosquitto"]
         sv, mv = (s[0] if s else None), (mq[0] if mq else None)
-        ratio = f"{sv / mv:.2f}x" if sv and mv else "—"
+        ratio = (f"{sv / mv:.3f}x" if sv / mv < 0.1 else f"{sv / mv:.2f}x") if sv and mv else "—"
         tool = (s or mq)[1]
         w(f"| {title} | {fmt(sv)} | {fmt(mv)} | {ratio} | {breakdown(s)} | {breakdown(mq)} | "
           f"{threads('swiftlet', shape, s)}, {threads('mosquitto', shape, mq)} | {tool} |")
