@@ -7,18 +7,6 @@ import NIOPosix
 import NIOSSL
 import NIOWebSocket
 
-/// Counts bytes read (for $SYS) in front of a decoder that cannot count them itself.
-final class ByteCounter: ChannelInboundHandler, @unchecked Sendable {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-    let ctx: LoopContext
-    init(ctx: LoopContext) { self.ctx = ctx }
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        ctx.stats.bytesReceived += unwrapInboundIn(data).readableBytes
-        context.fireChannelRead(data)
-    }
-}
-
 enum Listeners {
     /// Binds one listener and returns its server channel.
     static func bind(_ l: ListenerConfig, broker: Broker) async throws -> Channel {
