@@ -137,6 +137,44 @@ final class ACLRuleTests: XCTestCase {
         XCTAssertNil(both.decide(client("d9", user: "carol"), access: .publish, topic: "carol/d8"))
     }
 
+    /// Issue 11: `%u`/`%c` are substituted literally; a `+`, `#` or `/` in the name never
+    /// widens the rule, for allow and deny rules alike, and such clients are still served.
+    func testSubstitutedNamesNeverWidenARule() {
+        let own = ACLRule(allow: true, topics: ["client/%c"])
+        XCTAssertNil(own.decide(client("#"), access: .subscribe, topic: "client/#"), "client id # may not read client/#")
+        XCTAssertNil(own.decide(client("+"), access: .subscribe, topic: "client/+"))
+        XCTAssertNil(own.decide(client("#"), access: .publish, topic: "client/other"))
+        XCTAssertNil(own.decide(client("#"), access: .subscribe, topic: "client/other"))
+        XCTAssertEqual(own.decide(client("dev-1"), access: .subscribe, topic: "client/dev-1"), true)
+
+        let nope = ACLRule(allow: true, topics: ["nope/%u"])
+        XCTAssertNil(nope.decide(client(user: "+"), access: .publish, topic: "nope/x"))
+        XCTAssertNil(nope.decide(client(user: "+"), access: .subscribe, topic: "nope/x"))
+        XCTAssertNil(nope.decide(client(user: "+"), access: .subscribe, topic: "nope/+"), "the filter nope/+ reads nope/x")
+        XCTAssertEqual(nope.decide(client(user: "+"), access: .publish, topic: "nope/+"), true, "only the literal topic")
+        XCTAssertNil(nope.decide(client(user: "#"), access: .publish, topic: "nope/a/b"))
+        XCTAssertNil(nope.decide(client(user: "#"), access: .subscribe, topic: "nope/#"))
+        // A slash in the name is part of the literal value: exactly those levels.
+        XCTAssertEqual(nope.decide(client(user: "a/b"), access: .publish, topic: "nope/a/b"), true)
+        XCTAssertNil(nope.decide(client(user: "a/b"), access: .publish, topic: "nope/a"))
+        XCTAssertNil(nope.decide(client(user: "a/b"), access: .publish, topic: "nope/a/b/c"))
+        XCTAssertNil(nope.decide(client(user: "a/+"), access: .publish, topic: "nope/a/x"))
+
+        // Deny rules alike: user + is denied nope/+ only, not everyone's nope/x.
+        let deny = ACLRule(allow: false, topics: ["nope/%u"])
+        XCTAssertNil(deny.decide(client(user: "+"), access: .publish, topic: "nope/x"))
+        XCTAssertEqual(deny.decide(client(user: "+"), access: .publish, topic: "nope/+"), false)
+
+        // One pass: a name containing %c is not substituted again.
+        let both = ACLRule(allow: true, topics: ["%u/%c"])
+        XCTAssertNil(both.decide(client("dev", user: "%c"), access: .publish, topic: "dev/dev"))
+        XCTAssertEqual(both.decide(client("dev", user: "%c"), access: .publish, topic: "%c/dev"), true)
+        // Within a level: the whole level is literal.
+        let inLevel = ACLRule(allow: true, topics: ["u-%u/#"])
+        XCTAssertEqual(inLevel.decide(client(user: "x"), access: .publish, topic: "u-x/1"), true)
+        XCTAssertNil(inLevel.decide(client(user: "+"), access: .publish, topic: "u-x/1"))
+    }
+
     func testEqMatchesTheFilterLiterally() {
         let r = ACLRule(allow: false, access: .subscribe, topics: ["eq #", "eq a/+"])
         XCTAssertEqual(r.decide(client(), access: .subscribe, topic: "#"), false)

@@ -19,7 +19,8 @@ PBKDF2_ROUNDS = 10_000
 # The classic bcrypt test vector (OpenBSD / John the Ripper): password "U*U", cost 5.
 BCRYPT_VECTOR = "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW"
 
-PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw", "root": "root-pw", "legacy": "U*U"}
+PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw", "root": "root-pw", "legacy": "U*U",
+             "+": "plus-pw", "#": "hash-pw", "a/b": "slash-pw"}
 
 ACL = """
 # exactly "#" may not be subscribed, whatever comes next
@@ -60,6 +61,11 @@ permission = "deny"
 access = "publish"
 topics = ["wills/denied/#"]
 
+# issue 11: %u / %c are literal, whatever characters the name holds
+[[rules]]
+permission = "allow"
+topics = ["client/%c", "nope/%u"]
+
 [[rules]]
 permission = "allow"
 topics = ["wills/#"]
@@ -78,7 +84,7 @@ def users_toml():
     hashes["legacy"] = BCRYPT_VECTOR
     out = []
     for name, h in hashes.items():
-        out += [f"[users.{name}]", f"password = {toml_value(h)}", f"superuser = {toml_value(name == 'root')}", ""]
+        out += [f"[users.{toml_value(name)}]", f"password = {toml_value(h)}", f"superuser = {toml_value(name == 'root')}", ""]
     return "\n".join(out)
 
 
@@ -255,6 +261,46 @@ def test_clientid_substitution(broker, uniq):
     msg = watcher.get()
     assert (msg.topic, msg.payload) == (f"devices/{me}/state", b"on")
     watcher.disconnect()
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_wildcards_in_client_id_never_widen_a_rule(broker, uniq, version):
+    """Issue 11: with `allow pubsub client/%c`, client id `#` may not subscribe to client/#
+    (it would read every client's messages), nor `+` to client/+; it is still served."""
+    refused = 0x80 if version == 4 else 0x87
+    watcher_id = f"w-{uniq}"
+    with raw(broker, 5, "alice", client_id=watcher_id) as other:
+        for cid in ("#", "+"):
+            with raw(broker, version, "alice", client_id=cid) as r:
+                ack = r.subscribe([(f"client/{cid}", 1), (f"client/{watcher_id}", 1), ("client/x", 0)])
+                assert ack.rcs == [refused, refused, refused], ack
+                if version == 5:
+                    assert r.publish(f"client/{watcher_id}", b"spoof", qos=1, pid=1).rc == 0x87
+                assert r.ping().type == m.PINGRESP
+        # The rule still gives each client its own topic.
+        ack, p = publish_to_self_after_subscribe(other, f"client/{watcher_id}", b"own")
+        assert (p.topic, p.payload) == (f"client/{watcher_id}", b"own")
+
+
+def publish_to_self_after_subscribe(r, topic, payload):
+    assert r.subscribe(topic, qos=1).rcs == [1]
+    ack, p = publish_to_self(r, topic, payload, pid=9)
+    assert ack.rc in (0, m.RC_NO_MATCHING_SUBSCRIBERS)
+    return ack, p
+
+
+@pytest.mark.parametrize("user", ["+", "#", "a/b"])
+def test_wildcards_in_username_never_widen_a_rule(broker, uniq, user):
+    """`nope/%u` for user `+` matches only the literal topic nope/+ (which no PUBLISH can
+    carry), never nope/x; `a/b` gets exactly nope/a/b. Such users log in."""
+    with raw(broker, 5, user) as r:
+        ack = r.subscribe([("nope/+", 1), ("nope/#", 1), (f"nope/{uniq}", 1)])
+        assert ack.rcs == [0x87, 0x87, 0x87], ack
+        assert r.publish(f"nope/{uniq}", b"x", qos=1, pid=1).rc == 0x87
+        if user == "a/b":
+            ack, p = publish_to_self_after_subscribe(r, "nope/a/b", b"mine")
+            assert p.payload == b"mine"
+            assert r.publish("nope/a", b"x", qos=1, pid=2).rc == 0x87
 
 
 def test_acl_nomatch_deny(broker, uniq):

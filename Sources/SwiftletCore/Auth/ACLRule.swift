@@ -47,19 +47,62 @@ public struct ACLRule: Sendable, Equatable {
         case (.pubsub, _), (.publish, .publish), (.subscribe, .subscribe): break
         default: return nil
         }
-        for t in topics where Self.matches(t, topic: topic, client: c) { return allow }
+        for t in topics where Self.matches(t, topic: topic, client: c, isFilter: a == .subscribe) { return allow }
         return nil
     }
 
-    static func matches(_ ruleTopic: String, topic: String, client c: ClientInfo) -> Bool {
+    /// `%u`/`%c` are substituted literally, in one pass (a name containing `%c` is not
+    /// substituted again): the value is compared level by level with the topic, so a `+`,
+    /// `#` or `/` in a username or client id never widens the rule. A wildcard level of a
+    /// SUBSCRIBE filter never equals a substituted value (client id `#` with
+    /// `client/%c` may not subscribe to `client/#`).
+    static func matches(_ ruleTopic: String, topic: String, client c: ClientInfo, isFilter: Bool) -> Bool {
         if ruleTopic.hasPrefix("eq ") { return String(ruleTopic.dropFirst(3)) == topic }
-        var f = ruleTopic
-        if f.contains("%u") {
-            guard let u = c.username, !u.isEmpty else { return false }
-            f = f.replacingOccurrences(of: "%u", with: u)
+        enum Level { case exact(Substring), value(Substring), plus, hash }
+        var pattern: [Level] = []
+        for level in ruleTopic.split(separator: "/", omittingEmptySubsequences: false) {
+            if level == "+" { pattern.append(.plus); continue }
+            if level == "#" { pattern.append(.hash); continue }
+            guard level.contains("%") else { pattern.append(.exact(level)); continue }
+            var text = ""
+            var substituted = false
+            var i = level.startIndex
+            while i < level.endIndex {
+                let next = level.index(after: i)
+                if level[i] == "%", next < level.endIndex, level[next] == "u" || level[next] == "c" {
+                    if level[next] == "u" {
+                        guard let u = c.username, !u.isEmpty else { return false }
+                        text += u
+                    } else {
+                        text += c.clientId
+                    }
+                    substituted = true
+                    i = level.index(after: next)
+                } else {
+                    text.append(level[i])
+                    i = next
+                }
+            }
+            if !substituted { pattern.append(.exact(level)); continue }
+            for part in text.split(separator: "/", omittingEmptySubsequences: false) { pattern.append(.value(part)) }
         }
-        if f.contains("%c") { f = f.replacingOccurrences(of: "%c", with: c.clientId) }
-        return TopicMatch.matches(filter: f, topic: topic)
+        let t = topic.split(separator: "/", omittingEmptySubsequences: false)
+        if topic.hasPrefix("$"), let first = pattern.first {
+            switch first { case .plus, .hash: return false; default: break }
+        }
+        var i = 0
+        while i < pattern.count {
+            if case .hash = pattern[i] { return true }
+            if i >= t.count { return false }
+            switch pattern[i] {
+            case .plus, .hash: break
+            case .exact(let s): if s != t[i] { return false }
+            case .value(let s):
+                if s != t[i] || (isFilter && (t[i] == "+" || t[i] == "#")) { return false }
+            }
+            i += 1
+        }
+        return i == t.count
     }
 }
 
