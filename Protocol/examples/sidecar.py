@@ -11,7 +11,8 @@ It is both a module and a program:
   authorization, a ``client.connected`` hook and the ``swiftlet-ctl pydemo`` command from
   a JSON users file::
 
-      {"users": {"alice": {"password": "secret", "superuser": false}},
+      {"users": {"alice": {"password": "secret", "superuser": false,
+                           "subscriptions": {"inbox/alice": 1}}},
        "acl": [{"allow": true, "username": "alice", "access": "pubsub", "topic": "a/#"},
                {"allow": false, "username": "$all", "access": "publish", "topic": "#"}]}
 
@@ -21,6 +22,8 @@ With --gateway it is also a gateway (protocol version 2): MQTT clients accepted 
 are carried into the broker as gateway sessions (``GatewayRelay``).
 The socket defaults to $SWIFTLET_SOCKET, the name to $SWIFTLET_SIDECAR_NAME and the users
 file to $SWIFTLET_PLUGIN_CONFIG. SIGHUP reloads the users file and sends INVALIDATE (all).
+A user's "subscriptions" ({filter: qos}) are returned with an allow when the broker speaks
+protocol version 3 (AUTHN_REPLY_SUBS): the broker subscribes the client to them at CONNECT.
 """
 
 from __future__ import annotations
@@ -41,9 +44,11 @@ from typing import Dict, Iterator, List, Optional, Tuple
 # Constants
 # --------------------------------------------------------------------------------------
 
-PROTOCOL_VERSION = 2          # the highest version spoken (2 = 1 + gateway sessions)
+PROTOCOL_VERSION = 3          # the highest version spoken (2 = 1 + gateway sessions, 3 = 2 +
+                              # subscriptions with an authentication answer)
 MIN_PROTOCOL_VERSION = 1
 GATEWAY_VERSION = 2           # the first version with GW_* frames (SPEC 7)
+SUBSCRIPTIONS_VERSION = 3     # the first version with AUTHN_REPLY_SUBS (SPEC 8)
 GATEWAY_BUFFER_LIMIT = 1 << 20  # the broker closes a session with more unconsumed bytes
 HANDSHAKE_MAX_FRAME = 65_536  # the maximum value of `length` before the handshake
 MIN_FRAME = 5                  # kind + request_id
@@ -63,6 +68,7 @@ class Kind:
     AUTHN_REPLY = 0x11
     AUTHZ_REQUEST = 0x12
     AUTHZ_REPLY = 0x13
+    AUTHN_REPLY_SUBS = 0x14  # version 3 (SPEC 8)
     HOOK_EVENTS = 0x20
     HOOK_PUBLISH = 0x21
     HOOK_PUBLISH_REPLY = 0x22
@@ -598,6 +604,40 @@ class AuthnReply:
 
 
 @dataclass(frozen=True)
+class AuthnReplySubs:
+    """Version 3 (SPEC 8): AUTHN_REPLY plus the subscriptions, (filter, qos) pairs, that the
+    broker makes for the client after CONNACK when the decision is allow."""
+    decision: int
+    superuser: bool
+    ttl_ms: int
+    reason: str
+    subscriptions: Tuple[Tuple[str, int], ...] = ()
+    KIND = Kind.AUTHN_REPLY_SUBS
+
+    def __post_init__(self):
+        object.__setattr__(self, "subscriptions", tuple((f, q) for f, q in self.subscriptions))
+
+    def put(self, w):
+        w.u8(self.decision).bool(self.superuser).u32(self.ttl_ms).str(self.reason)
+        w.u16(len(self.subscriptions))
+        for flt, qos in self.subscriptions:
+            if qos not in (0, 1, 2):
+                raise EncodeError(f"subscription QoS {qos}")
+            w.str(flt).u8(qos)
+
+    @classmethod
+    def get(cls, r):
+        head = (r.u8(), r.bool(), r.u32(), r.str())
+        subs = []
+        for _ in range(r.u16()):
+            flt, qos = r.str(), r.u8()
+            if qos > 2:
+                raise MalformedBody(f"subscription QoS {qos}")
+            subs.append((flt, qos))
+        return cls(*head, tuple(subs))
+
+
+@dataclass(frozen=True)
 class AuthzRequest:
     client: Client
     access: int
@@ -798,14 +838,17 @@ MESSAGE_TYPES = {cls.KIND: cls for cls in (
     Hello, Welcome, Register, Registered, Ping, Pong, Error, Goodbye,
     AuthnRequest, AuthnReply, AuthzRequest, AuthzReply,
     HookEvents, HookPublish, HookPublishReply, CtlRequest, CtlReply, Invalidate,
-    GwOpen, GwOpened, GwData, GwClose)}
+    GwOpen, GwOpened, GwData, GwClose, AuthnReplySubs)}
 
 REQUEST_KINDS = {Kind.HELLO, Kind.REGISTER, Kind.PING, Kind.AUTHN_REQUEST,
                  Kind.AUTHZ_REQUEST, Kind.HOOK_PUBLISH, Kind.CTL_REQUEST, Kind.GW_OPEN}
 REPLY_KINDS = {Kind.WELCOME, Kind.REGISTERED, Kind.PONG, Kind.ERROR, Kind.AUTHN_REPLY,
-               Kind.AUTHZ_REPLY, Kind.HOOK_PUBLISH_REPLY, Kind.CTL_REPLY, Kind.GW_OPENED}
+               Kind.AUTHZ_REPLY, Kind.HOOK_PUBLISH_REPLY, Kind.CTL_REPLY, Kind.GW_OPENED,
+               Kind.AUTHN_REPLY_SUBS}
 NOTIFICATION_KINDS = {Kind.GOODBYE, Kind.HOOK_EVENTS, Kind.INVALIDATE, Kind.GW_DATA, Kind.GW_CLOSE}
 GATEWAY_KINDS = {Kind.GW_OPEN, Kind.GW_OPENED, Kind.GW_DATA, Kind.GW_CLOSE}
+# The version that introduced each kind; in an older connection the kind is unknown (SPEC 3).
+KIND_VERSION = {**{k: GATEWAY_VERSION for k in GATEWAY_KINDS}, Kind.AUTHN_REPLY_SUBS: SUBSCRIPTIONS_VERSION}
 
 
 # --------------------------------------------------------------------------------------
@@ -1020,13 +1063,18 @@ class Policy:
         with open(path, encoding="utf-8") as f:
             return cls(json.load(f))
 
-    def authenticate(self, req: AuthnRequest) -> AuthnReply:
+    def authenticate(self, req: AuthnRequest, version: int = 1):
+        """AUTHN_REPLY; with version 3 and a user with "subscriptions" ({filter: qos}) an
+        allow is AUTHN_REPLY_SUBS carrying them (SPEC 8)."""
         name = req.client.username
         if name is None or name not in self.users:
             return AuthnReply(IGNORE, False, 0, "unknown user")
         user = self.users[name]
         expected = str(user.get("password", "")).encode("utf-8")
         if req.password is not None and hmac.compare_digest(req.password, expected):
+            subs = [(str(f), int(q)) for f, q in dict(user.get("subscriptions", {})).items()]
+            if subs and version >= SUBSCRIPTIONS_VERSION:
+                return AuthnReplySubs(ALLOW, bool(user.get("superuser", False)), 0, "ok", tuple(subs))
             return AuthnReply(ALLOW, bool(user.get("superuser", False)), 0, "ok")
         return AuthnReply(DENY, False, 0, "bad password")
 
@@ -1202,8 +1250,8 @@ class Connection:
     def dispatch(self, frame: Frame) -> None:
         kind, rid = frame.kind, frame.request_id
         try:
-            if kind in GATEWAY_KINDS and self.version < GATEWAY_VERSION:
-                raise UnknownKind(kind, rid)  # not part of version 1
+            if KIND_VERSION.get(kind, 1) > self.version:
+                raise UnknownKind(kind, rid)  # not part of the negotiated version
             msg = decode_message(kind, frame.body, rid)
         except UnknownKind as e:
             log.warning("unknown kind 0x%02x (request id %d)", kind, rid)
@@ -1259,7 +1307,7 @@ class Connection:
             self.reply(rid, Pong())
             return
         handler = {
-            AuthnRequest: self.sidecar.policy_authn,
+            AuthnRequest: lambda m: self.sidecar.policy_authn(m, self.version),
             AuthzRequest: self.sidecar.policy_authz,
             CtlRequest: self.sidecar.policy_ctl,
             HookPublish: lambda m: HookPublishReply(ACTION_CONTINUE),
@@ -1292,8 +1340,8 @@ class Sidecar:
         self.stop_event: Optional[asyncio.Event] = None
 
     # -- policy hooks (kept as methods so a reload swaps the policy atomically)
-    def policy_authn(self, req: AuthnRequest) -> AuthnReply:
-        r = self.policy.authenticate(req)
+    def policy_authn(self, req: AuthnRequest, version: int = 1):
+        r = self.policy.authenticate(req, version)
         log.info("authn %s (%s): %s", req.client.username, req.client.client_id,
                  ["allow", "deny", "ignore", "error"][r.decision])
         return r

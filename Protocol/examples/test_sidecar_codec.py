@@ -78,6 +78,8 @@ EXPECTED = {
     "gw_opened.hex": (11, sc.GwOpened(1)),
     "gw_data.hex": (0, sc.GwData(1, b"\xc0\x00")),
     "gw_close.hex": (0, sc.GwClose(1, "overflow")),
+    # version 3
+    "authn_reply_subs.hex": (3, sc.AuthnReplySubs(0, False, 60_000, "ok", (("a/b", 0), ("c/#", 2)))),
 }
 
 # hostile file -> the error the decoder must raise
@@ -91,6 +93,7 @@ HOSTILE_EXPECTED = {
     "ping_leftover.hex": sc.MalformedBody,
     "gw_data_session_0.hex": sc.MalformedBody,
     "gw_data_bytes_past_end.hex": sc.MalformedBody,
+    "authn_reply_subs_qos_3.hex": sc.MalformedBody,
 }
 
 

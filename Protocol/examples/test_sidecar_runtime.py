@@ -23,6 +23,7 @@ USERS = {
     "users": {
         "alice": {"password": "secret", "superuser": False},
         "root": {"password": "toor", "superuser": True},
+        "sue": {"password": "s", "subscriptions": {"inbox/sue": 1, "news/#": 0}},
     },
     "acl": [
         {"allow": True, "username": "alice", "access": "pubsub", "topic": "a/#"},
@@ -76,11 +77,11 @@ class FakeBroker:
                 continue
             return got
 
-    def handshake(self):
+    def handshake(self, version=1):
         self.accept()
         rid, hello = self.recv()
         assert isinstance(hello, sc.Hello) and rid != 0
-        self.send(sc.Welcome(1, "test", "node-t", 65_536), rid)
+        self.send(sc.Welcome(version, "test", "node-t", 65_536), rid)
         rid2, reg = self.recv()
         assert isinstance(reg, sc.Register) and rid2 != 0 and rid2 != rid
         self.send(sc.Registered(["client.connected"]), rid2)
@@ -119,11 +120,28 @@ def env(tmp_path):
         os.unlink(sock)
 
 
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_subscriptions_come_with_an_allow_in_version_3_only(env, version):
+    broker, start, _ = env
+    start()
+    broker.handshake(version)
+    broker.send(sc.AuthnRequest(client("sue"), b"s"), 7)
+    broker.send(sc.AuthnRequest(client("sue"), b"bad"), 8)
+    broker.send(sc.AuthnRequest(client("alice"), b"secret"), 9)
+    got = dict(broker.recv_reply() for _ in range(3))
+    if version >= 3:
+        assert got[7] == sc.AuthnReplySubs(sc.ALLOW, False, 0, "ok", (("inbox/sue", 1), ("news/#", 0)))
+    else:
+        assert got[7] == sc.AuthnReply(sc.ALLOW, False, 0, "ok")
+    assert got[8] == sc.AuthnReply(sc.DENY, False, 0, "bad password")
+    assert got[9] == sc.AuthnReply(sc.ALLOW, False, 0, "ok")  # no subscriptions: the old reply
+
+
 def test_handshake_and_requests(env):
     broker, start, _ = env
     p = start("--order", "42")
     hello, reg = broker.handshake()
-    assert (hello.min_version, hello.max_version, hello.name) == (1, 2, "pytest-sidecar")
+    assert (hello.min_version, hello.max_version, hello.name) == (1, 3, "pytest-sidecar")
     assert reg.capabilities == (
         sc.AuthnCapability(42), sc.AuthzCapability(42),
         sc.HookCapability("client.connected", False, 0),
@@ -164,8 +182,8 @@ def test_handshake_and_requests(env):
     assert got[203].decision == sc.ALLOW
     assert got[204].decision == sc.IGNORE  # public/+ does not cover public/#
     assert got[205].decision == sc.ALLOW
-    assert got[301].status == sc.CTL_OK and got[301].text == "users: alice, root"
-    assert json.loads(got[301].json) == {"users": ["alice", "root"]}
+    assert got[301].status == sc.CTL_OK and got[301].text == "users: alice, root, sue"
+    assert json.loads(got[301].json) == {"users": ["alice", "root", "sue"]}
     assert got[302].status == sc.CTL_USAGE
     assert got[401] == sc.Pong()
     assert got[402] == sc.HookPublishReply(sc.ACTION_CONTINUE)

@@ -34,22 +34,29 @@ public struct AuthzRequest: Sendable, Equatable {
     }
 }
 
-/// An AUTHN_REPLY. `ttlMs` 0 means the broker's default cache TTL.
+/// An AUTHN_REPLY. `ttlMs` 0 means the broker's default cache TTL. `subscriptions`, with an
+/// allow, are made for the client right after CONNACK (protocol version 3, SPEC 8: sent as
+/// AUTHN_REPLY_SUBS; to a broker of an older version they are not sent, and the sidecar
+/// logs that once).
 public struct AuthnAnswer: Sendable, Equatable {
     public var decision: IPCDecision
     public var superuser: Bool
     public var ttlMs: UInt32
     public var reason: String
+    public var subscriptions: [IPCSubscription]
 
-    public init(decision: IPCDecision, superuser: Bool = false, ttlMs: UInt32 = 0, reason: String = "") {
+    public init(decision: IPCDecision, superuser: Bool = false, ttlMs: UInt32 = 0, reason: String = "",
+                subscriptions: [IPCSubscription] = []) {
         self.decision = decision
         self.superuser = superuser
         self.ttlMs = ttlMs
         self.reason = reason
+        self.subscriptions = subscriptions
     }
 
-    public static func allow(superuser: Bool = false, ttlMs: UInt32 = 0, reason: String = "") -> AuthnAnswer {
-        AuthnAnswer(decision: .allow, superuser: superuser, ttlMs: ttlMs, reason: reason)
+    public static func allow(superuser: Bool = false, ttlMs: UInt32 = 0, reason: String = "",
+                             subscriptions: [IPCSubscription] = []) -> AuthnAnswer {
+        AuthnAnswer(decision: .allow, superuser: superuser, ttlMs: ttlMs, reason: reason, subscriptions: subscriptions)
     }
     public static func deny(_ reason: String = "", ttlMs: UInt32 = 0) -> AuthnAnswer {
         AuthnAnswer(decision: .deny, ttlMs: ttlMs, reason: reason)
@@ -59,7 +66,17 @@ public struct AuthnAnswer: Sendable, Equatable {
     /// Could not decide (backend down): the broker applies its fallback and does not cache.
     public static func error(_ reason: String) -> AuthnAnswer { AuthnAnswer(decision: .error, reason: reason) }
 
-    var message: IPCMessage { .authnReply(decision: decision, superuser: superuser, ttlMs: ttlMs, reason: reason) }
+    var message: IPCMessage { message(version: 1) }
+
+    /// AUTHN_REPLY_SUBS when the connection speaks version 3 and there are subscriptions to
+    /// send with an allow, else AUTHN_REPLY (subscriptions dropped).
+    func message(version: UInt16) -> IPCMessage {
+        if version >= IPCVersion.subscriptions, decision == .allow, !subscriptions.isEmpty {
+            return .authnReplySubs(decision: decision, superuser: superuser, ttlMs: ttlMs, reason: reason,
+                                   subscriptions: subscriptions)
+        }
+        return .authnReply(decision: decision, superuser: superuser, ttlMs: ttlMs, reason: reason)
+    }
 }
 
 /// An AUTHZ_REPLY.

@@ -42,6 +42,8 @@ public final class Sidecar: Sendable {
         // Gateway sessions (SPEC 7) of the current connection.
         var maxFrame = IPCVersion.handshakeMaxFrame
         var protocolVersion: UInt16 = 0
+        /// Subscriptions dropped because the broker speaks a version before 3 (logged once).
+        var warnedNoSubscriptions = false
         var nextRequestId = SidecarSession.registerId
         var nextSessionId: UInt32 = 0
         var opens: [UInt32: CheckedContinuation<IPCMessage, Error>] = [:]
@@ -396,7 +398,17 @@ public final class Sidecar: Sendable {
         switch request {
         case .authn(let r):
             guard let a = handlers.authenticator else { return unsupported("authentication") }
-            return try await a.handle(r).message
+            let answer = try await a.handle(r)
+            let (version, warn) = state.withLock { s -> (UInt16, Bool) in
+                let warn = s.protocolVersion < IPCVersion.subscriptions && answer.decision == .allow
+                    && !answer.subscriptions.isEmpty && !s.warnedNoSubscriptions
+                if warn { s.warnedNoSubscriptions = true }
+                return (s.protocolVersion, warn)
+            }
+            if warn {
+                logger.warning("the broker speaks protocol version \(version): subscriptions in authentication answers are dropped")
+            }
+            return answer.message(version: version)
         case .authz(let r):
             guard let a = handlers.authorizer else { return unsupported("authorization") }
             return try await a.handle(r).message

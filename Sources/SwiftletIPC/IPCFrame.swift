@@ -1,14 +1,16 @@
 import NIOCore
 
-/// Protocol versions this implementation speaks (Protocol/SPEC.md): 1 and 2 (2 = 1 + gateway
-/// sessions).
+/// Protocol versions this implementation speaks (Protocol/SPEC.md): 1, 2 (2 = 1 + gateway
+/// sessions) and 3 (3 = 2 + subscriptions in an authentication answer).
 public enum IPCVersion {
     /// The highest version spoken.
-    public static let current: UInt16 = 2
+    public static let current: UInt16 = 3
     /// The lowest version spoken.
     public static let minimum: UInt16 = 1
     /// The first version with gateway sessions (GW_OPEN, GW_OPENED, GW_DATA, GW_CLOSE).
     public static let gateway: UInt16 = 2
+    /// The first version with AUTHN_REPLY_SUBS (SPEC 8).
+    public static let subscriptions: UInt16 = 3
     /// Maximum frame size before the handshake settles one (SPEC 2).
     public static let handshakeMaxFrame: UInt32 = 65_536
 }
@@ -18,6 +20,8 @@ public enum IPCKind: UInt8, Sendable, CaseIterable {
     case hello = 0x01, welcome = 0x02, register = 0x03, registered = 0x04
     case ping = 0x05, pong = 0x06, error = 0x07, goodbye = 0x08
     case authnRequest = 0x10, authnReply = 0x11, authzRequest = 0x12, authzReply = 0x13
+    /// Version 3: an authentication answer with subscriptions (SPEC 8).
+    case authnReplySubs = 0x14
     case hookEvents = 0x20, hookPublish = 0x21, hookPublishReply = 0x22
     case ctlRequest = 0x30, ctlReply = 0x31
     case invalidate = 0x40
@@ -27,7 +31,8 @@ public enum IPCKind: UInt8, Sendable, CaseIterable {
     /// Replies are matched to an outstanding request by id.
     public var isReply: Bool {
         switch self {
-        case .welcome, .registered, .pong, .error, .authnReply, .authzReply, .hookPublishReply, .ctlReply, .gwOpened: return true
+        case .welcome, .registered, .pong, .error, .authnReply, .authzReply, .hookPublishReply, .ctlReply, .gwOpened,
+             .authnReplySubs: return true
         default: return false
         }
     }
@@ -37,6 +42,7 @@ public enum IPCKind: UInt8, Sendable, CaseIterable {
     public var version: UInt16 {
         switch self {
         case .gwOpen, .gwOpened, .gwData, .gwClose: return IPCVersion.gateway
+        case .authnReplySubs: return IPCVersion.subscriptions
         default: return 1
         }
     }

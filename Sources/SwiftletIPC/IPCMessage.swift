@@ -117,6 +117,17 @@ public struct IPCPublishMessage: Sendable, Equatable {
     }
 }
 
+/// A subscription carried by AUTHN_REPLY_SUBS (version 3, SPEC 8): a topic filter and the
+/// QoS (0, 1 or 2) to subscribe it at.
+public struct IPCSubscription: Sendable, Equatable, Hashable {
+    public var filter: String
+    public var qos: UInt8
+    public init(filter: String, qos: UInt8) {
+        self.filter = filter
+        self.qos = qos
+    }
+}
+
 /// ERROR codes (SPEC 3.6).
 public enum IPCErrorCode: UInt16, Sendable {
     case malformed = 1, unknownKind = 2, unknownRequest = 3, unsupported = 4, wrongState = 5
@@ -148,6 +159,9 @@ public enum IPCMessage: Sendable, Equatable {
     case gwOpened(session: UInt32)
     case gwData(session: UInt32, data: ByteBuffer)
     case gwClose(session: UInt32, reason: String)
+    // Version 3 (SPEC 8): AUTHN_REPLY with the subscriptions to apply when it allows.
+    case authnReplySubs(decision: IPCDecision, superuser: Bool, ttlMs: UInt32, reason: String,
+                        subscriptions: [IPCSubscription])
 
     public var kind: IPCKind {
         switch self {
@@ -173,6 +187,7 @@ public enum IPCMessage: Sendable, Equatable {
         case .gwOpened: return .gwOpened
         case .gwData: return .gwData
         case .gwClose: return .gwClose
+        case .authnReplySubs: return .authnReplySubs
         }
     }
 
@@ -245,6 +260,9 @@ public enum IPCMessage: Sendable, Equatable {
             w.u32(session); w.bytes(data)
         case .gwClose(let session, let reason):
             w.u32(session); w.str(reason)
+        case .authnReplySubs(let d, let su, let ttl, let reason, let subs):
+            w.u8(d.rawValue); w.bool(su); w.u32(ttl); w.str(reason)
+            w.list(subs) { w, s in w.str(s.filter); w.u8(s.qos) }
         }
         return w.buffer
     }
@@ -325,6 +343,16 @@ public enum IPCMessage: Sendable, Equatable {
             m = .gwData(session: try r.session(), data: try r.bytes())
         case .gwClose:
             m = .gwClose(session: try r.session(), reason: try r.str())
+        case .authnReplySubs:
+            let raw = try r.u8()
+            guard let d = IPCDecision(rawValue: raw) else { throw IPCError.malformed("decision \(raw)") }
+            m = .authnReplySubs(decision: d, superuser: try r.bool(), ttlMs: try r.u32(), reason: try r.str(),
+                                subscriptions: try r.list { r in
+                                    let filter = try r.str()
+                                    let qos = try r.u8()
+                                    guard qos <= 2 else { throw IPCError.malformed("subscription QoS \(qos)") }
+                                    return IPCSubscription(filter: filter, qos: qos)
+                                })
         }
         try r.end()
         return m

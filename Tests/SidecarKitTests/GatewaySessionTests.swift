@@ -52,7 +52,7 @@ final class GatewaySessionTests: XCTestCase {
         try await running(sidecar) {
             let conn = try await broker.accept()
             let (hello, caps) = try await conn.handshake(version: 2)
-            guard case .hello(2, 2, _, _, _) = hello else { return XCTFail("\(hello)") }
+            guard case .hello(2, 3, _, _, _) = hello else { return XCTFail("\(hello)") }
             XCTAssertEqual(caps, [.gateway(protocol: "mqtt-sn"), .gateway(protocol: "stomp")])
             try await conn.roundTrip()
             do {

@@ -68,7 +68,7 @@ final class SidecarClientTests: XCTestCase {
         try await running(sidecar) {
             let conn = try await broker.accept()
             let (hello, caps) = try await conn.handshake(maxFrame: 100_000)
-            XCTAssertEqual(hello, .hello(minVersion: 1, maxVersion: 2, name: "tester", sidecarVersion: "0.1.0", maxFrame: 200_000))
+            XCTAssertEqual(hello, .hello(minVersion: 1, maxVersion: 3, name: "tester", sidecarVersion: "0.1.0", maxFrame: 200_000))
             XCTAssertEqual(caps, [
                 .authn(order: 7), .authz(order: 8),
                 .hook(name: "client.connected", sync: false, budgetMs: 0),
@@ -275,7 +275,7 @@ final class SidecarClientTests: XCTestCase {
             try await conn.send(.authnRequest(client: testClient, password: nil), id: 5)
             let got6 = try await conn.receive().0
             XCTAssertEqual(got6, .error(code: IPCErrorCode.wrongState.rawValue, message: "not registered yet"))
-            try await conn.send(.welcome(version: 3, brokerVersion: "future", node: "n", maxFrame: 1 << 20), id: helloId)
+            try await conn.send(.welcome(version: 4, brokerVersion: "future", node: "n", maxFrame: 1 << 20), id: helloId)
             let seen = try await conn.waitClosed()
             XCTAssertEqual(seen.map(\.kind), [.goodbye])
             let next = try await broker.accept()

@@ -13,7 +13,7 @@ final class SidecarSessionTests: XCTestCase {
 
     func testHandshakeNegotiatesTheSmallerMaximumFrame() {
         var s = session(maxFrame: 200_000)
-        XCTAssertEqual(s.hello(), IPCMessage.hello(minVersion: 1, maxVersion: 2, name: "s", sidecarVersion: "1",
+        XCTAssertEqual(s.hello(), IPCMessage.hello(minVersion: 1, maxVersion: 3, name: "s", sidecarVersion: "1",
                                                    maxFrame: 200_000).frame(requestId: 1))
         let actions = s.receive(frame(.welcome(version: 1, brokerVersion: "b", node: "n", maxFrame: 100_000), 1))
         XCTAssertEqual(s.maxFrame, 100_000)

@@ -116,6 +116,10 @@ let goldenMessages: [(file: String, requestId: UInt32, message: IPCMessage)] = [
     ("gw_opened.hex", 11, .gwOpened(session: 1)),
     ("gw_data.hex", 0, .gwData(session: 1, data: ByteBuffer(bytes: [0xC0, 0x00]))),
     ("gw_close.hex", 0, .gwClose(session: 1, reason: "overflow")),
+    // Version 3: subscriptions with an authentication answer.
+    ("authn_reply_subs.hex", 3, .authnReplySubs(decision: .allow, superuser: false, ttlMs: 60_000, reason: "ok",
+                                                subscriptions: [IPCSubscription(filter: "a/b", qos: 0),
+                                                                IPCSubscription(filter: "c/#", qos: 2)])),
 ]
 
 final class GoldenFrameTests: XCTestCase {

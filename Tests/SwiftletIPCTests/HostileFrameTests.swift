@@ -22,6 +22,7 @@ final class HostileFrameTests: XCTestCase {
         ("ping_leftover.hex", .body),
         ("gw_data_session_0.hex", .body),
         ("gw_data_bytes_past_end.hex", .body),
+        ("authn_reply_subs_qos_3.hex", .body),
     ]
 
     func testEveryHostileFileHasAnExpectation() throws {
@@ -145,10 +146,11 @@ final class HostileFrameTests: XCTestCase {
         }
     }
 
-    func testGatewayKindsAreVersion2AndTheOthersVersion1() {
+    func testGatewayKindsAreVersion2AuthnReplySubsVersion3AndTheOthersVersion1() {
         for k in IPCKind.allCases {
-            XCTAssertEqual(k.version, k.rawValue >= 0x50 ? 2 : 1, "\(k)")
+            XCTAssertEqual(k.version, k == .authnReplySubs ? 3 : k.rawValue >= 0x50 ? 2 : 1, "\(k)")
         }
+        XCTAssertTrue(IPCKind.authnReplySubs.isReply)
         XCTAssertTrue(IPCKind.gwOpened.isReply)
         XCTAssertFalse(IPCKind.gwData.isReply)
     }

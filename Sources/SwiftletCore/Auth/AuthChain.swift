@@ -141,7 +141,8 @@ public final class AuthChain: @unchecked Sendable {
             }, decided: { p, answer in
                 switch answer.decision {
                 case .allow(let su):
-                    return (AuthnResult(allowed: true, superuser: su, provider: p.name, reason: ""), answer.ttl ?? cfg.allowTTL)
+                    return (AuthnResult(allowed: true, superuser: su, provider: p.name, reason: "",
+                                        subscriptions: answer.subscriptions), answer.ttl ?? cfg.allowTTL)
                 case .deny(let why):
                     return (AuthnResult(allowed: false, superuser: false, provider: p.name, reason: why), answer.ttl ?? cfg.denyTTL)
                 case .error(let why):

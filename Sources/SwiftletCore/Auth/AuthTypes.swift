@@ -43,10 +43,26 @@ public struct ProviderAnswer: Sendable, Equatable {
     public var decision: ProviderDecision
     /// How long the answer may be cached; nil: the broker's default.
     public var ttl: TimeAmount?
+    /// With an authentication allow: subscriptions to make for the client right after
+    /// CONNACK (sidecar protocol version 3, AUTHN_REPLY_SUBS). Ignored with other decisions.
+    public var subscriptions: [StaticSubscription]
 
-    public init(_ decision: ProviderDecision, ttl: TimeAmount? = nil) {
+    public init(_ decision: ProviderDecision, ttl: TimeAmount? = nil, subscriptions: [StaticSubscription] = []) {
         self.decision = decision
         self.ttl = ttl
+        self.subscriptions = subscriptions
+    }
+}
+
+/// A subscription a provider makes for a client when it authenticates it (emqttd_auth_redis's
+/// `subcmd`): applied after CONNACK as if the client had sent SUBSCRIBE, ACL included.
+public struct StaticSubscription: Sendable, Hashable {
+    public var filter: String
+    /// 0, 1 or 2.
+    public var qos: UInt8
+    public init(filter: String, qos: UInt8) {
+        self.filter = filter
+        self.qos = qos
     }
 }
 
@@ -80,6 +96,8 @@ public struct AuthnResult: Sendable, Equatable {
     /// Which provider decided ("" when nobody did).
     public var provider: String
     public var reason: String
+    /// Subscriptions the deciding provider gave with its allow (cached with the verdict).
+    public var subscriptions: [StaticSubscription] = []
 }
 
 /// The chain's answer to an ACL question and how long it may be cached (zero: never).

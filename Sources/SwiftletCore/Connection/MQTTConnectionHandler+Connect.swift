@@ -77,6 +77,7 @@ extension MQTTConnectionHandler {
                 broker.openSession(for: self, clientId: clientIdCopy, cleanStart: c.cleanStart, expiry: expiry) { [self] session, present in
                     self.attach(session, present: present, assigned: assigned ? clientIdCopy : nil,
                                 requestedExpiry: p.sessionExpiryInterval)
+                    self.applyStaticSubscriptions(verdict.subscriptions)
                 }
             }
         }

@@ -218,7 +218,7 @@ extension MQTTConnectionHandler {
                 continue
             }
             guard allowed[i] else {
-                logger.debug("subscribe not authorized", metadata: ["mqtt.topic": "\(sub.filter)"])
+                logger.log(s.packetId == 0 ? .info : .debug, "subscribe not authorized", metadata: ["mqtt.topic": "\(sub.filter)"])
                 codes.append(version == .v5 ? .notAuthorized : .unspecifiedError)
                 continue
             }
@@ -255,7 +255,7 @@ extension MQTTConnectionHandler {
         let ack = Packet.suback(SubAckPacket(packetId: s.packetId, reasonCodes: codes))
         EventLoopFuture.andAllComplete(futures, on: eventLoop).whenComplete { [self] _ in
             guard state == .connected, self.session === session else { return }
-            send(ack)
+            if s.packetId != 0 { send(ack) }  // 0: static subscriptions (Auth/StaticSubscriptions.swift)
             let now = eventLoop.now
             for (f, o) in retainedFor {
                 for msg in broker.retained.match(filter: f.filter, now: now) {

@@ -50,11 +50,17 @@ final class SidecarProvider: AuthProvider, @unchecked Sendable {
         let pw = password.map { ByteBuffer(bytes: $0) }
         return conn.request(.authnRequest(client: Self.ipcClient(c), password: pw), timeout: hub.config.requestTimeout)
             .map { reply -> ProviderAnswer in
-                guard case .authnReply(let d, let su, let ttl, let reason) = reply else {
-                    return ProviderAnswer(.error("unexpected reply \(reply.kind)"))
+                let (d, su, ttl, reason, subs): (IPCDecision, Bool, UInt32, String, [IPCSubscription])
+                switch reply {
+                case .authnReply(let d1, let su1, let ttl1, let reason1): (d, su, ttl, reason, subs) = (d1, su1, ttl1, reason1, [])
+                case .authnReplySubs(let d1, let su1, let ttl1, let reason1, let subs1):  // version 3 (SPEC 8)
+                    (d, su, ttl, reason, subs) = (d1, su1, ttl1, reason1, subs1)
+                default: return ProviderAnswer(.error("unexpected reply \(reply.kind)"))
                 }
                 switch d {
-                case .allow: return ProviderAnswer(.allow(superuser: su), ttl: Self.ttl(ttl))
+                case .allow:
+                    return ProviderAnswer(.allow(superuser: su), ttl: Self.ttl(ttl),
+                                          subscriptions: subs.map { StaticSubscription(filter: $0.filter, qos: $0.qos) })
                 case .deny: return ProviderAnswer(.deny(reason: reason.isEmpty ? "denied by \(self.name)" : reason), ttl: Self.ttl(ttl))
                 case .ignore: return ProviderAnswer(.ignore)
                 case .error: return ProviderAnswer(.error(reason.isEmpty ? "sidecar error" : reason))
