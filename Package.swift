@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "MQTTCodec", targets: ["MQTTCodec"]),
         .library(name: "SwiftletCore", targets: ["SwiftletCore"]),
         .library(name: "SwiftletIPC", targets: ["SwiftletIPC"]),
+        .library(name: "AuthBackends", targets: ["AuthBackends"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -49,9 +50,26 @@ let package = Package(
             pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]
         ),
+        // What every database auth sidecar shares (and the built-in ACL): password hash checks,
+        // emqttd's ACL rule semantics, placeholders, a connection pool. No database library.
+        .target(
+            name: "AuthBackends",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .target(
             name: "SwiftletCore",
             dependencies: [
+                "AuthBackends",
                 "MQTTCodec",
                 "SwiftletIPC",
                 "CSQLite",
@@ -160,6 +178,12 @@ let package = Package(
         .testTarget(
             name: "AuthHTTPTests",
             dependencies: ["AuthHTTP", "SidecarKit", "SwiftletIPC"]
+        ),
+        .testTarget(
+            name: "AuthBackendsTests",
+            dependencies: ["AuthBackends", .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(
             name: "MQTTCodecTests",

@@ -96,6 +96,7 @@ extension Broker {
             case .user(let u): who = ("user", u)
             case .clientId(let c): who = ("clientid", c)
             case .ipaddr(let cidr): who = ("ipaddr", cidr.ctlText)
+            case .and(let all): who = ("and", all.map { "\($0)" }.joined(separator: ", "))
             }
             let perm = r.allow ? "allow" : "deny"
             rows.append(["\(i + 1)", perm, who.1.isEmpty ? who.0 : "\(who.0) \(who.1)", r.access.rawValue,

@@ -1,0 +1,113 @@
+import AuthBackends
+import XCTest
+
+private func client(_ id: String = "dev-1", user: String? = "alice", ip: String = "10.1.2.3") -> EmqttdACL.Client {
+    EmqttdACL.Client(clientId: id, username: user, ipAddress: ip)
+}
+
+final class EmqttdACLTests: XCTestCase {
+    /// The seed's sample rows of mqtt_acl, in id order.
+    func seedRules() throws -> [EmqttdACL.Rule] {
+        let rows: [(Int, String?, String?, String?, Int, String)] = [
+            (1, nil, "$all", nil, 2, "#"),
+            (0, nil, "$all", nil, 1, "$SYS/#"),
+            (0, nil, "$all", nil, 1, "eq #"),
+            (1, "127.0.0.1", nil, nil, 2, "$SYS/#"),
+            (1, "127.0.0.1", nil, nil, 2, "#"),
+            (1, nil, "dashboard", nil, 1, "$SYS/#"),
+        ]
+        return try rows.map { try EmqttdACL.rule(allow: $0.0, ipaddr: $0.1, username: $0.2, clientId: $0.3, access: $0.4, topic: $0.5) }
+    }
+
+    func testSeedRows() throws {
+        let rules = try seedRules()
+        XCTAssertEqual(rules[0], EmqttdACL.Rule(allow: true, who: .all, access: .publish, topics: ["#"]))
+        XCTAssertEqual(rules[3].who, .ipaddr(CIDR("127.0.0.1")!))
+        XCTAssertEqual(rules[5].who, .user("dashboard"))
+        let c = client()
+        XCTAssertEqual(EmqttdACL.decide(rules, c, .publish, topic: "a/b"), true, "row 1")
+        XCTAssertEqual(EmqttdACL.decide(rules, c, .subscribe, topic: "$SYS/brokers"), false, "row 2")
+        XCTAssertEqual(EmqttdACL.decide(rules, c, .subscribe, topic: "#"), false, "row 3: eq #")
+        XCTAssertNil(EmqttdACL.decide(rules, c, .subscribe, topic: "a/#"), "no row: acl_nomatch")
+        XCTAssertEqual(EmqttdACL.decide(rules, client(user: "dashboard"), .subscribe, topic: "$SYS/x"), false,
+                       "row 2 comes first: the dashboard row is never reached")
+        XCTAssertEqual(EmqttdACL.decide(Array(rules[3...]), client(ip: "127.0.0.1"), .publish, topic: "$SYS/x"), true)
+        XCTAssertEqual(EmqttdACL.decide(Array(rules[5...]), client(user: "dashboard"), .subscribe, topic: "$SYS/x"), true)
+        XCTAssertNil(EmqttdACL.decide(Array(rules[5...]), client(user: "alice"), .subscribe, topic: "$SYS/x"))
+    }
+
+    func testRowsWithSeveralWhoColumnsNeedAll() throws {
+        let r = try EmqttdACL.rule(allow: 1, ipaddr: "10.0.0.0/8", username: "alice", clientId: "", access: 3, topic: "t")
+        XCTAssertEqual(r.who, .and([.ipaddr(CIDR("10.0.0.0/8")!), .user("alice")]))
+        XCTAssertEqual(r.decide(client(), .publish, topic: "t"), true)
+        XCTAssertNil(r.decide(client(ip: "11.0.0.1"), .publish, topic: "t"))
+        XCTAssertNil(r.decide(client(user: "bob"), .publish, topic: "t"))
+        let cid = try EmqttdACL.rule(allow: 0, ipaddr: nil, username: nil, clientId: "dev-1", access: 1, topic: "t")
+        XCTAssertEqual(cid.decide(client("dev-1"), .subscribe, topic: "t"), false)
+        XCTAssertNil(cid.decide(client("dev-2"), .subscribe, topic: "t"))
+    }
+
+    func testBadRows() {
+        XCTAssertThrowsError(try EmqttdACL.rule(allow: 1, ipaddr: nil, username: nil, clientId: nil, access: 1, topic: "t"))
+        XCTAssertThrowsError(try EmqttdACL.rule(allow: 2, ipaddr: nil, username: "$all", clientId: nil, access: 1, topic: "t"))
+        XCTAssertThrowsError(try EmqttdACL.rule(allow: nil, ipaddr: nil, username: "$all", clientId: nil, access: 1, topic: "t"))
+        XCTAssertThrowsError(try EmqttdACL.rule(allow: 1, ipaddr: nil, username: "$all", clientId: nil, access: 4, topic: "t"))
+        XCTAssertThrowsError(try EmqttdACL.rule(allow: 1, ipaddr: nil, username: "$all", clientId: nil, access: 1, topic: ""))
+        XCTAssertThrowsError(try EmqttdACL.rule(allow: 1, ipaddr: "host", username: nil, clientId: nil, access: 1, topic: "t"))
+    }
+
+    func testAccessCodes() {
+        XCTAssertEqual(EmqttdACL.Access(code: 1), .subscribe)
+        XCTAssertEqual(EmqttdACL.Access(code: 2), .publish)
+        XCTAssertEqual(EmqttdACL.Access(code: 3), .pubsub)
+        XCTAssertNil(EmqttdACL.Access(code: 0))
+        XCTAssertTrue(EmqttdACL.Access.pubsub.covers(.subscribe))
+        XCTAssertFalse(EmqttdACL.Access.publish.covers(.subscribe))
+    }
+
+    func testEqIsLiteral() {
+        let r = EmqttdACL.Rule(allow: false, access: .subscribe, topics: ["eq #"])
+        XCTAssertEqual(r.decide(client(), .subscribe, topic: "#"), false)
+        XCTAssertNil(r.decide(client(), .subscribe, topic: "a/#"))
+        XCTAssertNil(r.decide(client(), .subscribe, topic: "+"))
+    }
+
+    /// Issue 11: the same regression as the built-in ACL's, part of every backend's suite.
+    func testSubstitutedNamesNeverWidenARule() {
+        let own = EmqttdACL.Rule(allow: true, topics: ["client/%c"])
+        XCTAssertNil(own.decide(client("#"), .subscribe, topic: "client/#"))
+        XCTAssertNil(own.decide(client("+"), .subscribe, topic: "client/+"))
+        XCTAssertNil(own.decide(client("#"), .publish, topic: "client/x"))
+        XCTAssertEqual(own.decide(client("dev-1"), .subscribe, topic: "client/dev-1"), true)
+        let nope = EmqttdACL.Rule(allow: true, topics: ["nope/%u"])
+        XCTAssertNil(nope.decide(client(user: "+"), .publish, topic: "nope/x"))
+        XCTAssertNil(nope.decide(client(user: "+"), .subscribe, topic: "nope/+"))
+        XCTAssertEqual(nope.decide(client(user: "+"), .publish, topic: "nope/+"), true)
+        XCTAssertNil(nope.decide(client(user: "#"), .subscribe, topic: "nope/#"))
+        XCTAssertEqual(nope.decide(client(user: "a/b"), .publish, topic: "nope/a/b"), true)
+        XCTAssertNil(nope.decide(client(user: "a/b"), .publish, topic: "nope/a"))
+        XCTAssertNil(nope.decide(client(user: nil), .publish, topic: "nope/%u"))
+        XCTAssertNil(nope.decide(client(user: ""), .publish, topic: "nope/"))
+        let deny = EmqttdACL.Rule(allow: false, topics: ["nope/%u"])
+        XCTAssertNil(deny.decide(client(user: "+"), .publish, topic: "nope/x"))
+        XCTAssertEqual(deny.decide(client(user: "+"), .publish, topic: "nope/+"), false)
+        let both = EmqttdACL.Rule(allow: true, topics: ["%u/%c"])
+        XCTAssertNil(both.decide(client("dev", user: "%c"), .publish, topic: "dev/dev"), "one pass")
+    }
+
+    func testDollarTopicsAndWildcards() {
+        XCTAssertFalse(EmqttdACL.matches("#", topic: "$SYS/x", client: client(), isFilter: false))
+        XCTAssertFalse(EmqttdACL.matches("+/x", topic: "$SYS/x", client: client(), isFilter: false))
+        XCTAssertTrue(EmqttdACL.matches("$SYS/#", topic: "$SYS/x", client: client(), isFilter: false))
+        XCTAssertTrue(EmqttdACL.matches("a/+/c", topic: "a/b/c", client: client(), isFilter: false))
+        XCTAssertTrue(EmqttdACL.matches("a/#", topic: "a", client: client(), isFilter: false))
+        XCTAssertFalse(EmqttdACL.matches("a/+", topic: "a/b/c", client: client(), isFilter: false))
+    }
+
+    func testDefaultsAndCIDR() {
+        XCTAssertEqual(EmqttdACL.Rule.emqttdDefaults.count, 5)
+        XCTAssertTrue(CIDR("10.0.0.0/8")!.contains("::ffff:10.1.1.1"))
+        XCTAssertNil(CIDR("10.0.0.0/33"))
+        XCTAssertEqual(EmqttdACL.NoMatch(rawValue: "ignore"), .ignore)
+    }
+}
