@@ -45,13 +45,15 @@ extension ByteBuffer {
         return slice
     }
 
-    /// A UTF-8 encoded string: well formed, no U+0000 (MQTT-1.5.4-1, -2).
-    mutating func mqttReadString() throws -> String {
+    /// A UTF-8 encoded string: well formed, no U+0000 (MQTT-1.5.4-1, -2). With
+    /// `rejectControl` (topics, client ids, user names under `strict_utf8`) the control
+    /// characters the spec says SHOULD NOT appear (MQTT-1.5.4-2 note) are refused too.
+    mutating func mqttReadString(rejectControl: Bool = false) throws -> String {
         let len = Int(try mqttReadUInt16())
         guard readableBytes >= len else { throw MQTTCodecError.malformed("truncated string") }
         let s = try withUnsafeReadableBytes { raw -> String in
             let bytes = UnsafeRawBufferPointer(rebasing: raw[0..<len])
-            return try MQTTString.validate(bytes)
+            return try MQTTString.validate(bytes, rejectControl: rejectControl)
         }
         moveReaderIndex(forwardBy: len)
         return s
@@ -96,12 +98,19 @@ public enum MQTTString {
     @inlinable
     public static func fieldLength(_ s: String) -> Int { 2 + s.utf8.count }
 
-    /// Validates MQTT UTF-8: well formed and free of U+0000.
-    public static func validate(_ bytes: UnsafeRawBufferPointer) throws -> String {
+    /// Validates MQTT UTF-8: well formed and free of U+0000; with `rejectControl` also free
+    /// of U+0001-U+001F and U+007F-U+009F. One pass over the bytes: U+0080-U+009F are the
+    /// two-byte sequences C2 80 to C2 9F, and C2 is never a continuation byte.
+    public static func validate(_ bytes: UnsafeRawBufferPointer, rejectControl: Bool = false) throws -> String {
         var ascii = true
+        var prev: UInt8 = 0
         for b in bytes {
             if b == 0 { throw MQTTCodecError.malformed("string contains U+0000") }
+            if rejectControl && (b < 0x20 || b == 0x7F || (prev == 0xC2 && b >= 0x80 && b < 0xA0)) {
+                throw MQTTCodecError.malformed("control character in a topic, client id or user name")
+            }
             if b >= 0x80 { ascii = false }
+            prev = b
         }
         if ascii { return String(decoding: bytes, as: UTF8.self) }
         guard let s = String(validating: bytes, as: UTF8.self) else {

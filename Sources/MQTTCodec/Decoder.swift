@@ -11,10 +11,14 @@ public struct MQTTDecoder: Sendable {
     public var version: ProtocolVersion?
     /// Largest packet accepted, fixed header included.
     public var maxPacketSize: Int
+    /// Refuse U+0001-U+001F and U+007F-U+009F in topics, client ids and user names as
+    /// malformed (the spec's SHOULD NOT; mosquitto refuses them too).
+    public var strictUTF8: Bool
 
-    public init(version: ProtocolVersion? = nil, maxPacketSize: Int = 268_435_460) {
+    public init(version: ProtocolVersion? = nil, maxPacketSize: Int = 268_435_460, strictUTF8: Bool = true) {
         self.version = version
         self.maxPacketSize = maxPacketSize
+        self.strictUTF8 = strictUTF8
     }
 
     /// Protocol level of a CONNECT body whose name and level are readable.
@@ -78,7 +82,7 @@ public struct MQTTDecoder: Sendable {
         }
         buffer.moveReaderIndex(forwardBy: headerLength)
         var body = buffer.readSlice(length: bodyLength)!
-        let packet = try Packet.decode(type: type, flags: flags, body: &body, version: version ?? .v3_1_1)
+        let packet = try Packet.decode(type: type, flags: flags, body: &body, version: version ?? .v3_1_1, strict: strictUTF8)
         if case .connect(let c) = packet, version == nil { version = c.protocolVersion }
         return packet
     }
@@ -89,8 +93,8 @@ public struct MQTTPacketDecoder: NIOSingleStepByteToMessageDecoder {
     public typealias InboundOut = Packet
     public var decoder: MQTTDecoder
 
-    public init(maxPacketSize: Int, version: ProtocolVersion? = nil) {
-        self.decoder = MQTTDecoder(version: version, maxPacketSize: maxPacketSize)
+    public init(maxPacketSize: Int, version: ProtocolVersion? = nil, strictUTF8: Bool = true) {
+        self.decoder = MQTTDecoder(version: version, maxPacketSize: maxPacketSize, strictUTF8: strictUTF8)
     }
 
     public mutating func decode(buffer: inout ByteBuffer) throws -> Packet? {

@@ -38,19 +38,21 @@ public enum Packet: Sendable, Equatable {
         }
     }
 
-    /// Decodes one packet body whose fixed header has been read.
-    static func decode(type: PacketType, flags: UInt8, body: inout ByteBuffer, version: ProtocolVersion) throws -> Packet {
+    /// Decodes one packet body whose fixed header has been read. `strict`: refuse control
+    /// characters in topics, client ids and user names (`strict_utf8`).
+    static func decode(type: PacketType, flags: UInt8, body: inout ByteBuffer, version: ProtocolVersion,
+                       strict: Bool = false) throws -> Packet {
         switch type {
-        case .connect: return .connect(try ConnectPacket.decode(flags: flags, body: &body))
+        case .connect: return .connect(try ConnectPacket.decode(flags: flags, body: &body, strict: strict))
         case .connack: return .connack(try ConnAckPacket.decode(flags: flags, body: &body, version: version))
-        case .publish: return .publish(try PublishPacket.decode(flags: flags, body: &body, version: version))
+        case .publish: return .publish(try PublishPacket.decode(flags: flags, body: &body, version: version, strict: strict))
         case .puback: return .puback(try PubAckPacket.decode(type: type, flags: flags, body: &body, version: version))
         case .pubrec: return .pubrec(try PubAckPacket.decode(type: type, flags: flags, body: &body, version: version))
         case .pubrel: return .pubrel(try PubAckPacket.decode(type: type, flags: flags, body: &body, version: version))
         case .pubcomp: return .pubcomp(try PubAckPacket.decode(type: type, flags: flags, body: &body, version: version))
-        case .subscribe: return .subscribe(try SubscribePacket.decode(flags: flags, body: &body, version: version))
+        case .subscribe: return .subscribe(try SubscribePacket.decode(flags: flags, body: &body, version: version, strict: strict))
         case .suback: return .suback(try SubAckPacket.decode(flags: flags, body: &body, version: version))
-        case .unsubscribe: return .unsubscribe(try UnsubscribePacket.decode(flags: flags, body: &body, version: version))
+        case .unsubscribe: return .unsubscribe(try UnsubscribePacket.decode(flags: flags, body: &body, version: version, strict: strict))
         case .unsuback: return .unsuback(try UnsubAckPacket.decode(flags: flags, body: &body, version: version))
         case .pingreq, .pingresp:
             guard flags == 0 else { throw MQTTCodecError.malformed("\(type) reserved flags set") }

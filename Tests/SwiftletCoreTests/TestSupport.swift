@@ -80,7 +80,7 @@ final class TestClient {
     init(harness: Harness, version: ProtocolVersion) throws {
         self.harness = harness
         self.version = version
-        self.decoder = MQTTDecoder(version: version)
+        self.decoder = MQTTDecoder(version: version, strictUTF8: false)
         channel = EmbeddedChannel(loop: harness.loop)
         try Listeners.addMQTTHandlers(channel: channel, broker: harness.broker)
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()

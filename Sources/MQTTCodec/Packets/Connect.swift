@@ -45,7 +45,7 @@ public struct ConnectPacket: Sendable, Equatable {
         self.password = password
     }
 
-    static func decode(flags: UInt8, body: inout ByteBuffer) throws -> ConnectPacket {
+    static func decode(flags: UInt8, body: inout ByteBuffer, strict: Bool = false) throws -> ConnectPacket {
         guard flags == 0 else { throw MQTTCodecError.malformed("CONNECT reserved flags set") }
         let name = try body.mqttReadString()
         let level = try body.mqttReadByte()
@@ -74,16 +74,16 @@ public struct ConnectPacket: Sendable, Equatable {
         }
         let keepAlive = try body.mqttReadUInt16()
         let properties = version == .v5 ? try Properties.read(from: &body, context: .connect) : Properties()
-        let clientId = try body.mqttReadString()
+        let clientId = try body.mqttReadString(rejectControl: strict)
         var will: Will?
         if willFlag {
             let willProps = version == .v5 ? try Properties.read(from: &body, context: .will) : Properties()
-            let topic = try body.mqttReadString()
+            let topic = try body.mqttReadString(rejectControl: strict)
             try Topic.validateName(topic)
             let payload = try body.mqttReadBinary()
             will = Will(topic: topic, payload: payload, qos: willQoS, retain: willRetain, properties: willProps)
         }
-        let username = usernameFlag ? try body.mqttReadString() : nil
+        let username = usernameFlag ? try body.mqttReadString(rejectControl: strict) : nil
         let password = passwordFlag ? try body.mqttReadBinary() : nil
         guard body.readableBytes == 0 else { throw MQTTCodecError.malformed("trailing bytes after CONNECT payload") }
         return ConnectPacket(

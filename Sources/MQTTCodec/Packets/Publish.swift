@@ -29,11 +29,11 @@ public struct PublishPacket: Sendable, Equatable {
         (dup ? 0x08 : 0) | (qos.rawValue << 1) | (retain ? 0x01 : 0)
     }
 
-    static func decode(flags: UInt8, body: inout ByteBuffer, version: ProtocolVersion) throws -> PublishPacket {
+    static func decode(flags: UInt8, body: inout ByteBuffer, version: ProtocolVersion, strict: Bool = false) throws -> PublishPacket {
         guard let qos = QoS(rawValue: (flags >> 1) & 0x03) else { throw MQTTCodecError.malformed("PUBLISH QoS 3") }
         let dup = flags & 0x08 != 0
         if qos == .atMostOnce && dup { throw MQTTCodecError.malformed("DUP set on a QoS 0 PUBLISH") }
-        let topic = try body.mqttReadString()
+        let topic = try body.mqttReadString(rejectControl: strict)
         var packetId: UInt16?
         if qos != .atMostOnce {
             let id = try body.mqttReadUInt16()

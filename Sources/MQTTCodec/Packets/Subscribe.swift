@@ -44,14 +44,17 @@ public struct SubscribePacket: Sendable, Equatable {
         self.subscriptions = subscriptions
     }
 
-    static func decode(flags: UInt8, body: inout ByteBuffer, version: ProtocolVersion) throws -> SubscribePacket {
+    static func decode(flags: UInt8, body: inout ByteBuffer, version: ProtocolVersion, strict: Bool = false) throws -> SubscribePacket {
         guard flags == 0x02 else { throw MQTTCodecError.malformed("SUBSCRIBE reserved flags invalid") }
         let id = try body.mqttReadUInt16()
         guard id != 0 else { throw MQTTCodecError.protocolError("packet identifier 0") }
         let props = version == .v5 ? try Properties.read(from: &body, context: .subscribe) : Properties()
         var subs: [TopicSubscription] = []
         while body.readableBytes > 0 {
-            let filter = try body.mqttReadString()
+            let filter = try body.mqttReadString(rejectControl: strict)
+            // MQTT-4.7.3-1: a topic filter is at least one character long. A malformed
+            // packet: 3.1.1 closes the connection (4.8), 5.0 sends DISCONNECT 0x81.
+            guard !filter.isEmpty else { throw MQTTCodecError.malformed("zero-length topic filter in SUBSCRIBE") }
             let o = try body.mqttReadByte()
             guard let qos = QoS(rawValue: o & 0x03) else {
                 // 5.0 3.8.3.1: a Protocol Error; 3.1.1 MQTT-3-8.3-4: malformed.

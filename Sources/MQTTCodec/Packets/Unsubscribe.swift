@@ -12,13 +12,18 @@ public struct UnsubscribePacket: Sendable, Equatable {
         self.filters = filters
     }
 
-    static func decode(flags: UInt8, body: inout ByteBuffer, version: ProtocolVersion) throws -> UnsubscribePacket {
+    static func decode(flags: UInt8, body: inout ByteBuffer, version: ProtocolVersion, strict: Bool = false) throws -> UnsubscribePacket {
         guard flags == 0x02 else { throw MQTTCodecError.malformed("UNSUBSCRIBE reserved flags invalid") }
         let id = try body.mqttReadUInt16()
         guard id != 0 else { throw MQTTCodecError.protocolError("packet identifier 0") }
         let props = version == .v5 ? try Properties.read(from: &body, context: .unsubscribe) : Properties()
         var filters: [String] = []
-        while body.readableBytes > 0 { filters.append(try body.mqttReadString()) }
+        while body.readableBytes > 0 {
+            let filter = try body.mqttReadString(rejectControl: strict)
+            // MQTT-4.7.3-1, as in SUBSCRIBE.
+            guard !filter.isEmpty else { throw MQTTCodecError.malformed("zero-length topic filter in UNSUBSCRIBE") }
+            filters.append(filter)
+        }
         guard !filters.isEmpty else { throw MQTTCodecError.protocolError("UNSUBSCRIBE without a topic filter") }
         return UnsubscribePacket(packetId: id, properties: props, filters: filters)
     }

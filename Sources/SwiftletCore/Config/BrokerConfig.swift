@@ -58,6 +58,8 @@ public struct MQTTConfig: Sendable, Equatable {
     public var wildcardSubscription = true
     public var sharedSubscription = true
     public var sharedStrategy: SharedStrategy = .round_robin
+    /// Refuse control characters in topics, client ids and user names as malformed.
+    public var strictUTF8 = true
 
     public init() {}
 }

@@ -288,7 +288,7 @@ public enum ConfigLoader {
                 "max_topic_length", "max_topic_alias", "receive_maximum", "max_inflight", "max_queued_messages",
                 "queue_qos0", "max_awaiting_rel", "max_queued_bytes", "max_retained_messages", "max_retained_bytes", "retry_interval", "session_expiry_interval",
                 "max_session_expiry_interval", "server_keep_alive", "keepalive_backoff", "max_qos",
-                "retain_available", "wildcard_subscription", "shared_subscription", "shared_subscription_strategy",
+                "retain_available", "wildcard_subscription", "shared_subscription", "shared_subscription_strategy", "strict_utf8",
             ], section: s)
             if let v = try bool(t, "allow_anonymous", section: s) { m.allowAnonymous = v }
             if let v = try number(t, "idle_timeout", section: s, min: 0.1, max: 3600) { m.idleTimeout = v }
@@ -317,6 +317,7 @@ public enum ConfigLoader {
             if let v = try int(t, "max_qos", section: s, min: 0, max: 2) { m.maxQoS = v }
             if let v = try bool(t, "retain_available", section: s) { m.retainAvailable = v }
             if let v = try bool(t, "wildcard_subscription", section: s) { m.wildcardSubscription = v }
+            if let v = try bool(t, "strict_utf8", section: s) { m.strictUTF8 = v }
             if let v = try bool(t, "shared_subscription", section: s) { m.sharedSubscription = v }
             if let v = try string(t, "shared_subscription_strategy", section: s) {
                 guard let st = SharedStrategy(rawValue: v) else {

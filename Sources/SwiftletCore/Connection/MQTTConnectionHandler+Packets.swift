@@ -8,6 +8,10 @@ extension MQTTConnectionHandler {
         switch packet {
         case .publish(let p):
             handlePublish(p, session: session)
+        case .puback(let a) where session.outbound.fit(.puback, a.packetId) == .breaksFlow,
+             .pubrec(let a) where session.outbound.fit(.pubrec, a.packetId) == .breaksFlow,
+             .pubcomp(let a) where session.outbound.fit(.pubcomp, a.packetId) == .breaksFlow:
+            protocolError(.protocolError, "\(packet.type) for packet id \(a.packetId) breaks its QoS flow")
         case .puback(let a):
             if let e = session.outbound.remove(a.packetId) {
                 hookAcked(e.delivery, packetId: a.packetId)

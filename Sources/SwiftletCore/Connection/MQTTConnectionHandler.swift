@@ -84,7 +84,8 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         self.peerHost = peerHost
         self.peerPort = peerPort
         self.listenerName = listenerName
-        self.decoder = NIOSingleStepByteToMessageProcessor(MQTTPacketDecoder(maxPacketSize: broker.config.mqtt.maxPacketSize))
+        self.decoder = NIOSingleStepByteToMessageProcessor(MQTTPacketDecoder(maxPacketSize: broker.config.mqtt.maxPacketSize,
+                                                                            strictUTF8: broker.config.mqtt.strictUTF8))
     }
 
     /// host:port of the client, [host]:port for IPv6.
@@ -117,7 +118,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let bytes = unwrapInboundIn(data)
         ctx.stats.bytesReceived += bytes.readableBytes
-        guard !decodeFailed else { return }
+        guard !decodeFailed, state != .closed else { return }
         do {
             try decoder.process(buffer: bytes) { received($0) }
         } catch {
@@ -218,6 +219,19 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func send(_ packet: Packet) {
         guard let context else { return }
+        var packet = packet
+        if clientMaxPacketSize != .max && packet.encodedLength(version: version) > clientMaxPacketSize {
+            // Never over the client's Maximum Packet Size (MQTT-3.1.2-24): its Reason String and
+            // User Properties go first (MQTT-3.1.2-25); what still does not fit is not sent.
+            packet = packet.withoutDiagnostics
+            guard packet.encodedLength(version: version) <= clientMaxPacketSize else {
+                logger.info("packet exceeds the client's Maximum Packet Size, not sent",
+                            metadata: ["mqtt.packet": "\(packet.type)", "mqtt.client_id": "\(clientId)"])
+                // A CONNACK (or DISCONNECT) that cannot be sent leaves nothing to say: close at once.
+                if case .connack = packet { close() } else if case .disconnect = packet { close() }
+                return
+            }
+        }
         ctx.stats.packetsSent += 1
         write(packet.encoded(version: version, allocator: context.channel.allocator))
     }
@@ -235,6 +249,24 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         context.close(promise: nil)
     }
 
+    /// How long the input is drained after a DISCONNECT before the socket is closed.
+    static let disconnectLinger = TimeAmount.seconds(1)
+
+    /// After a DISCONNECT with a reason code: the connection ends now (session detached, will
+    /// handled, counted), but the socket half-closes and discards what the client still sends
+    /// for `disconnectLinger`, so a client that is still writing reads the reason code instead
+    /// of a reset (closing with unread input makes the kernel send RST).
+    func closeAfterDisconnect() {
+        guard state != .closed, let context else { return }
+        flushIfDirty()
+        let channel = context.channel
+        connectionLost()
+        decodeFailed = true
+        // Half-close where the channel supports it (TCP, TLS); else the linger still drains.
+        channel.close(mode: .output, promise: nil)
+        channel.eventLoop.scheduleTask(in: Self.disconnectLinger) { channel.close(promise: nil) }
+    }
+
     /// A rule was broken: DISCONNECT with `reason` (5.0) or close (3.x).
     func protocolError(_ reason: ReasonCode, _ why: String) {
         logger.info("disconnecting client", metadata: ["mqtt.client_id": "\(clientId)", "reason": "\(reason) \(why)"])
@@ -242,6 +274,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             var props = Properties()
             if requestProblemInfo { props.items.append(.reasonString(why)) }
             send(.disconnect(DisconnectPacket(reasonCode: reason, properties: props)))
+            return closeAfterDisconnect()
         }
         close()
     }
@@ -270,6 +303,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         closeKind = .takenOver
         if version == .v5 && state == .connected {
             send(.disconnect(DisconnectPacket(reasonCode: .sessionTakenOver)))
+            return closeAfterDisconnect()
         }
         close()
     }
@@ -320,7 +354,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
-    private func connectionLost() {
+    func connectionLost() {
         guard state != .closed else { return }
         let wasConnected = state == .connected
         state = .closed
@@ -337,6 +371,32 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         if wasConnected {
             broker.publishClientEvent(disconnected: self)
             hookDisconnected(reason: closeKind == .normal ? "normal" : "\(closeKind)")
+        }
+    }
+}
+
+extension Packet {
+    /// The packet without its Reason String and User Properties, which a sender may leave
+    /// out to stay under the receiver's Maximum Packet Size (MQTT-3.1.2-25).
+    var withoutDiagnostics: Packet {
+        func strip(_ p: inout Properties) {
+            p.items.removeAll {
+                switch $0 {
+                case .reasonString, .userProperty: return true
+                default: return false
+                }
+            }
+        }
+        switch self {
+        case .connack(var p): strip(&p.properties); return .connack(p)
+        case .puback(var p): strip(&p.properties); return .puback(p)
+        case .pubrec(var p): strip(&p.properties); return .pubrec(p)
+        case .pubrel(var p): strip(&p.properties); return .pubrel(p)
+        case .pubcomp(var p): strip(&p.properties); return .pubcomp(p)
+        case .suback(var p): strip(&p.properties); return .suback(p)
+        case .unsuback(var p): strip(&p.properties); return .unsuback(p)
+        case .disconnect(var p): strip(&p.properties); return .disconnect(p)
+        default: return self
         }
     }
 }

@@ -24,7 +24,8 @@ final class WebSocketMQTTBridge: ChannelDuplexHandler, @unchecked Sendable {
             let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
             context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
         case .connectionClose:
-            sendClose(context: context, code: .normalClosure)
+            // The client's answer to our close frame ends the connection; else we answer its.
+            if closeSent { context.close(promise: nil) } else { sendClose(context: context, code: .normalClosure) }
         default:
             break
         }
@@ -33,6 +34,20 @@ final class WebSocketMQTTBridge: ChannelDuplexHandler, @unchecked Sendable {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let bytes = unwrapOutboundIn(data)
         context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .binary, data: bytes)), promise: promise)
+    }
+
+    /// The MQTT handler half-closes after a DISCONNECT: on WebSocket that is a close frame,
+    /// and the socket closes when the client answers it (or when the handler's linger ends).
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        guard mode == .output else { return context.close(mode: mode, promise: promise) }
+        guard !closeSent else {
+            promise?.succeed(())
+            return
+        }
+        closeSent = true
+        var data = context.channel.allocator.buffer(capacity: 2)
+        data.write(webSocketErrorCode: .normalClosure)
+        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)), promise: promise)
     }
 
     private func sendClose(context: ChannelHandlerContext, code: WebSocketErrorCode) {

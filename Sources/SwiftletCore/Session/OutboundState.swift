@@ -136,6 +136,30 @@ public struct OutboundState {
         return true
     }
 
+    /// An acknowledgement a client sent for one of our PUBLISHes.
+    public enum Ack { case puback, pubrec, pubcomp }
+    /// How an acknowledgement fits the flow of the message it names.
+    public enum AckFit: Equatable {
+        /// No message in flight has this packet id (late, or after a session resumed).
+        case unknown
+        case fits
+        /// PUBREC or PUBCOMP for a QoS 1 message, PUBACK for a QoS 2 one, PUBCOMP before
+        /// PUBREC: the client broke the QoS flow, a protocol error on the connection.
+        case breaksFlow
+    }
+
+    /// Checks `ack` against the in-flight message with `id`; changes nothing.
+    public func fit(_ ack: Ack, _ id: UInt16) -> AckFit {
+        guard let e = inflight[id] else { return .unknown }
+        switch (ack, e.delivery.qos) {
+        case (.puback, .atLeastOnce): return .fits
+        // A repeated PUBREC while awaiting PUBCOMP is answered with PUBREL again.
+        case (.pubrec, .exactlyOnce): return .fits
+        case (.pubcomp, .exactlyOnce): return e.phase == .awaitingComp ? .fits : .breaksFlow
+        default: return .breaksFlow
+        }
+    }
+
     /// PUBREC with a failure reason code ends the flow (5.0).
     @discardableResult
     public mutating func failed(_ id: UInt16) -> InflightEntry? { inflight.removeValue(forKey: id) }
