@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "swiftlet-ctl", targets: ["swiftlet-ctl"]),
         .executable(name: "swiftlet-sidecar-template", targets: ["swiftlet-sidecar-template"]),
         .executable(name: "swiftlet-auth-http", targets: ["swiftlet-auth-http"]),
+        .executable(name: "swiftlet-auth-redis", targets: ["swiftlet-auth-redis"]),
         .library(name: "SidecarKit", targets: ["SidecarKit"]),
         .library(name: "MQTTCodec", targets: ["MQTTCodec"]),
         .library(name: "SwiftletCore", targets: ["SwiftletCore"]),
@@ -146,6 +147,30 @@ let package = Package(
             path: "Sources/sidecar-auth-http",
             swiftSettings: swiftSettings
         ),
+        .systemLibrary(
+            name: "CHiredis",
+            path: "Sources/CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+        // emqttd_auth_redis's options, commands and decisions, without hiredis (unit-tested).
+        .target(
+            name: "AuthRedis",
+            dependencies: ["AuthBackends", "SidecarKit", "SwiftletIPC", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "swiftlet-auth-redis",
+            dependencies: [
+                "AuthRedis",
+                "AuthBackends",
+                "SidecarKit",
+                "CHiredis",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/sidecar-auth-redis",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "swiftlet-ctl",
             dependencies: [
@@ -178,6 +203,11 @@ let package = Package(
         .testTarget(
             name: "AuthHTTPTests",
             dependencies: ["AuthHTTP", "SidecarKit", "SwiftletIPC"]
+        ),
+        .testTarget(
+            name: "AuthRedisTests",
+            dependencies: ["AuthRedis", "AuthBackends", "SidecarKit", "SwiftletIPC",
+                           .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "AuthBackendsTests",

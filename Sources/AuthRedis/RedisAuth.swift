@@ -1,0 +1,161 @@
+import AuthBackends
+import Logging
+import SidecarKit
+import SwiftletIPC
+
+/// emqttd_auth_redis's decisions over any way of running a command (`execute`: the hiredis
+/// pool in the sidecar, a fake in unit tests).
+///
+/// - CONNECT: `authcmd` (nil: not this plugin's user, "ignore"); the stored password, and
+///   with `HMGET ... password salt` the salt, checked with `password_hash`; then `supercmd`
+///   (a value of 1 / true makes a superuser; an error leaves a normal user) and `subcmd`
+///   (`HGETALL`: topic filter => QoS), returned with the allow.
+/// - PUBLISH / SUBSCRIBE: `aclcmd` members `publish TOPIC`, `subscribe TOPIC`, `pubsub TOPIC`
+///   (emqttd's rule semantics from AuthBackends: `%u`/`%c` substituted literally, wildcards
+///   only from the rule) allow; no member matching: `acl_nomatch`.
+/// - Redis down, a timeout, an error reply: `error` (the broker's cache and fallback decide).
+public struct RedisAuth: Sendable {
+    public typealias Execute = @Sendable ([[UInt8]]) async throws -> RedisValue
+
+    public let settings: AuthRedisSettings
+    let execute: Execute
+    let logger: Logger
+
+    public init(settings: AuthRedisSettings, logger: Logger, execute: @escaping Execute) {
+        self.settings = settings
+        self.logger = logger
+        self.execute = execute
+    }
+
+    static func values(_ c: IPCClient) -> PlaceholderValues {
+        PlaceholderValues(username: c.username, clientId: c.clientId, ipAddress: c.peerAddress,
+                          certCommonName: c.certCommonName, certSubject: c.certSubject)
+    }
+
+    private enum Outcome {
+        case value(RedisValue)
+        case missing  // a placeholder the command uses has no value
+        case failed(String)
+    }
+
+    private func run(_ name: String, _ command: RedisCommand, _ client: IPCClient) async -> Outcome {
+        guard let args = command.render(Self.values(client)) else { return .missing }
+        do {
+            let reply = try await execute(args)
+            if case .error(let e) = reply {
+                logger.warning("\(name) failed: Redis answered \(e)", metadata: ["mqtt.client_id": "\(client.clientId)"])
+                return .failed("\(name): \(e)")
+            }
+            return .value(reply)
+        } catch {
+            logger.debug("\(name) failed: \(error)", metadata: ["mqtt.client_id": "\(client.clientId)"])
+            return .failed("\(name): \(error)")
+        }
+    }
+
+    // MARK: Authentication
+
+    public func authenticate(_ request: AuthnRequest) async -> AuthnAnswer {
+        guard let authcmd = settings.authcmd else { return .ignore }
+        let stored: String?
+        let salt: String?
+        switch await run("authcmd", authcmd, request.client) {
+        case .missing: return .ignore
+        case .failed(let why): return .error(why)
+        case .value(let v):
+            switch v {
+            case .null: return .ignore
+            case .array(let values):
+                guard let first = values.first, !first.isNull else { return .ignore }
+                stored = first.text
+                salt = values.count > 1 ? values[1].text : nil
+            default:
+                stored = v.text
+                salt = nil
+            }
+        }
+        guard let password = request.password else { return .deny("no password", ttlMs: settings.ttlMs) }
+        guard settings.passwordHash.verify(password, stored: stored, salt: salt) else {
+            return .deny("bad password", ttlMs: settings.ttlMs)
+        }
+        let superuser = await isSuperuser(request.client)
+        var subscriptions: [IPCSubscription] = []
+        if let subcmd = settings.subcmd {
+            switch await run("subcmd", subcmd, request.client) {
+            case .missing: break
+            case .failed(let why): return .error(why)
+            case .value(let v): subscriptions = self.subscriptions(v, request.client)
+            }
+        }
+        return .allow(superuser: superuser, ttlMs: settings.ttlMs, reason: "authcmd", subscriptions: subscriptions)
+    }
+
+    /// `supercmd`'s value: 1 / true (any case) is a superuser; nil, anything else or an
+    /// error is not (emqttd's behaviour).
+    func isSuperuser(_ client: IPCClient) async -> Bool {
+        guard let supercmd = settings.supercmd, case .value(let v) = await run("supercmd", supercmd, client) else { return false }
+        let value: RedisValue
+        if case .array(let a) = v { value = a.first ?? .null } else { value = v }
+        guard let text = value.text?.lowercased() else { return false }
+        return text == "1" || text == "true"
+    }
+
+    /// `HGETALL mqtt_subs:%u`: field = topic filter, value = QoS 0, 1 or 2. Entries that are
+    /// not text or not a QoS are left out (logged); the broker checks the filters and the
+    /// ACL of each.
+    func subscriptions(_ v: RedisValue, _ client: IPCClient) -> [IPCSubscription] {
+        guard case .array(let flat) = v else { return [] }
+        var out: [IPCSubscription] = []
+        var i = 0
+        while i + 1 < flat.count {
+            defer { i += 2 }
+            guard let filter = flat[i].text, !filter.isEmpty, let q = flat[i + 1].text.flatMap({ UInt8($0) }), q <= 2 else {
+                logger.warning("subcmd: entry left out (a topic filter => 0, 1 or 2 expected)",
+                               metadata: ["mqtt.client_id": "\(client.clientId)", "redis.field": "\(flat[i].text ?? "(binary)")"])
+                continue
+            }
+            guard out.count < settings.maxSubscriptions else {
+                logger.warning("subcmd: more than max_subscriptions (\(settings.maxSubscriptions)); the rest left out",
+                               metadata: ["mqtt.client_id": "\(client.clientId)"])
+                break
+            }
+            out.append(IPCSubscription(filter: filter, qos: q))
+        }
+        return out
+    }
+
+    // MARK: Authorization
+
+    public func authorize(_ request: AuthzRequest) async -> AuthzAnswer {
+        guard let aclcmd = settings.aclcmd else { return .ignore }
+        let members: [RedisValue]
+        switch await run("aclcmd", aclcmd, request.client) {
+        case .missing: return .ignore
+        case .failed(let why): return .error(why)
+        case .value(.array(let a)): members = a
+        case .value(.null): members = []
+        case .value(let v): members = [v]
+        }
+        let rules = members.compactMap { Self.rule($0) }
+        let c = request.client
+        let client = EmqttdACL.Client(clientId: c.clientId, username: c.username, ipAddress: c.peerAddress)
+        let action: EmqttdACL.Action = request.access == .publish ? .publish : .subscribe
+        if EmqttdACL.decide(rules, client, action, topic: request.topic) == true {
+            return .allow(ttlMs: settings.ttlMs, reason: "aclcmd")
+        }
+        switch settings.aclNomatch {
+        case .allow: return .allow(ttlMs: settings.ttlMs, reason: "acl_nomatch")
+        case .deny: return .deny("acl_nomatch", ttlMs: settings.ttlMs)
+        case .ignore: return .ignore
+        }
+    }
+
+    /// A member `publish TOPIC`, `subscribe TOPIC` or `pubsub TOPIC` (the topic is everything
+    /// after the first space, spaces included); anything else is no rule.
+    static func rule(_ member: RedisValue) -> EmqttdACL.Rule? {
+        guard let text = member.text, let space = text.firstIndex(of: " ") else { return nil }
+        let topic = String(text[text.index(after: space)...])
+        guard !topic.isEmpty, let access = EmqttdACL.Access(rawValue: String(text[..<space]).lowercased()) else { return nil }
+        return EmqttdACL.Rule(allow: true, who: .all, access: access, topics: [topic])
+    }
+}
