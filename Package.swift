@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "swiftlet-ctl", targets: ["swiftlet-ctl"]),
         .executable(name: "swiftlet-sidecar-template", targets: ["swiftlet-sidecar-template"]),
         .executable(name: "swiftlet-auth-http", targets: ["swiftlet-auth-http"]),
+        .executable(name: "swiftlet-auth-sql", targets: ["swiftlet-auth-sql"]),
         .executable(name: "swiftlet-auth-redis", targets: ["swiftlet-auth-redis"]),
         .library(name: "SidecarKit", targets: ["SidecarKit"]),
         .library(name: "MQTTCodec", targets: ["MQTTCodec"]),
@@ -171,6 +172,41 @@ let package = Package(
             path: "Sources/sidecar-auth-redis",
             swiftSettings: swiftSettings
         ),
+        .systemLibrary(
+            name: "CMariaDB",
+            path: "Sources/CMariaDB",
+            pkgConfig: "libmariadb",
+            providers: [.apt(["libmariadb-dev"])]
+        ),
+        .systemLibrary(
+            name: "CPQ",
+            path: "Sources/CPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
+        // emqttd_auth_mysql / emqttd_auth_pgsql options and decisions, without the client
+        // libraries (unit-tested against a fake database).
+        .target(
+            name: "AuthSQL",
+            dependencies: [
+                "AuthBackends", "SidecarKit", "SwiftletIPC",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "swiftlet-auth-sql",
+            dependencies: [
+                "AuthSQL", "AuthBackends", "SidecarKit", "CMariaDB", "CPQ",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/sidecar-auth-sql",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "swiftlet-ctl",
             dependencies: [
@@ -216,6 +252,11 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(
+            name: "AuthSQLTests",
+            dependencies: ["AuthSQL", "AuthBackends", "SidecarKit", "SwiftletIPC",
+                           .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
             name: "MQTTCodecTests",
             dependencies: ["MQTTCodec", .product(name: "NIOCore", package: "swift-nio")]
         ),
@@ -232,3 +273,31 @@ let package = Package(
     ],
     swiftLanguageModes: [.v5]
 )
+
+// libFuzzer targets (docs/fuzzing.md, scripts/fuzz). They have no `main`: libFuzzer supplies
+// it, so they link only when built with `-sanitize=fuzzer`. They are declared only when
+// SWIFTLET_FUZZ is set, so `swift build` and `swift build --build-tests` never see them.
+if Context.environment["SWIFTLET_FUZZ"] != nil {
+    package.products += [
+        .executable(name: "fuzz-mqtt", targets: ["fuzz-mqtt"]),
+        .executable(name: "fuzz-ipc", targets: ["fuzz-ipc"]),
+        .executable(name: "fuzz-config", targets: ["fuzz-config"]),
+    ]
+    package.targets += [
+        .executableTarget(
+            name: "fuzz-mqtt",
+            dependencies: ["MQTTCodec", "SwiftletCore", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Fuzz/fuzz-mqtt"
+        ),
+        .executableTarget(
+            name: "fuzz-ipc",
+            dependencies: ["SwiftletIPC", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Fuzz/fuzz-ipc"
+        ),
+        .executableTarget(
+            name: "fuzz-config",
+            dependencies: ["SwiftletCore"],
+            path: "Fuzz/fuzz-config"
+        ),
+    ]
+}

@@ -45,12 +45,17 @@ public final class ConnectionPool<Connection: Sendable>: Sendable {
         public var connect: @Sendable () throws -> Connection
         public var ping: @Sendable (Connection) throws -> Void
         public var close: @Sendable (Connection) -> Void
+        /// Asked after each call: false (a query timed out and left the connection unusable)
+        /// closes and reconnects it.
+        public var isHealthy: @Sendable (Connection) -> Bool
         public init(connect: @escaping @Sendable () throws -> Connection,
                     ping: @escaping @Sendable (Connection) throws -> Void = { _ in },
-                    close: @escaping @Sendable (Connection) -> Void) {
+                    close: @escaping @Sendable (Connection) -> Void,
+                    isHealthy: @escaping @Sendable (Connection) -> Bool = { _ in true }) {
             self.connect = connect
             self.ping = ping
             self.close = close
+            self.isHealthy = isHealthy
         }
     }
 
@@ -140,15 +145,15 @@ public final class ConnectionPool<Connection: Sendable>: Sendable {
             let (index, connection) = try await acquire()
             do {
                 let result = try await threads.runIfActive { try body(connection) }
-                release(index, connection)
+                releaseOrDiscard(index, connection)
                 return result
             } catch let e as BackendError {
-                guard case .connectionLost = e else { release(index, connection); throw e }
+                guard case .connectionLost = e else { releaseOrDiscard(index, connection, e); throw e }
                 discard(index, connection, e)
                 if retried { throw e }
                 retried = true
             } catch {
-                release(index, connection)
+                releaseOrDiscard(index, connection)
                 throw error
             }
         }
@@ -201,6 +206,14 @@ public final class ConnectionPool<Connection: Sendable>: Sendable {
             return s.waiters.remove(at: i)
         }
         w?.continuation.resume(throwing: BackendError.overloaded("no connection free within \(options.acquireTimeout.nanoseconds / 1_000_000) ms"))
+    }
+
+    private func releaseOrDiscard(_ index: Int, _ connection: Connection, _ error: BackendError? = nil) {
+        if driver.isHealthy(connection) {
+            release(index, connection)
+        } else {
+            discard(index, connection, error ?? .connectionLost("unusable after the last call"))
+        }
     }
 
     /// The connection is fine: to the first waiter, else idle.
