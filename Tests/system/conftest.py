@@ -30,6 +30,26 @@ def broker(module_broker_factory):
     return module_broker_factory()
 
 
+@pytest.fixture(scope="session")
+def mariadb_server():
+    """A MariaDB server of the test session's own (dbservers.py), with the seed's tables."""
+    from dbservers import MariaDB, require_root
+    require_root()
+    s = MariaDB()
+    yield s
+    s.destroy()
+
+
+@pytest.fixture(scope="session")
+def pgsql_server():
+    """A PostgreSQL server of the test session's own (dbservers.py), with the seed's tables."""
+    from dbservers import PostgreSQL, require_root
+    require_root()
+    s = PostgreSQL()
+    yield s
+    s.destroy()
+
+
 @pytest.fixture
 def uniq():
     """A unique topic prefix for one test (module brokers are shared)."""
