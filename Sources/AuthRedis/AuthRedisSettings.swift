@@ -13,8 +13,9 @@ public struct RedisEndpoint: Sendable, Equatable {
     /// `AUTH password` after connecting (Redis `requirepass`); nil or empty: none.
     public var password: String?
     public var connectTimeout = 2.0
-    /// Per command (send and answer); a command over it drops its connection.
-    public var commandTimeout = 4.0
+    /// Per command (send and answer): `[auth_redis] query_timeout`; a command over it drops
+    /// its connection (the pool reconnects it).
+    public var commandTimeout = 3.0
 
     public init() {}
 
@@ -39,8 +40,11 @@ public struct AuthRedisSettings: Sendable, Equatable {
     public var subcmd: RedisCommand?
     public var passwordHash = PasswordCheck.emqttdDefault
     public var aclNomatch = EmqttdACL.NoMatch.deny
-    /// Largest number of subscriptions taken from one `subcmd` answer (the rest is logged).
-    public var maxSubscriptions = 1000
+    /// Most elements an answer may hold (aclcmd members, subcmd entries); more is an error
+    /// (nothing is decided on a partial list), as `max_rows` in the SQL plugins.
+    public var maxRows = 1000
+    /// Largest string in an answer, bytes; longer is an error.
+    public var maxFieldBytes = 65_536
     public var endpoint = RedisEndpoint()
     public var poolSize = 8
     /// emqttd's `auto_reconnect`: the longest wait, in seconds, between reconnect attempts
@@ -48,19 +52,22 @@ public struct AuthRedisSettings: Sendable, Equatable {
     public var autoReconnect = 2.0
     /// Requests waiting for a free connection beyond `pool_size`; more are answered `error`.
     public var maxQueue = 1024
-    /// Idle connections are pinged this often (seconds; 0: never), so a restarted Redis is
+    /// Idle connections are pinged this often (seconds; nil: never), so a restarted Redis is
     /// noticed before a client's request finds out.
-    public var keepAlive = 5.0
+    public var keepAlive: Double? = 30
 
     public init() {}
 
     public init(_ config: PluginConfig) throws {
         let s = try config.sectionOrEmpty("auth_redis")
         try s.checkKeys(allowed: ["order", "ttl_ms", "supercmd", "authcmd", "aclcmd", "subcmd", "password_hash",
-                                  "acl_nomatch", "max_subscriptions", "redis_pool"])
+                                  "acl_nomatch", "query_timeout", "max_rows", "max_field_bytes", "max_queue", "redis_pool"])
         if let v = try s.int("order", range: 0...65_535) { order = UInt16(v) }
         if let v = try s.int("ttl_ms", range: 0...86_400_000) { ttlMs = UInt32(v) }
-        if let v = try s.int("max_subscriptions", range: 0...10_000) { maxSubscriptions = v }
+        if let v = try s.double("query_timeout", range: 0.1...3600) { endpoint.commandTimeout = v }
+        if let v = try s.int("max_rows", range: 1...1_000_000) { maxRows = v }
+        if let v = try s.int("max_field_bytes", range: 64...(16 << 20)) { maxFieldBytes = v }
+        if let v = try s.int("max_queue", range: 0...1_000_000) { maxQueue = v }
         func command(_ k: String) throws -> RedisCommand? {
             guard let words = try s.strings(k) else { return nil }
             do { return try RedisCommand(words) } catch { throw s.error(k, error.message) }
@@ -107,19 +114,20 @@ public struct AuthRedisSettings: Sendable, Equatable {
     private mutating func readPool(_ p: ConfigSection?) throws {
         guard let p else { return }
         try p.checkKeys(allowed: ["pool_size", "auto_reconnect", "host", "port", "database", "password", "socket",
-                                  "connect_timeout", "query_timeout", "max_queue", "keep_alive", "ssl"])
+                                  "connect_timeout", "keep_alive", "ssl"])
         if let v = try p.int("pool_size", range: 1...256) { poolSize = v }
-        if let v = p.table["auto_reconnect"] {
-            if let b = v.bool {
-                autoReconnect = b ? 2 : 30  // emqttd's `true`; `false` still reconnects, slowly
-            } else if let d = try p.double("auto_reconnect", range: 0.1...3600) {
-                autoReconnect = d
-            }
+        // As in the SQL plugins: seconds, or `true` for the default; the pool always reconnects.
+        if let b = p.table["auto_reconnect"]?.bool {
+            guard b else { throw p.error("auto_reconnect", "the pool always reconnects: give the interval in seconds") }
+        } else if let v = try p.double("auto_reconnect", range: 0.1...3600) {
+            autoReconnect = v
         }
-        if let v = try p.int("max_queue", range: 0...1_000_000) { maxQueue = v }
-        if let v = try p.double("keep_alive", range: 0...3600) { keepAlive = v }
+        if let b = p.table["keep_alive"]?.bool {
+            keepAlive = b ? 30 : nil
+        } else if let v = try p.double("keep_alive", range: 0.1...86_400) {
+            keepAlive = v
+        }
         if let v = try p.double("connect_timeout", range: 0.001...600) { endpoint.connectTimeout = v }
-        if let v = try p.double("query_timeout", range: 0.001...600) { endpoint.commandTimeout = v }
         if let v = try p.int("database", range: 0...1_000_000) { endpoint.database = v }
         if let v = try p.string("password"), !v.isEmpty { endpoint.password = v }
         if try p.bool("ssl") == true {

@@ -38,7 +38,9 @@ public struct RedisAuth: Sendable {
         case failed(String)
     }
 
-    private func run(_ name: String, _ command: RedisCommand, _ client: IPCClient) async -> Outcome {
+    /// Runs one command. `pairs`: the answer is field-value pairs (HGETALL), each pair one
+    /// row for `max_rows`.
+    private func run(_ name: String, _ command: RedisCommand, _ client: IPCClient, pairs: Bool = false) async -> Outcome {
         guard let args = command.render(Self.values(client)) else { return .missing }
         do {
             let reply = try await execute(args)
@@ -46,10 +48,30 @@ public struct RedisAuth: Sendable {
                 logger.warning("\(name) failed: Redis answered \(e)", metadata: ["mqtt.client_id": "\(client.clientId)"])
                 return .failed("\(name): \(e)")
             }
+            if let why = tooLarge(reply, pairs: pairs) {
+                logger.warning("\(name) failed: \(why)", metadata: ["mqtt.client_id": "\(client.clientId)"])
+                return .failed("\(name): \(why)")
+            }
             return .value(reply)
         } catch {
             logger.debug("\(name) failed: \(error)", metadata: ["mqtt.client_id": "\(client.clientId)"])
             return .failed("\(name): \(error)")
+        }
+    }
+
+    /// Why an answer is over `max_rows` / `max_field_bytes` (nothing is decided on part of
+    /// it, as in the SQL plugins); nil when within.
+    func tooLarge(_ v: RedisValue, pairs: Bool) -> String? {
+        switch v {
+        case .string(let b) where b.count > settings.maxFieldBytes:
+            return "a value of \(b.count) bytes, over max_field_bytes (\(settings.maxFieldBytes))"
+        case .array(let a):
+            let rows = pairs ? a.count / 2 : a.count
+            if rows > settings.maxRows { return "\(rows) values, over max_rows (\(settings.maxRows))" }
+            for e in a { if let why = tooLarge(e, pairs: false) { return why } }
+            return nil
+        default:
+            return nil
         }
     }
 
@@ -81,7 +103,7 @@ public struct RedisAuth: Sendable {
         let superuser = await isSuperuser(request.client)
         var subscriptions: [IPCSubscription] = []
         if let subcmd = settings.subcmd {
-            switch await run("subcmd", subcmd, request.client) {
+            switch await run("subcmd", subcmd, request.client, pairs: true) {
             case .missing: break
             case .failed(let why): return .error(why)
             case .value(let v): subscriptions = self.subscriptions(v, request.client)
@@ -113,11 +135,6 @@ public struct RedisAuth: Sendable {
                 logger.warning("subcmd: entry left out (a topic filter => 0, 1 or 2 expected)",
                                metadata: ["mqtt.client_id": "\(client.clientId)", "redis.field": "\(flat[i].text ?? "(binary)")"])
                 continue
-            }
-            guard out.count < settings.maxSubscriptions else {
-                logger.warning("subcmd: more than max_subscriptions (\(settings.maxSubscriptions)); the rest left out",
-                               metadata: ["mqtt.client_id": "\(client.clientId)"])
-                break
             }
             out.append(IPCSubscription(filter: filter, qos: q))
         }

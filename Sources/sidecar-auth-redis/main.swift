@@ -30,7 +30,7 @@ let pool = ConnectionPool<RedisConnection>(
     options: .init(size: settings.poolSize, maxQueue: settings.maxQueue,
                    acquireTimeout: .milliseconds(Int64(endpoint.commandTimeout * 1000)),
                    reconnectInitial: .milliseconds(100), reconnectMax: .milliseconds(Int64(settings.autoReconnect * 1000)),
-                   keepAlive: settings.keepAlive > 0 ? .milliseconds(Int64(settings.keepAlive * 1000)) : nil),
+                   keepAlive: settings.keepAlive.map { .milliseconds(Int64($0 * 1000)) }),
     driver: .init(connect: { try RedisConnection(endpoint) }, ping: { try $0.ping() }, close: { $0.close() }),
     logger: poolLogger)
 pool.start()

@@ -46,7 +46,10 @@ final class AuthRedisSettingsTests: XCTestCase {
             database = 2
             password = "pw"
             auto_reconnect = true
+            keep_alive = false
             """)
+        XCTAssertNil(s.keepAlive)
+        XCTAssertEqual(s.autoReconnect, 2)
         XCTAssertEqual(s.passwordHash, PasswordCheck(.digest(.sha256, salt: .suffix)))
         XCTAssertEqual(s.endpoint.address, .unix(path: "/run/redis.sock"))
         XCTAssertEqual(s.endpoint.database, 2)
@@ -67,6 +70,8 @@ final class AuthRedisSettingsTests: XCTestCase {
             ("[auth_redis]\nauthcmd = [\"HGET\", \"u:%u\", \"p\"]\n[auth_redis.redis_pool]\nssl = true\n", "TLS"),
             ("[auth_redis]\nauthcmd = [\"HGET\", \"u:%u\", \"p\"]\n[auth_redis.redis_pool]\nsocket = \"/s\"\nport = 1\n", "socket"),
             ("[auth_redis]\nauthcmd = [\"HGET\", \"u:%u\", \"p\"]\n[auth_redis.redis_pool]\npool_size = 0\n", "pool_size"),
+            ("[auth_redis]\nauthcmd = [\"HGET\", \"u:%u\", \"p\"]\n[auth_redis.redis_pool]\nauto_reconnect = false\n", "always reconnects"),
+            ("[auth_redis]\nauthcmd = [\"HGET\", \"u:%u\", \"p\"]\n[auth_redis.redis_pool]\nquery_timeout = 1\n", "unknown key"),
         ]
         for (toml, expected) in cases {
             XCTAssertThrowsError(try settings(toml), toml) { XCTAssertTrue("\($0)".contains(expected), "\($0) for \(toml)") }

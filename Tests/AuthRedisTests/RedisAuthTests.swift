@@ -80,6 +80,20 @@ final class RedisAuthTests: XCTestCase {
         XCTAssertFalse(ok.superuser)
     }
 
+    func testAnswersOverTheBoundsAreErrors() async throws {
+        redis.set(["HGET", "mqtt_user:alice", "password"], .string(Array("pw".utf8)))
+        redis.set(["HGET", "mqtt_user:big", "password"], .string([UInt8](repeating: 0x61, count: 100)))
+        redis.set(["SMEMBERS", "mqtt_acl:alice"], .array((0..<5).map { .string(Array("publish t/\($0)".utf8)) }))
+        redis.set(["HGETALL", "mqtt_subs:alice"], .array((0..<6).map { $0 % 2 == 0 ? .string(Array("t/\($0)".utf8)) : .string(Array("0".utf8)) }))
+        let a = try auth("max_rows = 3\nmax_field_bytes = 64")
+        let big = await a.authenticate(AuthnRequest(client: client("big"), password: Array("pw".utf8)))
+        XCTAssertEqual(big.decision, .error)
+        let acl = await a.authorize(AuthzRequest(client: client("alice"), access: .publish, topic: "t/1"))
+        XCTAssertEqual(acl.decision, .error)
+        let subs = await a.authenticate(AuthnRequest(client: client("alice"), password: Array("pw".utf8)))
+        XCTAssertEqual(subs.subscriptions.count, 3)   // 3 pairs: within max_rows
+    }
+
     func testPlaceholdersStayOneArgument() async throws {
         let hostile = "a b\r\n*3\r\n$3\r\nSET %c"
         _ = try await authn(hostile, "pw")
