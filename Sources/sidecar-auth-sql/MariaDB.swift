@@ -127,33 +127,16 @@ final class MariaDBConnection: @unchecked Sendable {
         }
 
         // Parameters: copies that outlive execute.
-        let n = values.count
-        let binds = UnsafeMutablePointer<MYSQL_BIND>.allocate(capacity: max(n, 1))
-        let lengths = UnsafeMutablePointer<UInt>.allocate(capacity: max(n, 1))
-        let nulls = UnsafeMutablePointer<CChar>.allocate(capacity: max(n, 1))
-        var buffers: [UnsafeMutableRawPointer] = []
-        defer {
-            binds.deallocate()
-            lengths.deallocate()
-            nulls.deallocate()
-            for b in buffers { b.deallocate() }
-        }
+        let params = StringBinds(sizes: values.map { max($0?.count ?? 0, 1) })
+        defer { params.deallocate() }
         for (i, v) in values.enumerated() {
-            var b = MYSQL_BIND()
             let bytes = v ?? []
-            let buf = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 1)
-            buffers.append(buf)
-            bytes.withUnsafeBytes { if let base = $0.baseAddress { buf.copyMemory(from: base, byteCount: bytes.count) } }
-            lengths[i] = UInt(bytes.count)
-            nulls[i] = v == nil ? 1 : 0
-            b.buffer_type = MYSQL_TYPE_STRING
-            b.buffer = buf
-            b.buffer_length = UInt(bytes.count)
-            b.length = lengths + i
-            b.is_null = nulls + i
-            binds[i] = b
+            bytes.withUnsafeBytes { if let base = $0.baseAddress { params.buffers[i].copyMemory(from: base, byteCount: bytes.count) } }
+            params.binds[i].buffer_length = UInt(bytes.count)
+            params.lengths[i] = UInt(bytes.count)
+            params.nulls[i] = v == nil ? 1 : 0
         }
-        if n > 0 && mysql_stmt_bind_param(stmt, binds) != 0 { throw fail() }
+        if !values.isEmpty && mysql_stmt_bind_param(stmt, params.binds) != 0 { throw fail() }
         if mysql_stmt_execute(stmt) != 0 { throw fail() }
         defer { mysql_stmt_free_result(stmt) }
 
@@ -172,28 +155,9 @@ final class MariaDBConnection: @unchecked Sendable {
             guard size <= maxFieldBytes else { throw BackendError.resultTooLarge("a \(size)-byte value, at most \(maxFieldBytes)") }
             sizes.append(size)
         }
-        let out = UnsafeMutablePointer<MYSQL_BIND>.allocate(capacity: max(cols, 1))
-        let outLengths = UnsafeMutablePointer<UInt>.allocate(capacity: max(cols, 1))
-        let outNulls = UnsafeMutablePointer<CChar>.allocate(capacity: max(cols, 1))
-        var outBuffers: [UnsafeMutableRawPointer] = []
-        defer {
-            out.deallocate()
-            outLengths.deallocate()
-            outNulls.deallocate()
-            for b in outBuffers { b.deallocate() }
-        }
-        for i in 0..<cols {
-            var b = MYSQL_BIND()
-            let buf = UnsafeMutableRawPointer.allocate(byteCount: sizes[i] + 1, alignment: 1)
-            outBuffers.append(buf)
-            b.buffer_type = MYSQL_TYPE_STRING
-            b.buffer = buf
-            b.buffer_length = UInt(sizes[i] + 1)
-            b.length = outLengths + i
-            b.is_null = outNulls + i
-            out[i] = b
-        }
-        if cols > 0 && mysql_stmt_bind_result(stmt, out) != 0 { throw fail() }
+        let out = StringBinds(sizes: sizes.map { $0 + 1 })
+        defer { out.deallocate() }
+        if cols > 0 && mysql_stmt_bind_result(stmt, out.binds) != 0 { throw fail() }
         var rows: [[String?]] = []
         while true {
             let r = mysql_stmt_fetch(stmt)
@@ -202,13 +166,48 @@ final class MariaDBConnection: @unchecked Sendable {
             guard r == 0 else { throw BackendError.resultTooLarge("a value longer than its column's maximum") }
             var row: [String?] = []
             for i in 0..<cols {
-                if outNulls[i] != 0 { row.append(nil); continue }
-                let len = min(Int(outLengths[i]), sizes[i])
-                let bytes = UnsafeRawBufferPointer(start: outBuffers[i], count: len)
+                if out.nulls[i] != 0 { row.append(nil); continue }
+                let len = min(Int(out.lengths[i]), sizes[i])
+                let bytes = UnsafeRawBufferPointer(start: out.buffers[i], count: len)
                 row.append(String(decoding: bytes, as: UTF8.self))
             }
             rows.append(row)
         }
         return SQLResult(columns: names, rows: rows)
+    }
+}
+
+/// MYSQL_BINDs of type string, each with its buffer, length and NULL flag, for parameters or
+/// result columns; freed with `deallocate()`.
+private struct StringBinds {
+    let binds: UnsafeMutablePointer<MYSQL_BIND>
+    let lengths: UnsafeMutablePointer<UInt>
+    let nulls: UnsafeMutablePointer<CChar>
+    let buffers: [UnsafeMutableRawPointer]
+
+    init(sizes: [Int]) {
+        let n = max(sizes.count, 1)
+        binds = .allocate(capacity: n)
+        lengths = .allocate(capacity: n)
+        nulls = .allocate(capacity: n)
+        buffers = sizes.map { UnsafeMutableRawPointer.allocate(byteCount: $0, alignment: 1) }
+        for (i, size) in sizes.enumerated() {
+            var b = MYSQL_BIND()
+            b.buffer_type = MYSQL_TYPE_STRING
+            b.buffer = buffers[i]
+            b.buffer_length = UInt(size)
+            b.length = lengths + i
+            b.is_null = nulls + i
+            lengths[i] = 0
+            nulls[i] = 0
+            binds[i] = b
+        }
+    }
+
+    func deallocate() {
+        binds.deallocate()
+        lengths.deallocate()
+        nulls.deallocate()
+        for b in buffers { b.deallocate() }
     }
 }
