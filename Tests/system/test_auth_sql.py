@@ -489,3 +489,19 @@ def test_shipped_plugin_files_both_at_once(broker_factory, servers):
     connect(b, 4, "alice", "alice-pw")[0].close()      # in both: the first asked decides
     connect(b, 4, "pgonly", "pg-pw")[0].close()        # MariaDB has no row: ignore, PostgreSQL allows
     connect(b, 4, "pgonly", "nope", expect_rc="refused")[0].close()
+
+
+@pytest.mark.parametrize("kind", DBS)
+def test_unix_socket_host_and_result_bound(broker_factory, servers, kind):
+    """host as a Unix socket (MariaDB: the socket file; PostgreSQL: its directory), and an
+    aclquery returning more than max_rows rows: refused as an error, so the fallback (deny)
+    applies instead of a decision on part of the rules."""
+    db = servers[kind]
+    sock = str(db.socket) if kind == "mysql" else str(db.dir)
+    text = plugin_toml(db, PLUGIN[kind], nomatch="allow", extra="max_rows = 3")
+    text = text.replace('host = "127.0.0.1"', f"host = {json.dumps(sock)}")
+    b = start_broker(broker_factory, {PLUGIN[kind]: text})
+    c, _ = connect(b, 5, "alice", "alice-pw")           # authquery over the socket
+    assert c.subscribe("free/x").rcs == [0x87], "more rows than max_rows: error, fallback deny"
+    wait_for(lambda: "result too large" in b.log_text(), msg="the sidecar says why")
+    c.close()
