@@ -5,6 +5,8 @@ The Python reference sidecar returns a user's "subscriptions" from its users fil
 
 import pytest
 
+import mqttraw as m
+
 from clients import Client, wait_for
 from ctl import ctl_config, ctl_ok
 from sidecars import PySidecar, Reader, frame, read_frame, short_dir, sidecar_config, wait_registered
@@ -17,6 +19,8 @@ USERS = {
         "sue": {"password": "s", "subscriptions": {"a/static/one": 1, "a/static/+": 0, "b/refused": 1,
                                                    "a/#/x": 0}},
         "tom": {"password": "t"},
+        # A superuser (no ACL questions: every answer synchronous) with many subscriptions.
+        "many": {"password": "m", "superuser": True, "subscriptions": {f"many/{i}": i % 3 for i in range(20_000)}},
     },
     "acl": [
         {"allow": True, "username": "$all", "access": "pubsub", "topic": "a/#"},
@@ -116,3 +120,22 @@ def test_users_without_subscriptions_and_clients_that_subscribe_themselves_are_u
         assert tom.get().payload == b"x"
     finally:
         tom.disconnect()
+
+
+def test_twenty_thousand_filters_at_once(env):
+    """20,000 static subscriptions, and a client SUBSCRIBE of 20,000 filters: answered, the
+    broker alive (ACL decisions for many filters are a loop: a recursion per filter
+    overflowed the event loop's stack at a few thousand)."""
+    b, _, _, ctl = env
+    c = Client(b, client_id="many-static", version=5, username="many", password="m")
+    try:
+        wait_for(lambda: len(ctl_ok(ctl, "subscriptions", "list", "many-static", json_out=True)) == 20_000,
+                 timeout=30, msg="20,000 static subscriptions")
+    finally:
+        c.disconnect()
+    with m.RawClient(b, version=4, timeout=30) as raw:
+        raw.connect("many-filters", username="many", password=b"m")
+        raw.send(m.subscribe(1, [(f"f/{i}", 0) for i in range(20_000)], version=4))
+        ack = raw.expect(m.SUBACK, timeout=30)
+        assert ack.rcs == [0] * 20_000
+    b.assert_alive()

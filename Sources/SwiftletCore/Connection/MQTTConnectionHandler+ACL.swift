@@ -52,14 +52,26 @@ extension MQTTConnectionHandler {
         flushIfDirty()
     }
 
-    /// Decisions for several topics, in order.
+    /// Decisions for several topics, in order. A loop, not a recursion: cached answers come
+    /// back synchronously, and one SUBSCRIBE may hold tens of thousands of filters (a
+    /// recursion per filter overflowed the event loop's stack at a few thousand).
     func withACL(_ access: ACLAccess, _ topics: [String?], _ body: @escaping ([Bool]) -> Void) {
-        func step(_ i: Int, _ acc: [Bool]) {
-            if i == topics.count { return body(acc) }
-            guard let t = topics[i] else { return step(i + 1, acc + [true]) }
-            withACL(access, t) { step(i + 1, acc + [$0]) }
+        final class Answers { var list: [Bool] = [] }
+        let answers = Answers()
+        answers.list.reserveCapacity(topics.count)
+        func resume() {
+            while answers.list.count < topics.count {
+                guard let t = topics[answers.list.count] else { answers.list.append(true); continue }
+                var answered = false, suspended = false
+                withACL(access, t) { allowed in
+                    answers.list.append(allowed)
+                    if suspended { resume() } else { answered = true }
+                }
+                if !answered { suspended = true; return }
+            }
+            body(answers.list)
         }
-        step(0, [])
+        resume()
     }
 }
 
