@@ -268,3 +268,38 @@ def sidecar_pids(name_fragment):
         if name_fragment in cmd:
             out.append(int(p.name))
     return out
+
+
+# -- managed plugin sidecars (auth_http, auth_sql, auth_redis, ...) -------------------------
+
+def managed_pid(broker, name):
+    """The pid of the last start of managed sidecar `name`, from the broker's log."""
+    line = [l for l in broker.log_text().splitlines() if "sidecar started" in l and f"sidecar.name={name}" in l][-1]
+    return int(line.split("sidecar.pid=")[1].split()[0])
+
+
+def raw_login(broker, version, user, password, client_id=None, expect_rc=0):
+    """A RawClient that sent CONNECT with user/password (str or bytes); returns (client, CONNACK)."""
+    from mqttraw import RawClient
+    c = RawClient(broker, version=version)
+    cid = client_id if client_id is not None else f"raw-{os.urandom(4).hex()}"
+    pw = password.encode() if isinstance(password, str) else password
+    return c, c.connect(cid, username=user, password=pw, expect_rc=expect_rc)
+
+
+def shipped_plugin_broker(broker_factory, name, replacements):
+    """A broker with etc/plugins/<name>.toml as shipped (disabled), with `replacements`
+    (old text -> new text, e.g. the binary and the server's address) applied; returns the
+    broker and its ctl socket."""
+    text = (ROOT / "etc" / "plugins" / f"{name}.toml").read_text()
+    for old, new in replacements.items():
+        assert old in text, f"{old!r} not in etc/plugins/{name}.toml"
+        text = text.replace(old, new)
+    assert "enabled = false" in text
+    d = short_dir()
+    (d / "plugins").mkdir()
+    (d / "plugins" / f"{name}.toml").write_text(text)
+    ctl = d / "ctl.sock"
+    b = broker_factory(extra=sidecar_config(d / "sc.sock") + f'plugins_dir = "{d / "plugins"}"\n'
+                       + f'\n[ctl]\nsocket = {json.dumps(str(ctl))}\n')
+    return b, ctl

@@ -16,11 +16,12 @@ import time
 
 import pytest
 
-from brokers import REPO, free_port, swiftlet_path
+from brokers import free_port, swiftlet_path
 from clients import Client, wait_for
 from ctl import ctl_config, ctl_ok, run_ctl
 from mqttraw import RawClient
-from sidecars import registrations, short_dir, sidecar_config, wait_registered
+from sidecars import (managed_pid, raw_login, registrations, shipped_plugin_broker, short_dir, sidecar_config,
+                      wait_registered)
 
 NAME = "auth_redis"
 REDIS_SERVER = shutil.which("redis-server")
@@ -214,16 +215,10 @@ def start_broker(broker_factory, r, mqtt=None, pool=None, **options):
 
 
 def sidecar_pid(b):
-    line = [l for l in b.log_text().splitlines() if "sidecar started" in l and f"sidecar.name={NAME}" in l][-1]
-    return int(line.split("sidecar.pid=")[1].split()[0])
+    return managed_pid(b, NAME)
 
 
-def raw(b, version, user, password, client_id=None, expect_rc=0):
-    c = RawClient(b, version=version)
-    cid = client_id if client_id is not None else f"raw-{os.urandom(4).hex()}"
-    pw = password if isinstance(password, bytes) or password is None else password.encode()
-    ack = c.connect(cid, username=user, password=pw, expect_rc=expect_rc)
-    return c, ack
+raw = raw_login
 
 
 def uname(prefix="u"):
@@ -233,21 +228,15 @@ def uname(prefix="u"):
 # -- shipped plugin file ------------------------------------------------------------------------
 
 def test_shipped_plugin_file_loads_on_demand(broker_factory, redis):
-    text = (REPO / "etc" / "plugins" / f"{NAME}.toml").read_text()
-    text = text.replace('command = ".build/release/swiftlet-auth-redis"', f'command = "{sidecar_binary()}"')
-    text = text.replace("port = 6379", f"port = {redis.port}")
-    assert "enabled = false" in text and str(redis.port) in text
-    d = short_dir()
-    (d / "plugins").mkdir()
-    (d / "plugins" / f"{NAME}.toml").write_text(text)
-    b = broker_factory(extra=sidecar_config(d / "sc.sock") + f'plugins_dir = "{d / "plugins"}"\n'
-                       + ctl_config(d / "ctl.sock"))
-    rows = ctl_ok(d / "ctl.sock", "plugins", "list", json_out=True)
+    b, ctl = shipped_plugin_broker(broker_factory, NAME, {
+        'command = ".build/release/swiftlet-auth-redis"': f'command = "{sidecar_binary()}"',
+        "port = 6379": f"port = {redis.port}"})
+    rows = ctl_ok(ctl, "plugins", "list", json_out=True)
     assert [r for r in rows if r["name"] == NAME][0]["state"] == "stopped"
     user = uname()
     add_user(redis, user, "pw", acl=[f"pubsub {user}/#"])
     raw(b, 5, user, "pw", expect_rc=0x86)[0].close()
-    ctl_ok(d / "ctl.sock", "plugins", "load", NAME)
+    ctl_ok(ctl, "plugins", "load", NAME)
     wait_registered(b, NAME)
     c, _ = raw(b, 5, user, "pw")
     assert c.publish(f"{user}/x", b"x", qos=1, pid=1).rc in OK
