@@ -7,24 +7,22 @@ killed with -9 under load, ctl invalidation."""
 import hashlib
 import json
 import os
-import shutil
 import signal
 import socket
-import subprocess
 import threading
 import time
 
 import pytest
 
-from brokers import free_port, swiftlet_path
+from brokers import swiftlet_path
 from clients import Client, wait_for
 from ctl import ctl_config, ctl_ok, run_ctl
 from mqttraw import RawClient
+from redisserver import REDIS_SERVER, Redis, encode, read_reply
 from sidecars import (managed_pid, raw_login, registrations, shipped_plugin_broker, short_dir, sidecar_config,
                       wait_registered)
 
 NAME = "auth_redis"
-REDIS_SERVER = shutil.which("redis-server")
 
 
 def sidecar_binary():
@@ -40,93 +38,6 @@ pytestmark = [
 REFUSED = {5: 0x86, 4: 4, 3: 4}   # credentials given and refused
 OK = (0, 0x10)                    # PUBACK: success, or success with no subscriber
 DENIED_PUB = {5: 0x87}
-
-
-# -- redis-server and a minimal RESP client --------------------------------------------------
-
-class Redis:
-    """One redis-server process: 127.0.0.1:<free port> and a Unix socket, in its own folder,
-    nothing saved to disk."""
-
-    def __init__(self, password=None):
-        self.dir = short_dir()
-        self.port = free_port()
-        self.password = password
-        self.socket = str(self.dir / "redis.sock")
-        self.proc = None
-
-    def start(self):
-        args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-                "--save", "", "--appendonly", "no", "--unixsocket", self.socket, "--unixsocketperm", "700",
-                "--daemonize", "no", "--logfile", str(self.dir / "redis.log")]
-        if self.password:
-            args += ["--requirepass", self.password]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if self.cmd("PING") == "PONG":
-                    return self
-            except OSError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise AssertionError(f"redis-server did not start: {(self.dir / 'redis.log').read_text(errors='replace')}")
-            time.sleep(0.05)
-
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def cmd(self, *args):
-        """One command, each argument sent as a bulk string (str or bytes)."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
-            f = s.makefile("rb")
-            if self.password:
-                s.sendall(encode(["AUTH", self.password]))
-                read_reply(f)
-            s.sendall(encode(args))
-            return read_reply(f)
-
-
-def encode(args):
-    out = b"*%d\r\n" % len(args)
-    for a in args:
-        b = a if isinstance(a, bytes) else str(a).encode()
-        out += b"$%d\r\n%s\r\n" % (len(b), b)
-    return out
-
-
-def read_reply(f):
-    line = f.readline()
-    if not line:
-        raise OSError("redis closed the connection")
-    kind, rest = line[:1], line[1:-2]
-    if kind == b"+":
-        return rest.decode()
-    if kind == b"-":
-        raise RuntimeError(rest.decode())
-    if kind == b":":
-        return int(rest)
-    if kind == b"$":
-        n = int(rest)
-        if n < 0:
-            return None
-        data = f.read(n + 2)
-        return data[:-2]
-    if kind == b"*":
-        n = int(rest)
-        return None if n < 0 else [read_reply(f) for _ in range(n)]
-    raise OSError(f"bad reply {line!r}")
 
 
 @pytest.fixture(scope="session")
