@@ -48,4 +48,9 @@ public struct ConnectDecodingError: Error, Sendable, CustomStringConvertible {
     public var version: ProtocolVersion?
     public var underlying: MQTTCodecError
     public var description: String { "invalid CONNECT: \(underlying)" }
+
+    public init(version: ProtocolVersion?, underlying: MQTTCodecError) {
+        self.version = version
+        self.underlying = underlying
+    }
 }

@@ -404,3 +404,22 @@ def test_a_stalled_sidecar_slows_only_its_sessions(env, uniq):
     assert 0 < got < n * 0.8, f"{got} of {n} delivered: the stalled session was not bounded"
     g.data(1, m.pingreq())
     assert g.expect(1, m.PINGRESP)
+
+
+def test_gateway_clients_cost_the_broker_no_file_descriptor(env, uniq):
+    """Issue 10: a gateway session drives the MQTT connection directly (no socketpair)."""
+    import os
+    b, link, _ = env
+    g = link(name="gwfd")
+    fds_before = len(os.listdir(f"/proc/{b.proc.pid}/fd"))
+    n = 200
+    for sid in range(1, n + 1):
+        gw_login(g, sid, f"gw-fd-{uniq}-{sid}")
+    fds_after = len(os.listdir(f"/proc/{b.proc.pid}/fd"))
+    assert fds_after - fds_before < 10, (fds_before, fds_after)
+    # And they are real clients: one of them publishes, another receives.
+    g.data(1, m.subscribe(1, [(f"gw/{uniq}/fd", 1)]))
+    assert g.expect(1, m.SUBACK).rcs == [1]
+    g.data(n, m.publish(f"gw/{uniq}/fd", b"no descriptors", qos=1, pid=3))
+    assert g.expect(n, m.PUBACK).pid == 3
+    assert g.expect(1, m.PUBLISH).payload == b"no descriptors"

@@ -12,6 +12,8 @@ public final class Broker: @unchecked Sendable {
     public static let version = "0.1.0"
 
     public let config: BrokerConfig
+    /// The MQTT limits, shared by every connection's state machine.
+    let connectionPolicy: ConnectionPolicy
     public let logger: Logger
     let group: EventLoopGroup
     private let ownsGroup: Bool
@@ -51,6 +53,7 @@ public final class Broker: @unchecked Sendable {
     /// A broker on a given group (tests pass an `EmbeddedEventLoop` as a manual clock).
     public init(config: BrokerConfig, logger: Logger, group: EventLoopGroup, ownsGroup: Bool = false) {
         self.config = config
+        self.connectionPolicy = ConnectionPolicy(config.mqtt)
         self.logger = logger
         self.group = group
         self.ownsGroup = ownsGroup

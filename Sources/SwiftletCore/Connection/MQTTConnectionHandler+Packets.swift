@@ -2,23 +2,25 @@ import MQTTCodec
 import NIOCore
 
 extension MQTTConnectionHandler {
-    /// Packets after CONNACK.
+    /// One packet, through the state machine.
     func handle(_ packet: Packet) {
-        guard let session else { return }
-        switch packet {
-        case .publish(let p):
-            handlePublish(p, session: session)
-        case .puback(let a) where session.outbound.fit(.puback, a.packetId) == .breaksFlow,
-             .pubrec(let a) where session.outbound.fit(.pubrec, a.packetId) == .breaksFlow,
-             .pubcomp(let a) where session.outbound.fit(.pubcomp, a.packetId) == .breaksFlow:
-            protocolError(.protocolError, "\(packet.type) for packet id \(a.packetId) breaks its QoS flow")
-        case .puback(let a):
+        let now = eventLoop.now.uptimeNanoseconds
+        let action = session.map { machine.received(packet, now: now, session: $0) }
+            ?? machine.received(packet, now: now, session: NoSession())
+        if case .hold = action { return pending.append(packet) }
+        execute(action)
+    }
+
+    /// PUBACK, PUBREC or PUBCOMP that fits its flow (or names no message in flight).
+    func acknowledged(_ kind: OutboundState.Ack, _ a: PubAckPacket, session: Session) {
+        switch kind {
+        case .puback, .pubcomp:
             if let e = session.outbound.remove(a.packetId) {
                 hookAcked(e.delivery, packetId: a.packetId)
                 session.forget(e.delivery)
                 session.drainQueue(ctx: ctx)
             }
-        case .pubrec(let a):
+        case .pubrec:
             if a.reasonCode.isFailure {
                 if let e = session.outbound.failed(a.packetId) { session.forget(e.delivery) }
                 session.drainQueue(ctx: ctx)
@@ -30,104 +32,28 @@ extension MQTTConnectionHandler {
             } else {
                 send(.pubrel(PubAckPacket(packetId: a.packetId, reasonCode: version == .v5 ? .packetIdentifierNotFound : .success)))
             }
-        case .pubrel(let a):
-            let known = session.awaitingRel.remove(a.packetId) != nil
-            // PUBCOMP frees the packet id for the client: it waits until the store forgot it,
-            // or a reuse after a crash would be taken for a resend and dropped.
-            var commit: EventLoopFuture<Void>?
-            if known, session.persistent.load(ordering: .relaxed), let store = broker.store {
-                let promise = eventLoop.makePromise(of: Void.self)
-                store.submit([.rel(clientId: session.clientId, packetId: a.packetId)], promise: promise)
-                commit = promise.futureResult
-            }
-            queueAck(.pubcomp(PubAckPacket(packetId: a.packetId, reasonCode: known || version != .v5 ? .success : .packetIdentifierNotFound)),
-                     after: commit)
-        case .pubcomp(let a):
-            if let e = session.outbound.remove(a.packetId) {
-                hookAcked(e.delivery, packetId: a.packetId)
-                session.forget(e.delivery)
-                session.drainQueue(ctx: ctx)
-            }
-        case .subscribe(let s):
-            handleSubscribe(s, session: session)
-        case .unsubscribe(let u):
-            handleUnsubscribe(u, session: session)
-        case .pingreq:
-            send(.pingresp)
-        case .disconnect(let d):
-            handleDisconnect(d, session: session)
-        case .connect:
-            protocolError(.protocolError, "second CONNECT")
-        case .auth:
-            protocolError(.protocolError, "AUTH without an authentication method")
-        case .connack, .suback, .unsuback, .pingresp:
-            protocolError(.protocolError, "\(packet.type) is sent by servers only")
         }
     }
 
-    private func handleDisconnect(_ d: DisconnectPacket, session: Session) {
-        if version == .v5, let e = d.properties.sessionExpiryInterval {
-            if sessionExpiryAtConnect == 0 && e != 0 {
-                protocolError(.protocolError, "session expiry set on DISCONNECT after 0 on CONNECT")
-                return
-            }
-            session.expiryInterval = min(e, config.maxSessionExpiryInterval)
+    /// PUBREL: the QoS 2 message is released; PUBCOMP once the store forgot it.
+    func released(_ a: PubAckPacket, session: Session) {
+        let known = session.awaitingRel.remove(a.packetId) != nil
+        // PUBCOMP frees the packet id for the client: it waits until the store forgot it,
+        // or a reuse after a crash would be taken for a resend and dropped.
+        var commit: EventLoopFuture<Void>?
+        if known, session.persistent.load(ordering: .relaxed), let store = broker.store {
+            let promise = eventLoop.makePromise(of: Void.self)
+            store.submit([.rel(clientId: session.clientId, packetId: a.packetId)], promise: promise)
+            commit = promise.futureResult
         }
-        closeKind = d.reasonCode == .disconnectWithWillMessage ? .withWill : .normal
-        close()
+        queueAck(.pubcomp(PubAckPacket(packetId: a.packetId, reasonCode: known || version != .v5 ? .success : .packetIdentifierNotFound)),
+                 after: commit)
     }
 
     // MARK: PUBLISH
 
-    private func handlePublish(_ p: PublishPacket, session: Session) {
-        let m = config
-        if Int(p.qos.rawValue) > m.maxQoS { return protocolError(.qosNotSupported, "QoS \(p.qos.rawValue) above max_qos") }
-        if p.retain && !m.retainAvailable { return protocolError(.retainNotSupported, "retain is not available") }
-        var aliased = p.topic
-        if version == .v5 {
-            if !p.properties.subscriptionIdentifiers.isEmpty {
-                return protocolError(.protocolError, "subscription identifier in a client PUBLISH")
-            }
-            if let alias = p.properties.topicAlias {
-                guard alias != 0, Int(alias) <= m.maxTopicAlias else {
-                    return protocolError(.topicAliasInvalid, "topic alias \(alias) outside 1...\(m.maxTopicAlias)")
-                }
-                if aliased.isEmpty {
-                    guard let t = inboundAliases[alias] else {
-                        return protocolError(.protocolError, "topic alias \(alias) was never set")
-                    }
-                    aliased = t
-                } else {
-                    inboundAliases[alias] = aliased
-                }
-            }
-        }
-        let topic = aliased
-        if let bad = checkTopicName(topic) {
-            if p.qos == .atMostOnce || version != .v5 { return protocolError(bad, "topic exceeds max_topic_length or max_topic_levels") }
-            return ackPublish(p, reason: bad)
-        }
-        if topic.hasPrefix("$SYS/") || topic == "$SYS" {
-            // Only the broker publishes under $SYS.
-            ctx.stats.messagesDropped += 1
-            if version != .v5 || p.qos == .atMostOnce { return ackPublish(p, reason: .success) }
-            return ackPublish(p, reason: .notAuthorized)
-        }
-        if p.qos == .exactlyOnce, let id = p.packetId {
-            if session.awaitingRel.contains(id) {
-                // A resend of a message already routed: acknowledge, do not route again.
-                return queueAck(.pubrec(PubAckPacket(packetId: id)), after: nil)
-            }
-            if version == .v5 && session.awaitingRel.count >= m.receiveMaximum {
-                return protocolError(.receiveMaximumExceeded, "more than receive_maximum QoS 2 messages awaiting PUBREL")
-            }
-            if version != .v5 && session.awaitingRel.count >= m.maxAwaitingRel {
-                logger.warning("max_awaiting_rel reached, dropping QoS 2 message")
-                ctx.stats.messagesDropped += 1
-                return queueAck(.pubrec(PubAckPacket(packetId: id)), after: nil)
-            }
-        }
-
+    /// A PUBLISH the state machine found valid, its alias resolved into `topic`.
+    func publishValid(_ p: PublishPacket, topic: String, session: Session) {
         // A cached answer continues in place: the common case builds no closure.
         if let allowed = cachedACL(.publish, topic) {
             return publishChecked(p, topic: topic, session: session, allowed: allowed)
@@ -170,7 +96,7 @@ extension MQTTConnectionHandler {
         }
         let message = Message(topic: topic, payload: p.payload, qos: p.qos, retain: p.retain, properties: props,
                               expiryInterval: expiry, origin: clientId, v5Wire: version == .v5, now: eventLoop.now,
-                              allocator: context!.channel.allocator)
+                              allocator: transport!.transportAllocator)
         ctx.stats.messagesReceived += 1
         hookPublish(message)
         let store = broker.store
@@ -191,7 +117,7 @@ extension MQTTConnectionHandler {
         ackPublish(p, reason: n == 0 && version == .v5 ? .noMatchingSubscribers : .success, after: commit)
     }
 
-    private func ackPublish(_ p: PublishPacket, reason: ReasonCode, after commit: EventLoopFuture<Void>? = nil) {
+    func ackPublish(_ p: PublishPacket, reason: ReasonCode, after commit: EventLoopFuture<Void>? = nil) {
         guard let id = p.packetId else { return }
         let ack = PubAckPacket(packetId: id, reasonCode: version == .v5 ? reason : .success)
         queueAck(p.qos == .atLeastOnce ? .puback(ack) : .pubrec(ack), after: commit)
@@ -199,7 +125,7 @@ extension MQTTConnectionHandler {
 
     // MARK: SUBSCRIBE / UNSUBSCRIBE
 
-    private func handleSubscribe(_ s: SubscribePacket, session: Session) {
+    func handleSubscribe(_ s: SubscribePacket, session: Session) {
         hookSubscribe(s)
         let topics: [String?] = s.subscriptions.map { ParsedFilter.parse($0.filter)?.filter }
         withACL(.subscribe, topics) { [self] allowed in
@@ -272,7 +198,7 @@ extension MQTTConnectionHandler {
         }
     }
 
-    private func handleUnsubscribe(_ u: UnsubscribePacket, session: Session) {
+    func handleUnsubscribe(_ u: UnsubscribePacket, session: Session) {
         var codes: [ReasonCode] = []
         var futures: [EventLoopFuture<Void>] = []
         hookUnsubscribe(u.filters)
@@ -303,19 +229,19 @@ extension MQTTConnectionHandler {
     /// Writes one delivery. QoS 0 plain deliveries share the message's encoded bytes;
     /// others write a fresh header followed by the shared payload slice.
     func sendPublish(_ d: Delivery, packetId: UInt16?, dup: Bool, now: NIODeadline) {
-        guard let context else { return }
+        guard let transport else { return }
         let msg = d.message
         ctx.stats.messagesSent += 1
         hookDelivered(d)
         ctx.stats.packetsSent += 1
-        if d.qos == .atMostOnce && !d.retainFlag && d.subscriptionIds.isEmpty && clientTopicAliasMax == 0
+        if d.qos == .atMostOnce && !d.retainFlag && d.subscriptionIds.isEmpty && machine.clientTopicAliasMax == 0
             && msg.wireUsable(for: version, now: now) {
             if msg.wire.readableBytes > clientMaxPacketSize { return dropOversize(d, packetId) }
             write(msg.wire)
             return
         }
         var props = Properties()
-        var topic = msg.topic
+        let topic = msg.topic
         if version == .v5 {
             props = msg.properties
             if let r = msg.remainingExpiry(now: now) { props.items.append(.messageExpiryInterval(r)) }
@@ -326,18 +252,11 @@ extension MQTTConnectionHandler {
         if packet.encodedLengthFor(version) > clientMaxPacketSize {
             return dropOversize(d, packetId)
         }
-        if version == .v5 && clientTopicAliasMax > 0 {
-            if let alias = outboundAliases[topic] {
-                topic = ""
-                packet.topic = ""
-                packet.properties.items.append(.topicAlias(alias))
-            } else if Int(nextOutboundAlias) <= clientTopicAliasMax {
-                outboundAliases[topic] = nextOutboundAlias
-                packet.properties.items.append(.topicAlias(nextOutboundAlias))
-                nextOutboundAlias += 1
-            }
+        if let (alias, isNew) = machine.outboundAlias(for: topic) {
+            if !isNew { packet.topic = "" }
+            packet.properties.items.append(.topicAlias(alias))
         }
-        var header = context.channel.allocator.buffer(capacity: packet.headerLength(version: version))
+        var header = transport.transportAllocator.buffer(capacity: packet.headerLength(version: version))
         packet.encodeHeader(into: &header, version: version)
         write(header)
         if msg.payload.readableBytes > 0 { write(msg.payload) }

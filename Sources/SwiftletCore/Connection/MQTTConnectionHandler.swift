@@ -9,50 +9,34 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    enum State { case awaitingConnect, connecting, connected, closed }
+    typealias State = ConnectionStateMachine.Phase
     enum CloseKind { case normal, withWill, abnormal, takenOver, serverShutdown }
 
     let broker: Broker
     let ctx: LoopContext
     var eventLoop: EventLoop { ctx.eventLoop }
-    var context: ChannelHandlerContext?
+    /// The socket's context, or a gateway session; nil once the connection is gone.
+    var transport: MQTTTransport?
     /// The broker's logger with this connection's peer and client id (built per message logged).
     var logger: ConnectionLog { ConnectionLog(handler: self) }
-    var state = State.awaitingConnect
-    var version = ProtocolVersion.v3_1_1
-    var clientId = ""
-    var username: String?
+    /// The MQTT rules of this connection; this handler executes what it decides.
+    var machine: ConnectionStateMachine
+    var state: State { machine.phase }
+    var version: ProtocolVersion { machine.version }
+    var clientId: String { machine.clientId }
+    var username: String? { machine.connectRequest?.username }
+    var keepAlive: Int { machine.keepAlive }
+    var cleanStart: Bool { machine.connectRequest?.cleanStart ?? true }
+    var clientMaxPacketSize: Int { machine.clientMaxPacketSize }
     var peerHost: String
     var peerPort: Int
     let listenerName: String
     var session: Session?
     var will: Will?
     var closeKind = CloseKind.abnormal
-    var cleanStart = true
-    var sessionExpiryAtConnect: UInt32 = 0
-
-    // Keep alive and timers, checked by the loop's `ConnectionSweep` once a second.
-    var keepAlive = 0
-    var lastActivity = NIODeadline.uptimeNanoseconds(0)
     var sawPacket = false
-    /// 1.5 times the keep alive (keepalive_backoff); 0: none.
-    var keepAliveLimit = TimeAmount.nanoseconds(0)
-    /// When the 3.1.1 retry of unacknowledged messages runs next; nil: no retry.
-    var nextRetry: NIODeadline?
     /// This connection's index in its loop's `ConnectionSweep`; -1 when not in it.
     var sweepSlot = -1
-
-    // What the client told us about itself (5.0).
-    var clientReceiveMaximum = 65_535
-    var clientMaxPacketSize = Int.max
-    var clientTopicAliasMax = 0
-    var requestProblemInfo = true
-    var wantsResponseInformation = false
-
-    // Topic aliases, per connection.
-    var inboundAliases: [UInt16: String] = [:]
-    var outboundAliases: [String: UInt16] = [:]
-    var nextOutboundAlias: UInt16 = 1
 
     var pending: [Packet] = []
     /// True while an authorization answer is awaited: later packets wait in `pending`.
@@ -84,6 +68,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         self.peerHost = peerHost
         self.peerPort = peerPort
         self.listenerName = listenerName
+        self.machine = ConnectionStateMachine(policy: broker.connectionPolicy, now: ctx.eventLoop.now.uptimeNanoseconds)
         self.decoder = NIOSingleStepByteToMessageProcessor(MQTTPacketDecoder(maxPacketSize: broker.config.mqtt.maxPacketSize,
                                                                             strictUTF8: broker.config.mqtt.strictUTF8))
     }
@@ -91,15 +76,20 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     /// host:port of the client, [host]:port for IPv6.
     var peer: String { peerHost.contains(":") ? "[\(peerHost)]:\(peerPort)" : "\(peerHost):\(peerPort)" }
 
-    var isWritable: Bool { context?.channel.isWritable ?? false }
-    var isActive: Bool { state != .closed && (context?.channel.isActive ?? false) }
-    var config: MQTTConfig { broker.config.mqtt }
+    var isWritable: Bool { transport?.transportIsWritable ?? false }
+    var isActive: Bool { state != .closed && (transport?.transportIsActive ?? false) }
+    var config: MQTTConfig { machine.config }
 
     // MARK: Channel events
 
     func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
-        lastActivity = eventLoop.now
+        start(transport: context)
+    }
+
+    /// The connection begins on `transport` (a socket's context, or a gateway session).
+    func start(transport: MQTTTransport) {
+        self.transport = transport
+        machine.activity(now: eventLoop.now.uptimeNanoseconds)
         broker.register(self)
         // The sweep closes the connection if no CONNECT arrives within idle_timeout.
         ctx.connectionSweep.add(self)
@@ -112,11 +102,15 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         connectionLost()
-        self.context = nil
+        self.transport = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let bytes = unwrapInboundIn(data)
+        receive(unwrapInboundIn(data))
+    }
+
+    /// Bytes from the client.
+    func receive(_ bytes: ByteBuffer) {
         ctx.stats.bytesReceived += bytes.readableBytes
         guard !decodeFailed, state != .closed else { return }
         do {
@@ -131,48 +125,41 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     private func received(_ packet: Packet) {
         ctx.stats.packetsReceived += 1
         sawPacket = true
-        switch state {
-        case .awaitingConnect:
-            guard case .connect(let c) = packet else {
-                logger.debug("first packet is not CONNECT", metadata: ["mqtt.packet": "\(packet.type)"])
-                close()
-                return
-            }
-            handleConnect(c)
-        case .connecting:
+        if paused || state == .connecting {
+            // Order is kept: later packets wait for the answer (auth, ACL) being awaited.
+            guard state != .closed else { return }
             if pending.count >= 1000 {
-                protocolError(.receiveMaximumExceeded, "too many packets before CONNACK")
-                return
+                return execute(machine.violation(.receiveMaximumExceeded, "too many packets while an answer is awaited"))
             }
             pending.append(packet)
-        case .connected:
-            if paused {
-                if pending.count >= 1000 {
-                    protocolError(.receiveMaximumExceeded, "too many packets while authorization is pending")
-                    return
-                }
-                pending.append(packet)
-                return
-            }
-            handle(packet)
-        case .closed:
-            break
+            return
         }
+        handle(packet)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        readComplete()
+    }
+
+    /// The end of a batch of reads: keep alive restarts, writes are flushed.
+    func readComplete() {
         if sawPacket {
             sawPacket = false
-            lastActivity = eventLoop.now
+            machine.activity(now: eventLoop.now.uptimeNanoseconds)
         }
         flushIfDirty()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, let s = session, state == .connected {
+        writabilityChanged()
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// The transport became writable (or not): a writable one drains the session's queue.
+    func writabilityChanged() {
+        if isWritable, let s = session, state == .connected {
             s.drainQueue(ctx: ctx)
         }
-        context.fireChannelWritabilityChanged()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
@@ -182,35 +169,20 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     /// A decoding or channel error: its wire consequence (CONNACK, DISCONNECT or close).
     private func failed(_ error: Error) {
         switch error {
-        case let e as ConnectDecodingError:
-            logger.info("rejecting CONNECT", metadata: ["error": "\(e.underlying)"])
-            if e.version == .v5 {
-                version = .v5
-                sendConnAckAndClose(e.underlying.reasonCode)
-            } else if case .unsupportedProtocolVersion = e.underlying {
-                sendConnAckAndClose(.unsupportedProtocolVersion, v3Format: true)
-            } else {
-                close()
-            }
-        case let e as MQTTCodecError:
-            logger.info("closing on invalid input", metadata: ["error": "\(e)", "mqtt.client_id": "\(clientId)"])
-            if state == .awaitingConnect {
-                if case .unsupportedProtocolVersion = e { sendConnAckAndClose(.unsupportedProtocolVersion, v3Format: true) } else { close() }
-            } else {
-                protocolError(e.reasonCode, "\(e)")
-            }
+        case is ConnectDecodingError, is MQTTCodecError:
+            logger.info("closing on invalid input", metadata: ["error": "\(error)", "mqtt.client_id": "\(clientId)"])
         default:
             logger.debug("connection error", metadata: ["error": "\(error)"])
-            close()
         }
+        execute(machine.decodingFailed(error))
     }
 
     // MARK: Output
 
     func write(_ buffer: ByteBuffer) {
-        guard let context else { return }
+        guard let transport else { return }
         ctx.stats.bytesSent += buffer.readableBytes
-        context.write(wrapOutboundOut(buffer), promise: nil)
+        transport.transportWrite(buffer)
         if !needsFlush {
             needsFlush = true
             ctx.markDirty(self)
@@ -218,35 +190,29 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func send(_ packet: Packet) {
-        guard let context else { return }
-        var packet = packet
-        if clientMaxPacketSize != .max && packet.encodedLength(version: version) > clientMaxPacketSize {
-            // Never over the client's Maximum Packet Size (MQTT-3.1.2-24): its Reason String and
-            // User Properties go first (MQTT-3.1.2-25); what still does not fit is not sent.
-            packet = packet.withoutDiagnostics
-            guard packet.encodedLength(version: version) <= clientMaxPacketSize else {
-                logger.info("packet exceeds the client's Maximum Packet Size, not sent",
-                            metadata: ["mqtt.packet": "\(packet.type)", "mqtt.client_id": "\(clientId)"])
-                // A CONNACK (or DISCONNECT) that cannot be sent leaves nothing to say: close at once.
-                if case .connack = packet { close() } else if case .disconnect = packet { close() }
-                return
-            }
+        guard let transport else { return }
+        let (fitting, mustClose) = machine.fitting(packet)
+        guard let fitting else {
+            logger.info("packet exceeds the client's Maximum Packet Size, not sent",
+                        metadata: ["mqtt.packet": "\(packet.type)", "mqtt.client_id": "\(clientId)"])
+            if mustClose { close() }
+            return
         }
         ctx.stats.packetsSent += 1
-        write(packet.encoded(version: version, allocator: context.channel.allocator))
+        write(fitting.encoded(version: version, allocator: transport.transportAllocator))
     }
 
     func flushIfDirty() {
         guard needsFlush else { return }
         needsFlush = false
-        context?.flush()
+        transport?.transportFlush()
     }
 
     /// Closes the connection; `protocolError` sends a DISCONNECT first for 5.0.
     func close() {
-        guard state != .closed, let context else { return }
+        guard state != .closed, let transport else { return }
         flushIfDirty()
-        context.close(promise: nil)
+        transport.transportClose(promise: nil)
     }
 
     /// How long the input is drained after a DISCONNECT before the socket is closed.
@@ -257,91 +223,94 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     /// for `disconnectLinger`, so a client that is still writing reads the reason code instead
     /// of a reset (closing with unread input makes the kernel send RST).
     func closeAfterDisconnect() {
-        guard state != .closed, let context else { return }
+        guard state != .closed, let transport else { return }
         flushIfDirty()
-        let channel = context.channel
         connectionLost()
         decodeFailed = true
-        // Half-close where the channel supports it (TCP, TLS); else the linger still drains.
-        channel.close(mode: .output, promise: nil)
-        channel.eventLoop.scheduleTask(in: Self.disconnectLinger) { channel.close(promise: nil) }
+        transport.transportCloseAfterLinger(Self.disconnectLinger)
     }
 
-    /// A rule was broken: DISCONNECT with `reason` (5.0) or close (3.x).
+    /// A rule was broken: DISCONNECT with `reason` (5.0) or close (3.x), as the machine decides.
     func protocolError(_ reason: ReasonCode, _ why: String) {
-        logger.info("disconnecting client", metadata: ["mqtt.client_id": "\(clientId)", "reason": "\(reason) \(why)"])
-        if version == .v5 && (state == .connected || state == .connecting) {
-            var props = Properties()
-            if requestProblemInfo { props.items.append(.reasonString(why)) }
-            send(.disconnect(DisconnectPacket(reasonCode: reason, properties: props)))
-            return closeAfterDisconnect()
-        }
-        close()
-    }
-
-    func sendConnAckAndClose(_ reason: ReasonCode, v3Format: Bool = false) {
-        if v3Format { version = .v3_1_1 }
-        send(.connack(ConnAckPacket(sessionPresent: false, reasonCode: reason)))
-        close()
+        execute(machine.violation(reason, why))
     }
 
     /// Broker shutdown: DISCONNECT 0x8B for 5.0 clients, then close.
     func serverShutdown() -> EventLoopFuture<Void> {
         closeKind = .serverShutdown
-        guard let context, state != .closed else { return eventLoop.makeSucceededVoidFuture() }
-        if version == .v5 && state == .connected {
-            send(.disconnect(DisconnectPacket(reasonCode: .serverShuttingDown)))
-        }
+        guard let transport, state != .closed else { return eventLoop.makeSucceededVoidFuture() }
+        if case .disconnect(let d, _) = machine.shuttingDown() { send(.disconnect(d)) }
         flushIfDirty()
         let p = eventLoop.makePromise(of: Void.self)
-        context.close(promise: p)
+        transport.transportClose(promise: p)
         return p.futureResult.recover { _ in }
     }
 
     /// Another connection took the client id over.
     func takenOver() {
         closeKind = .takenOver
-        if version == .v5 && state == .connected {
-            send(.disconnect(DisconnectPacket(reasonCode: .sessionTakenOver)))
-            return closeAfterDisconnect()
+        execute(machine.takenOver())
+    }
+
+    // MARK: Actions
+
+    /// Carries out what the state machine decided.
+    func execute(_ action: ConnectionStateMachine.Action) {
+        switch action {
+        case .none:
+            break
+        case .send(let p):
+            send(p)
+        case .close:
+            close()
+        case .disconnect(let d, let why):
+            logger.info("disconnecting client", metadata: ["mqtt.client_id": "\(clientId)", "reason": "\(d.reasonCode) \(why)"])
+            send(.disconnect(d))
+            closeAfterDisconnect()
+        case .refuse(let ack, let why):
+            logger.info("refusing CONNECT", metadata: ["reason": "\(ack.reasonCode) \(why)"])
+            send(.connack(ack))
+            close()
+        case .hold:
+            break // handle(_:) keeps the packet
+        case .authenticate(let password, let will):
+            self.will = will
+            authenticate(password: password)
+        case .publish(let p, let topic):
+            guard let session else { return }
+            publishValid(p, topic: topic, session: session)
+        case .acknowledge(let p, let reason):
+            ctx.stats.messagesDropped += 1
+            ackPublish(p, reason: reason)
+        case .duplicate(let p):
+            // A resend of a message already routed: acknowledge, do not route again.
+            if let id = p.packetId { queueAck(.pubrec(PubAckPacket(packetId: id)), after: nil) }
+        case .acknowledged(let kind, let a):
+            guard let session else { return }
+            acknowledged(kind, a, session: session)
+        case .release(let a):
+            guard let session else { return }
+            released(a, session: session)
+        case .subscribe(let s):
+            guard let session else { return }
+            handleSubscribe(s, session: session)
+        case .unsubscribe(let u):
+            guard let session else { return }
+            handleUnsubscribe(u, session: session)
+        case .clientDisconnect(let withWill):
+            session?.expiryInterval = machine.sessionExpiry
+            closeKind = withWill ? .withWill : .normal
+            close()
+        case .retry(let cutoff):
+            retryUnacknowledged(olderThan: NIODeadline.uptimeNanoseconds(cutoff), now: eventLoop.now)
         }
-        close()
-    }
-
-    // MARK: Timers
-
-    /// Keep alive from now on (called at CONNECT and CONNACK).
-    func armKeepAlive() {
-        keepAliveLimit = .milliseconds(Int64(Double(keepAlive) * config.keepaliveBackoff * 1000))
-    }
-
-    /// 3.1.1 retry of unacknowledged messages every retry_interval (5.0 retries only on reconnect).
-    func startRetryTimer() {
-        guard version != .v5, config.retryInterval > 0 else { return }
-        nextRetry = eventLoop.now + .milliseconds(Int64(config.retryInterval * 1000))
     }
 
     /// Called by the loop's `ConnectionSweep` once a second.
     func sweep(now: NIODeadline) {
-        switch state {
-        case .awaitingConnect:
-            if now >= lastActivity + .milliseconds(Int64(config.idleTimeout * 1000)) {
-                logger.debug("no CONNECT within idle_timeout, closing")
-                close()
-            }
-        case .connecting, .connected:
-            if keepAliveLimit.nanoseconds > 0, now >= lastActivity + keepAliveLimit {
-                protocolError(.keepAliveTimeout, "keep alive timeout")
-                return
-            }
-            if state == .connected, let due = nextRetry, now >= due {
-                let interval = TimeAmount.milliseconds(Int64(config.retryInterval * 1000))
-                nextRetry = due + interval
-                retryUnacknowledged(olderThan: now - interval, now: now)
-            }
-        case .closed:
-            break
-        }
+        let action = machine.tick(now: now.uptimeNanoseconds)
+        if action == .close, state == .awaitingConnect { logger.debug("no CONNECT within idle_timeout, closing") }
+        execute(action)
     }
 
     private func retryUnacknowledged(olderThan cutoff: NIODeadline, now: NIODeadline) {
@@ -357,7 +326,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     func connectionLost() {
         guard state != .closed else { return }
         let wasConnected = state == .connected
-        state = .closed
+        machine.closed()
         ctx.connectionSweep.remove(self)
         broker.unregister(self)
         if wasCounted {
@@ -375,28 +344,3 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 }
 
-extension Packet {
-    /// The packet without its Reason String and User Properties, which a sender may leave
-    /// out to stay under the receiver's Maximum Packet Size (MQTT-3.1.2-25).
-    var withoutDiagnostics: Packet {
-        func strip(_ p: inout Properties) {
-            p.items.removeAll {
-                switch $0 {
-                case .reasonString, .userProperty: return true
-                default: return false
-                }
-            }
-        }
-        switch self {
-        case .connack(var p): strip(&p.properties); return .connack(p)
-        case .puback(var p): strip(&p.properties); return .puback(p)
-        case .pubrec(var p): strip(&p.properties); return .pubrec(p)
-        case .pubrel(var p): strip(&p.properties); return .pubrel(p)
-        case .pubcomp(var p): strip(&p.properties); return .pubcomp(p)
-        case .suback(var p): strip(&p.properties); return .suback(p)
-        case .unsuback(var p): strip(&p.properties); return .unsuback(p)
-        case .disconnect(var p): strip(&p.properties); return .disconnect(p)
-        default: return self
-        }
-    }
-}

@@ -1,5 +1,4 @@
 import NIOCore
-import NIOPosix
 import SwiftletIPC
 
 /// Gateway sessions (Protocol/SPEC.md, section 7), on the sidecar connection's event loop.
@@ -22,44 +21,19 @@ extension SidecarConnection {
             return refuse(.overloaded, "at most \(hub.config.maxGatewaySessions) gateway sessions per sidecar")
         }
         let name = listener.isEmpty ? proto : listener
-        guard let fd = GatewaySession.startMQTT(broker: hub.broker, peerHost: peerAddress, peerPort: Int(peerPort),
-                                                listener: name)
-        else {
-            logger.warning("cannot create a gateway session", metadata: ["sidecar.name": "\(self.name)", "error": "socketpair failed"])
-            return refuse(.overloaded, "no descriptors for a new session")
-        }
-        let s = GatewaySession(id: session)
+        // An ordinary MQTT connection on a loop of the broker's group, as a TCP client's
+        // would be; its transport is this session (no socket, no descriptor).
+        let broker = hub.broker
+        let ctx = broker.loopContext(for: broker.group.next())
+        let connection = MQTTConnectionHandler(broker: broker, ctx: ctx, peerHost: peerAddress, peerPort: Int(peerPort),
+                                               listenerName: name)
+        let s = GatewaySession(id: session, owner: self, connection: connection)
         gateways[session] = s
         gatewaySessionCount.wrappingIncrement(ordering: .relaxed)
-        let pump = GatewayPump(owner: self, session: s)
-        ClientBootstrap(group: eventLoop)
-            .channelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(pump) } }
-            .withConnectedSocket(fd)
-            .whenComplete { [self] result in
-                switch result {
-                case .success(let ch):
-                    guard s.state == .opening else {
-                        // The sidecar connection ended meanwhile.
-                        ch.close(promise: nil)
-                        return
-                    }
-                    s.attach(ch, handler: pump)
-                    if isWritable { pump.resume() } else { pump.pause() }
-                    reply(.gwOpened(session: session), id: id)
-                    if s.closeRequested {
-                        end(s, reason: "closed by sidecar", afterWrites: true)
-                    } else if s.overflowed {
-                        end(s, reason: "overflow", afterWrites: false)
-                    }
-                    flushIfNeeded()
-                case .failure(let error):
-                    logger.warning("cannot create a gateway session", metadata: ["sidecar.name": "\(self.name)", "error": "\(error)"])
-                    guard s.state == .opening else { return }
-                    forget(s)
-                    refuse(.overloaded, "cannot create the session: \(error)")
-                    flushIfNeeded()
-                }
-            }
+        if !isWritable { s.ownerWritabilityChanged(false) }
+        s.start()
+        reply(.gwOpened(session: session), id: id)
+        flushIfNeeded()
         logger.debug("gateway session opening", metadata: [
             "sidecar.name": "\(self.name)", "gateway.session": "\(session)", "gateway.protocol": "\(proto)",
             "gateway.peer": "\(peerAddress):\(peerPort)"])
@@ -70,7 +44,7 @@ extension SidecarConnection {
         guard let s = gateways[session] else { return }
         if !s.deliver(data) {
             logger.warning("gateway session overflow", metadata: ["sidecar.name": "\(name)", "gateway.session": "\(session)"])
-            if s.state == .open { end(s, reason: "overflow", afterWrites: false) }
+            end(s, reason: "overflow")
         }
     }
 
@@ -78,49 +52,44 @@ extension SidecarConnection {
     /// sees its peer go away; the broker confirms with its own GW_CLOSE.
     func gatewayClose(session: UInt32) {
         guard let s = gateways[session] else { return }
-        if s.state == .opening {
-            s.closeRequested = true
-        } else {
-            end(s, reason: "closed by sidecar", afterWrites: true)
-        }
+        end(s, reason: "closed by sidecar")
     }
 
-    /// The pump end closed: the MQTT connection ended.
+    /// The MQTT connection ended (DISCONNECT, kicked, taken over, a protocol error).
     func gatewayEnded(_ s: GatewaySession) {
-        guard s.state == .open, gateways[s.id] === s else { return }
-        end(s, reason: "disconnected", afterWrites: false)
+        guard gateways[s.id] === s else { return }
+        end(s, reason: "disconnected")
         flushIfNeeded()
     }
 
     /// Bytes the MQTT connection wrote, as GW_DATA frames of at most `maxFrame - 13` data
     /// bytes. The data is written as a slice after its header, not copied.
-    func gatewayOutbound(_ s: GatewaySession, _ bytes: ByteBuffer) {
-        guard s.state == .open, state == .registered, let context = channelContext else { return }
-        var data = bytes
+    func gatewayOutbound(_ s: GatewaySession, _ batch: [ByteBuffer]) {
+        guard gateways[s.id] === s, state == .registered, let context = channelContext else { return }
         let chunk = Int(maxFrame) - 13
-        while data.readableBytes > 0 {
-            let n = min(chunk, data.readableBytes)
-            let slice = data.readSlice(length: n)!
-            var head = context.channel.allocator.buffer(capacity: 17)
-            head.writeInteger(UInt32(13 + n))
-            head.writeInteger(IPCKind.gwData.rawValue)
-            head.writeInteger(UInt32(0))
-            head.writeInteger(s.id)
-            head.writeInteger(UInt32(n))
-            context.write(NIOAny(head), promise: nil)
-            context.write(NIOAny(slice), promise: nil)
+        for bytes in batch {
+            var data = bytes
+            while data.readableBytes > 0 {
+                let n = min(chunk, data.readableBytes)
+                let slice = data.readSlice(length: n)!
+                var head = context.channel.allocator.buffer(capacity: 17)
+                head.writeInteger(UInt32(13 + n))
+                head.writeInteger(IPCKind.gwData.rawValue)
+                head.writeInteger(UInt32(0))
+                head.writeInteger(s.id)
+                head.writeInteger(UInt32(n))
+                context.write(NIOAny(head), promise: nil)
+                context.write(NIOAny(slice), promise: nil)
+            }
         }
         markNeedsFlush()
+        flushIfNeeded()
     }
 
-    func flushGateway() { flushIfNeeded() }
-
-    /// Stops or restarts reading every session's MQTT stream as the sidecar connection's
-    /// writability changes.
+    /// Every session's MQTT connection sees the sidecar connection's writability as its own:
+    /// while it cannot write, its session queues or drops as for a slow TCP client (SPEC 7.4).
     func gatewayWritabilityChanged(writable: Bool) {
-        for s in gateways.values {
-            if writable { s.pumpHandler?.resume() } else { s.pumpHandler?.pause() }
-        }
+        for s in gateways.values { s.ownerWritabilityChanged(writable) }
     }
 
     /// The sidecar connection ended: every session's MQTT connection sees its peer go away
@@ -129,14 +98,14 @@ extension SidecarConnection {
         let all = gateways.values
         gateways = [:]
         for s in all {
-            s.closePump(afterWrites: false)
+            s.peerClosed()
             gatewaySessionCount.wrappingDecrement(ordering: .relaxed)
         }
     }
 
-    private func end(_ s: GatewaySession, reason: String, afterWrites: Bool) {
+    private func end(_ s: GatewaySession, reason: String) {
         forget(s)
-        s.closePump(afterWrites: afterWrites)
+        if !s.isEnded { s.peerClosed() }
         notify(.gwClose(session: s.id, reason: reason))
         logger.debug("gateway session closed", metadata: [
             "sidecar.name": "\(name)", "gateway.session": "\(s.id)", "reason": "\(reason)"])
@@ -145,7 +114,6 @@ extension SidecarConnection {
     private func forget(_ s: GatewaySession) {
         guard gateways[s.id] === s else { return }
         gateways[s.id] = nil
-        s.state = .closed
         gatewaySessionCount.wrappingDecrement(ordering: .relaxed)
     }
 }
