@@ -558,6 +558,49 @@ def write_targets(w, runs, allocs):
         w("")
 
 
+AUTH_ROWS = [
+    ("auth-builtin", "built-in (anonymous, no lookup)", None),
+    ("auth-mysql-cold", "MariaDB, sha256, cold (a user of its own per CONNECT)", 0.5),
+    ("auth-mysql-cached", "MariaDB, sha256, cached (the same users again)", 0.9),
+    ("auth-pgsql-cold", "PostgreSQL, sha256, cold", 0.5),
+    ("auth-pgsql-cached", "PostgreSQL, sha256, cached", 0.9),
+]
+
+
+def write_auth(w, runs):
+    """CONNECT with swiftlet-auth-sql (issue 11), next to built-in auth on the same machine."""
+    if not any((k, "swiftlet") in runs for k, _, _ in AUTH_ROWS):
+        return
+    base_run = runs.get(("auth-builtin", "swiftlet"))
+    base = metric(base_run, "connrate")
+    base_rss = (base_run or {}).get("brokerProcess", {}).get("rssAfterBytes")
+    w("## CONNECT with database auth (swiftlet-auth-sql)")
+    w("")
+    w("swiftlet alone, 10,000 CONNECTs at 200 in progress, against MariaDB and PostgreSQL started by")
+    w("`scripts/bench` on this machine (the seed's tables and queries, `password_hash = \"sha256\"`,")
+    w("`pool_size = 8`). Cold: every CONNECT a user of its own, each a database lookup; cached: the")
+    w("same client ids, users and passwords again on the same broker, answered by its decision")
+    w("cache. Targets (issue 11): cold at least 50 % and cached at least 90 % of built-in, broker")
+    w("RSS unchanged by the sidecar (it is a process of its own).")
+    w("")
+    w("| run | CONNECT/s | of built-in | target | refused or failed | broker RSS after, MiB | of built-in RSS |")
+    w("|---|---:|---:|---:|---:|---:|---:|")
+    for key, title, target in AUTH_ROWS:
+        r = runs.get((key, "swiftlet"))
+        if r is None:
+            continue
+        rate = metric(r, "connrate")
+        conn = r.get("connections") or {}
+        rss = (r.get("brokerProcess") or {}).get("rssAfterBytes")
+        share = f"{rate / base * 100:.0f} %" if rate and base else "—"
+        met = "" if target is None or not (rate and base) else (" (met)" if rate / base >= target else " (not met)")
+        w("| " + " | ".join([
+            title, fmt(rate), share, (f">= {target * 100:.0f} %" + met) if target else "—",
+            str(conn.get("errors", 0)), f"{rss / 1048576:.1f}" if rss else "—",
+            f"{rss / base_rss:.2f}x" if rss and base_rss else "—"]) + " |")
+    w("")
+
+
 def report(res):
     res = Path(res)
     meta = read_meta(res)
@@ -608,6 +651,7 @@ def report(res):
         ratio = f"{s / mq:.2f}x" if s and mq else "—"
         w(f"| {title} | {fmt(s, unit)} | {fmt(mq, unit)} | {unit} | {ratio} | {better} |")
     w("")
+    write_auth(w, runs)
     w("## Details per run")
     w("")
     w("| scenario | broker | sent/s | recv/s | p50 ms | p99 ms | p99.9 ms | lost | broker cores | broker CPU s / M msgs | broker RSS MiB | generator cores |")
@@ -640,7 +684,8 @@ def report(res):
         w(f"{k}: {v}")
     w("```")
     w("")
-    for name, lang in (("swiftlet.toml", "toml"), ("mosquitto.conf", "")):
+    for name, lang in (("swiftlet.toml", "toml"), ("mosquitto.conf", ""), ("auth_mysql.toml", "toml"),
+                       ("auth_pgsql.toml", "toml")):
         p = res / name
         if p.exists():
             w(f"`{name}`:")

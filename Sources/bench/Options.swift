@@ -38,8 +38,14 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: "Last byte of the first source address (127.0.0.N).")
     var sourceIpBase = 1
 
-    @Option(help: "Client id prefix (ids are <prefix><role><n>).")
+    @Option(help: "Client id prefix (ids are <prefix><run id>-<role><n>).")
     var clientIdPrefix = "swb"
+
+    @Option(help: "Run id in client ids (default: this process's id). Give the same one to two runs and the second reuses the first's client ids (a broker's auth cache).")
+    var runId: String?
+
+    @Flag(help: "conn: one user per connection, named <username><n> (a database with a row per user, every CONNECT a lookup of its own).")
+    var numberedUsers = false
 
     @Option(help: "Seconds to wait for a CONNACK or SUBACK.")
     var connectTimeout: Double = 15
@@ -61,6 +67,9 @@ struct ConnectionOptions: ParsableArguments {
         default: throw ValidationError("--mqtt must be 3.1.1 or 5")
         }
     }
+
+    /// `<prefix><run id>-`: the start of every client id of this run.
+    var clientIdStem: String { "\(clientIdPrefix)\(runId ?? String(getpidValue()))-" }
 
     func sourceAddresses() -> [String] {
         guard sourceIps > 1 || sourceIpBase != 1 else { return [] }

@@ -17,12 +17,13 @@ struct Conn: AsyncParsableCommand {
         let bench = BenchContext(threads: conn.threads)
         let broker0 = conn.brokerPid.flatMap { ProcessSample.read(pid: $0) }
         let cpu0 = CPUSample.now()
-        let prefix = "\(conn.clientIdPrefix)\(getpidValue())-"
+        let prefix = conn.clientIdStem
         let base = ClientConfig(clientId: "", version: version, username: conn.username, password: conn.password,
                                 keepalive: conn.keepalive, connectTimeout: conn.connectTimeout)
         let outcome = await Connector(bench: bench, options: conn).connect(count: count) { i in
             var c = base
             c.clientId = "\(prefix)c\(i)"
+            if conn.numberedUsers, let u = conn.username { c.username = "\(u)\(i)" }
             return c
         }
         try await sleep(seconds: hold)

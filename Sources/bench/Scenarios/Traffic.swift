@@ -37,7 +37,7 @@ struct TrafficRunner {
             }
         }
         let connector = Connector(bench: bench, options: conn)
-        let prefix = "\(conn.clientIdPrefix)\(getpidValue())-"
+        let prefix = conn.clientIdStem
         let base = ClientConfig(clientId: "", version: version, username: conn.username, password: conn.password,
                                 keepalive: conn.keepalive, connectTimeout: conn.connectTimeout, qos: traffic.qosValue)
         let filters = plan.subscriberFilters
