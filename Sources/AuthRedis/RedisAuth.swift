@@ -14,8 +14,13 @@ import SwiftletIPC
 ///   (emqttd's rule semantics from AuthBackends: `%u`/`%c` substituted literally, wildcards
 ///   only from the rule) allow; no member matching: `acl_nomatch`.
 /// - Redis down, a timeout, an error reply: `error` (the broker's cache and fallback decide).
+///
+/// A CONNECT's commands (authcmd, supercmd, subcmd) go to Redis together, in one round trip
+/// on one connection (a pipeline); supercmd's and subcmd's answers are used only when the
+/// password matched.
 public struct RedisAuth: Sendable {
-    public typealias Execute = @Sendable ([[UInt8]]) async throws -> RedisValue
+    /// Runs commands in one round trip, one reply each, in order.
+    public typealias Execute = @Sendable ([[[UInt8]]]) async throws -> [RedisValue]
 
     public let settings: AuthRedisSettings
     let execute: Execute
@@ -38,24 +43,48 @@ public struct RedisAuth: Sendable {
         case failed(String)
     }
 
-    /// Runs one command. `pairs`: the answer is field-value pairs (HGETALL), each pair one
-    /// row for `max_rows`.
-    private func run(_ name: String, _ command: RedisCommand, _ client: IPCClient, pairs: Bool = false) async -> Outcome {
-        guard let args = command.render(Self.values(client)) else { return .missing }
-        do {
-            let reply = try await execute(args)
-            if case .error(let e) = reply {
-                logger.warning("\(name) failed: Redis answered \(e)", metadata: ["mqtt.client_id": "\(client.clientId)"])
-                return .failed("\(name): \(e)")
+    /// One command of a round trip: its name for logs, and whether its answer is
+    /// field-value pairs (HGETALL: each pair one row for `max_rows`).
+    private struct Step {
+        var name: String
+        var command: RedisCommand
+        var pairs = false
+    }
+
+    /// Runs the commands in one round trip; a command whose placeholder has no value is not
+    /// sent (`missing`).
+    private func run(_ steps: [Step], _ client: IPCClient) async -> [Outcome] {
+        let values = Self.values(client)
+        let rendered = steps.map { $0.command.render(values) }
+        let batch = rendered.compactMap { $0 }
+        var replies: [RedisValue] = []
+        var failure: String?
+        if !batch.isEmpty {
+            do {
+                replies = try await execute(batch)
+                if replies.count != batch.count { failure = "\(replies.count) replies to \(batch.count) commands" }
+            } catch {
+                failure = "\(error)"
             }
-            if let why = tooLarge(reply, pairs: pairs) {
-                logger.warning("\(name) failed: \(why)", metadata: ["mqtt.client_id": "\(client.clientId)"])
-                return .failed("\(name): \(why)")
+        }
+        var next = 0
+        return zip(steps, rendered).map { step, args -> Outcome in
+            guard args != nil else { return .missing }
+            if let failure {
+                logger.debug("\(step.name) failed: \(failure)", metadata: ["mqtt.client_id": "\(client.clientId)"])
+                return .failed("\(step.name): \(failure)")
+            }
+            let reply = replies[next]
+            next += 1
+            if case .error(let e) = reply {
+                logger.warning("\(step.name) failed: Redis answered \(e)", metadata: ["mqtt.client_id": "\(client.clientId)"])
+                return .failed("\(step.name): \(e)")
+            }
+            if let why = tooLarge(reply, pairs: step.pairs) {
+                logger.warning("\(step.name) failed: \(why)", metadata: ["mqtt.client_id": "\(client.clientId)"])
+                return .failed("\(step.name): \(why)")
             }
             return .value(reply)
-        } catch {
-            logger.debug("\(name) failed: \(error)", metadata: ["mqtt.client_id": "\(client.clientId)"])
-            return .failed("\(name): \(error)")
         }
     }
 
@@ -79,9 +108,13 @@ public struct RedisAuth: Sendable {
 
     public func authenticate(_ request: AuthnRequest) async -> AuthnAnswer {
         guard let authcmd = settings.authcmd else { return .ignore }
+        var steps = [Step(name: "authcmd", command: authcmd)]
+        if let c = settings.supercmd { steps.append(Step(name: "supercmd", command: c)) }
+        if let c = settings.subcmd { steps.append(Step(name: "subcmd", command: c, pairs: true)) }
+        let outcomes = await run(steps, request.client)
         let stored: String?
         let salt: String?
-        switch await run("authcmd", authcmd, request.client) {
+        switch outcomes[0] {
         case .missing: return .ignore
         case .failed(let why): return .error(why)
         case .value(let v):
@@ -100,22 +133,21 @@ public struct RedisAuth: Sendable {
         guard settings.passwordHash.verify(password, stored: stored, salt: salt) else {
             return .deny("bad password", ttlMs: settings.ttlMs)
         }
-        let superuser = await isSuperuser(request.client)
+        var superuser = false
         var subscriptions: [IPCSubscription] = []
-        if let subcmd = settings.subcmd {
-            switch await run("subcmd", subcmd, request.client, pairs: true) {
-            case .missing: break
-            case .failed(let why): return .error(why)
-            case .value(let v): subscriptions = self.subscriptions(v, request.client)
+        for (step, outcome) in zip(steps, outcomes).dropFirst() {
+            switch (step.name, outcome) {
+            case ("supercmd", .value(let v)): superuser = Self.isTrue(v)
+            case ("subcmd", .value(let v)): subscriptions = self.subscriptions(v, request.client)
+            case ("subcmd", .failed(let why)): return .error(why)
+            default: break  // supercmd failed or not run: a normal user (emqttd's behaviour)
             }
         }
         return .allow(superuser: superuser, ttlMs: settings.ttlMs, reason: "authcmd", subscriptions: subscriptions)
     }
 
-    /// `supercmd`'s value: 1 / true (any case) is a superuser; nil, anything else or an
-    /// error is not (emqttd's behaviour).
-    func isSuperuser(_ client: IPCClient) async -> Bool {
-        guard let supercmd = settings.supercmd, case .value(let v) = await run("supercmd", supercmd, client) else { return false }
+    /// `supercmd`'s value: 1 / true (any case) is a superuser; nil or anything else is not.
+    static func isTrue(_ v: RedisValue) -> Bool {
         let value: RedisValue
         if case .array(let a) = v { value = a.first ?? .null } else { value = v }
         guard let text = value.text?.lowercased() else { return false }
@@ -146,7 +178,7 @@ public struct RedisAuth: Sendable {
     public func authorize(_ request: AuthzRequest) async -> AuthzAnswer {
         guard let aclcmd = settings.aclcmd else { return .ignore }
         let members: [RedisValue]
-        switch await run("aclcmd", aclcmd, request.client) {
+        switch await run([Step(name: "aclcmd", command: aclcmd)], request.client)[0] {
         case .missing: return .ignore
         case .failed(let why): return .error(why)
         case .value(.array(let a)): members = a

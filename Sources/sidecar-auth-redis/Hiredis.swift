@@ -81,30 +81,50 @@ final class RedisConnection: @unchecked Sendable {
     /// parsed). An error reply is returned as `.error`; a broken connection (closed, timed
     /// out, protocol error) throws `connectionLost`.
     func command(_ args: [[UInt8]]) throws -> RedisValue {
-        let argc = args.count
+        try pipeline([args])[0]
+    }
+
+    /// Several commands in one round trip (redisAppendCommandArgv for each, then one reply
+    /// each, in order), every argument binary safe as in `command`.
+    func pipeline(_ commands: [[[UInt8]]]) throws -> [RedisValue] {
+        for args in commands {
+            let ok = Self.withArgv(args) { argc, argv, lengths in
+                redisAppendCommandArgv(context, argc, argv, lengths) == REDIS_OK
+            }
+            guard ok else { throw BackendError.connectionLost("Redis at \(target): \(Self.errorText(context))") }
+        }
+        var replies: [RedisValue] = []
+        replies.reserveCapacity(commands.count)
+        for _ in commands {
+            var raw: UnsafeMutableRawPointer?
+            guard redisGetReply(context, &raw) == REDIS_OK, let raw else {
+                throw BackendError.connectionLost("Redis at \(target): \(Self.errorText(context))")
+            }
+            replies.append(Self.copy(raw.assumingMemoryBound(to: redisReply.self)))
+            freeReplyObject(raw)
+        }
+        return replies
+    }
+
+    /// The C view of one command's arguments: argc, argv (NUL-terminated copies, though the
+    /// lengths are what count) and the lengths, valid during `body`.
+    private static func withArgv<T>(_ args: [[UInt8]],
+                                    _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>?, UnsafePointer<Int>?) -> T) -> T {
         let lengths = args.map { $0.count }
-        // One buffer for every argument, NUL-free copies addressed by offset.
         var flat: [CChar] = []
-        flat.reserveCapacity(lengths.reduce(0, +) + argc)
+        flat.reserveCapacity(lengths.reduce(0, +) + args.count)
         var offsets: [Int] = []
         for a in args {
             offsets.append(flat.count)
             for b in a { flat.append(CChar(bitPattern: b)) }
             flat.append(0)
         }
-        let raw: UnsafeMutableRawPointer? = flat.withUnsafeBufferPointer { base in
+        return flat.withUnsafeBufferPointer { base in
             var argv: [UnsafePointer<CChar>?] = offsets.map { base.baseAddress! + $0 }
             return argv.withUnsafeMutableBufferPointer { argvp in
-                lengths.withUnsafeBufferPointer { lens in
-                    redisCommandArgv(context, Int32(argc), argvp.baseAddress, lens.baseAddress)
-                }
+                lengths.withUnsafeBufferPointer { lens in body(Int32(args.count), argvp.baseAddress, lens.baseAddress) }
             }
         }
-        guard let raw else {
-            throw BackendError.connectionLost("Redis at \(target): \(Self.errorText(context))")
-        }
-        defer { freeReplyObject(raw) }
-        return Self.copy(raw.assumingMemoryBound(to: redisReply.self))
     }
 
     private static func copy(_ r: UnsafeMutablePointer<redisReply>) -> RedisValue {

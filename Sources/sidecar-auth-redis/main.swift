@@ -35,8 +35,8 @@ let pool = ConnectionPool<RedisConnection>(
     logger: poolLogger)
 pool.start()
 
-let auth = RedisAuth(settings: settings, logger: logger) { args in
-    try await pool.withConnection { try $0.command(args) }
+let auth = RedisAuth(settings: settings, logger: logger) { commands in
+    try await pool.withConnection { try $0.pipeline(commands) }
 }
 
 /// The sidecar, for the ctl command (set once, before it runs).

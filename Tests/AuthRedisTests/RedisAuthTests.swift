@@ -38,7 +38,7 @@ final class RedisAuthTests: XCTestCase {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let redis = self.redis
-        return RedisAuth(settings: s, logger: logger) { try redis.execute($0) }
+        return RedisAuth(settings: s, logger: logger) { commands in try commands.map { try redis.execute($0) } }
     }
 
     func client(_ user: String?, id: String = "c1") -> IPCClient {
