@@ -68,9 +68,70 @@ let package = Package(
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // The broker's configuration: types with their embedded defaults and the strict TOML
+        // loader. A leaf: everything else reads it, it reads nothing of theirs.
+        .target(
+            name: "SwiftletConfig",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        // What routing moves: the shared message (encoded once), subscription options, topic
+        // filter matching and the retained store. No sessions: the trie that indexes them
+        // stays with the runtime.
+        .target(
+            name: "SwiftletRouting",
+            dependencies: [
+                "MQTTCodec",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The durable store: sessions, subscriptions, queued and retained messages in one
+        // SQLite file written by one thread (docs/persistence.md).
+        .target(
+            name: "SwiftletStore",
+            dependencies: [
+                "SwiftletConfig",
+                "SwiftletRouting",
+                "MQTTCodec",
+                "CSQLite",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Authentication and authorization: the provider chain with its decision cache, the
+        // built-in users and ACL. Knows nothing of connections or sidecars: providers plug in.
+        .target(
+            name: "SwiftletAuth",
+            dependencies: [
+                "SwiftletConfig",
+                "AuthBackends",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "SwiftletCore",
             dependencies: [
+                "SwiftletConfig",
+                "SwiftletAuth",
+                "SwiftletRouting",
+                "SwiftletStore",
                 "AuthBackends",
                 "MQTTCodec",
                 "SwiftletIPC",
@@ -96,6 +157,8 @@ let package = Package(
             dependencies: [
                 "SwiftletCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "SwiftletConfig",
+                "SwiftletStore",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -261,9 +324,22 @@ let package = Package(
             dependencies: ["MQTTCodec", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
+        .testTarget(
+            name: "SwiftletAuthTests",
+            dependencies: ["SwiftletAuth", "SwiftletConfig", "AuthBackends",
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOEmbedded", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "SwiftletConfigTests",
+            dependencies: ["SwiftletConfig", .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "Logging", package: "swift-log")]
+        ),
             name: "SwiftletCoreTests",
             dependencies: [
-                "SwiftletCore", "MQTTCodec",
+                "SwiftletCore", "SwiftletConfig", "SwiftletAuth", "SwiftletRouting", "SwiftletStore", "MQTTCodec",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

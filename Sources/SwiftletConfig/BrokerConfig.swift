@@ -81,7 +81,7 @@ public struct AuthConfig: Sendable, Equatable {
     public var connectionCacheSize = 32
     public var builtinOrder = 1000
     /// Scheme for passwords set with `swiftlet-ctl users`.
-    public var passwordScheme: PasswordHash.Scheme = .bcrypt
+    public var passwordScheme: PasswordScheme = .bcrypt
 
     public init() {}
 }
@@ -150,4 +150,18 @@ public struct BrokerConfig: Sendable, Equatable {
     public var ctlSocketPath: String {
         ctl.socket ?? (persistence.dataDir as NSString).appendingPathComponent("ctl.sock")
     }
+}
+
+/// How the built-in user store hashes new passwords (`[auth] password_hash`).
+public enum PasswordScheme: String, Sendable { case bcrypt, pbkdf2_sha512 = "pbkdf2-sha512" }
+
+/// How the durable store commits (`[persistence] mode`).
+public enum DurabilityMode: String, Sendable {
+    /// Each change is committed (fsync) before the PUBACK/PUBREC that depends on it.
+    case sync
+    /// Changes are group-committed every `commit_interval`; acknowledgements still wait for
+    /// the commit that holds their message.
+    case batched
+    /// Memory only.
+    case none
 }

@@ -13,6 +13,12 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
         if let line { return "configuration error at line \(line), key '\(key)': \(message)" }
         return "configuration error, key '\(key)': \(message)"
     }
+
+    public init(key: String, line: Int?, message: String) {
+        self.key = key
+        self.line = line
+        self.message = message
+    }
 }
 
 /// Reads etc/swiftlet.toml-style files into `BrokerConfig`. Unknown keys and wrong types
@@ -140,7 +146,7 @@ public enum ConfigLoader {
             if let v = try reader.int(t, "connection_cache_size", section: s, min: 0, max: 100_000) { a.connectionCacheSize = v }
             if let v = try reader.int(t, "builtin_order", section: s, min: 0, max: 65_535) { a.builtinOrder = v }
             if let v = try reader.string(t, "password_hash", section: s) {
-                guard let scheme = PasswordHash.Scheme(rawValue: v) else {
+                guard let scheme = PasswordScheme(rawValue: v) else {
                     throw reader.error("auth.password_hash", "must be bcrypt or pbkdf2-sha512")
                 }
                 a.passwordScheme = scheme
@@ -151,13 +157,13 @@ public enum ConfigLoader {
     }
 
     /// Typed accessors that turn a missing or wrong value into a `ConfigError` with a line.
-    struct Reader {
+    public struct Reader {
         let lines: [Substring]
 
-        init(text: String) { self.lines = text.split(separator: "\n", omittingEmptySubsequences: false) }
+        public init(text: String) { self.lines = text.split(separator: "\n", omittingEmptySubsequences: false) }
 
         /// Best-effort line of `key` within `[section]` (or anywhere when not found there).
-        func line(of dotted: String) -> Int? {
+        public func line(of dotted: String) -> Int? {
             let parts = dotted.split(separator: ".")
             guard let key = parts.last else { return nil }
             let section = parts.dropLast().joined(separator: ".")
@@ -180,7 +186,7 @@ public enum ConfigLoader {
             return fallback
         }
 
-        func error(_ key: String, _ message: String) -> ConfigError {
+        public func error(_ key: String, _ message: String) -> ConfigError {
             ConfigError(key: key, line: line(of: key), message: message)
         }
 
@@ -188,38 +194,38 @@ public enum ConfigLoader {
             section.isEmpty ? key : "\(section).\(key)"
         }
 
-        func checkKeys(_ t: TOMLTable, allowed: Set<String>, section: String) throws {
+        public func checkKeys(_ t: TOMLTable, allowed: Set<String>, section: String) throws {
             for k in t.keys where !allowed.contains(k) {
                 throw error(dotted(section, k), "unknown key (allowed: \(allowed.sorted().joined(separator: ", ")))")
             }
         }
 
-        func table(_ t: TOMLTable, _ key: String, section: String) throws -> TOMLTable? {
+        public func table(_ t: TOMLTable, _ key: String, section: String) throws -> TOMLTable? {
             guard let v = t[key] else { return nil }
             guard let table = v.table else { throw error(dotted(section, key), "must be a table") }
             return table
         }
 
-        func string(_ t: TOMLTable, _ key: String, section: String) throws -> String? {
+        public func string(_ t: TOMLTable, _ key: String, section: String) throws -> String? {
             guard let v = t[key] else { return nil }
             guard let s = v.string else { throw error(dotted(section, key), "must be a string") }
             return s
         }
 
-        func bool(_ t: TOMLTable, _ key: String, section: String) throws -> Bool? {
+        public func bool(_ t: TOMLTable, _ key: String, section: String) throws -> Bool? {
             guard let v = t[key] else { return nil }
             guard let b = v.bool else { throw error(dotted(section, key), "must be true or false") }
             return b
         }
 
-        func int(_ t: TOMLTable, _ key: String, section: String, min: Int, max: Int) throws -> Int? {
+        public func int(_ t: TOMLTable, _ key: String, section: String, min: Int, max: Int) throws -> Int? {
             guard let v = t[key] else { return nil }
             guard let i = v.int else { throw error(dotted(section, key), "must be an integer") }
             guard i >= min && i <= max else { throw error(dotted(section, key), "must be between \(min) and \(max), got \(i)") }
             return i
         }
 
-        func number(_ t: TOMLTable, _ key: String, section: String, min: Double, max: Double) throws -> Double? {
+        public func number(_ t: TOMLTable, _ key: String, section: String, min: Double, max: Double) throws -> Double? {
             guard let v = t[key] else { return nil }
             let d: Double
             if let i = v.int { d = Double(i) } else if let f = v.double { d = f } else {

@@ -1,8 +1,10 @@
+import SwiftletConfig
 import ArgumentParser
 import Foundation
 import Logging
 import ServiceLifecycle
 import SwiftletCore
+import SwiftletStore
 
 @main
 struct SwiftletCommand: AsyncParsableCommand {

@@ -1,3 +1,5 @@
+@testable import SwiftletAuth
+import SwiftletConfig
 import MQTTCodec
 import NIOCore
 import NIOEmbedded

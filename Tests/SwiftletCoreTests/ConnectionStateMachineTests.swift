@@ -1,3 +1,4 @@
+import SwiftletConfig
 import MQTTCodec
 import NIOCore
 import XCTest

@@ -1,3 +1,6 @@
+@testable import SwiftletStore
+import SwiftletRouting
+import SwiftletConfig
 import Foundation
 import Logging
 import MQTTCodec

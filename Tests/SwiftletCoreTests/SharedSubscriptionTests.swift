@@ -1,3 +1,5 @@
+import SwiftletRouting
+import SwiftletConfig
 import MQTTCodec
 import NIOCore
 import XCTest

@@ -1,3 +1,5 @@
+import SwiftletAuth
+import SwiftletConfig
 import NIOCore
 import NIOEmbedded
 import XCTest

@@ -1,3 +1,4 @@
+import SwiftletConfig
 import Logging
 import MQTTCodec
 import NIOCore
@@ -167,4 +168,17 @@ final class TestClient {
 func disconnectReason(_ packets: [Packet]) -> ReasonCode? {
     for p in packets { if case .disconnect(let d) = p { return d.reasonCode } }
     return nil
+}
+
+/// The value of a future on an embedded loop (runs the loop; fails the test when unresolved).
+func settled<T>(_ f: EventLoopFuture<T>, _ loop: EmbeddedEventLoop,
+                file: StaticString = #filePath, line: UInt = #line) throws -> T {
+    var r: Result<T, Error>?
+    f.whenComplete { r = $0 }
+    loop.run()
+    guard let r else {
+        XCTFail("future did not complete", file: file, line: line)
+        throw CancellationError()
+    }
+    return try r.get()
 }

@@ -1,3 +1,4 @@
+@testable import SwiftletRouting
 import XCTest
 @testable import SwiftletCore
 

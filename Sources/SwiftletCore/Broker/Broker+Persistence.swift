@@ -1,3 +1,5 @@
+import SwiftletStore
+import SwiftletRouting
 import Foundation
 import MQTTCodec
 import NIOCore

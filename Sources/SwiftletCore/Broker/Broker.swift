@@ -1,3 +1,7 @@
+import SwiftletStore
+import SwiftletRouting
+import SwiftletAuth
+import SwiftletConfig
 import Atomics
 import Foundation
 import Logging

@@ -1,3 +1,5 @@
+import SwiftletStore
+import SwiftletRouting
 import MQTTCodec
 import NIOCore
 

@@ -1,3 +1,4 @@
+import SwiftletRouting
 import Atomics
 import NIOCore
 

@@ -1,3 +1,4 @@
+import SwiftletRouting
 import Logging
 
 /// A connection's logger: the broker's, with `mqtt.peer` and `mqtt.client_id` added only when

@@ -1,3 +1,4 @@
+import SwiftletConfig
 import Atomics
 import Foundation
 import MQTTCodec

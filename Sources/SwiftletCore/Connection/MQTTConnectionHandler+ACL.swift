@@ -1,3 +1,4 @@
+import SwiftletAuth
 import NIOCore
 
 extension MQTTConnectionHandler {

@@ -1,3 +1,5 @@
+import SwiftletStore
+import SwiftletRouting
 import MQTTCodec
 import NIOCore
 
@@ -185,7 +187,7 @@ extension MQTTConnectionHandler {
         let ack = Packet.suback(SubAckPacket(packetId: s.packetId, reasonCodes: codes))
         EventLoopFuture.andAllComplete(futures, on: eventLoop).whenComplete { [self] _ in
             guard state == .connected, self.session === session else { return }
-            if s.packetId != 0 { send(ack) }  // 0: static subscriptions (Auth/StaticSubscriptions.swift)
+            if s.packetId != 0 { send(ack) }  // 0: static subscriptions (MQTTConnectionHandler+StaticSubscriptions.swift)
             let now = eventLoop.now
             for (f, o) in retainedFor {
                 for msg in broker.retained.match(filter: f.filter, now: now) {

@@ -1,3 +1,5 @@
+import SwiftletAuth
+import SwiftletConfig
 import Logging
 import MQTTCodec
 import NIOCore

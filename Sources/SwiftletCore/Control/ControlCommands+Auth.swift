@@ -1,3 +1,4 @@
+import SwiftletAuth
 import Foundation
 import NIOCore
 

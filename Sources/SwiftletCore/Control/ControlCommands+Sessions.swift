@@ -1,3 +1,4 @@
+import SwiftletRouting
 import Foundation
 import MQTTCodec
 import NIOCore

@@ -1,3 +1,4 @@
+import SwiftletRouting
 import MQTTCodec
 
 /// A subscription of one session to one filter, as the router holds it.

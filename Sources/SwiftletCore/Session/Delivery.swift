@@ -1,3 +1,4 @@
+import SwiftletRouting
 import MQTTCodec
 import NIOCore
 

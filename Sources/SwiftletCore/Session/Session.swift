@@ -1,3 +1,5 @@
+import SwiftletStore
+import SwiftletRouting
 import Atomics
 import MQTTCodec
 import NIOCore

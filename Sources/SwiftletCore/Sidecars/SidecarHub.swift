@@ -1,3 +1,4 @@
+import SwiftletConfig
 import Foundation
 import Logging
 import NIOConcurrencyHelpers

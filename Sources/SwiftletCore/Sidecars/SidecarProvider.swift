@@ -1,3 +1,4 @@
+import SwiftletAuth
 import NIOConcurrencyHelpers
 import NIOCore
 import SwiftletIPC

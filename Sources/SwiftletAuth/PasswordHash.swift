@@ -1,3 +1,4 @@
+import SwiftletConfig
 import _CryptoExtras
 import Crypto
 import Foundation
@@ -7,7 +8,7 @@ import HummingbirdBcrypt
 /// PBKDF2-SHA512 (`pbkdf2-sha512$<iterations>$<salt b64>$<hash b64>`, swift-crypto).
 /// Verification is slow on purpose: callers run it off the event loops.
 public enum PasswordHash {
-    public enum Scheme: String, Sendable { case bcrypt, pbkdf2_sha512 = "pbkdf2-sha512" }
+    public typealias Scheme = PasswordScheme
 
     public static let pbkdf2Iterations = 210_000
 

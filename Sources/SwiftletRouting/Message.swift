@@ -23,12 +23,12 @@ public final class Message: @unchecked Sendable {
     public let origin: String
     /// Identity in the durable store (0: not stored). Set on the publisher's loop before the
     /// message is shared.
-    var storeId: Int64 = 0
+    public var storeId: Int64 = 0
     /// Wall-clock expiry (unix ms), for the durable store.
-    let expiryAtWall: Int64?
+    public let expiryAtWall: Int64?
     /// The encoded QoS 0 PUBLISH for `wireVersion`'s family.
-    let wire: ByteBuffer
-    let wireIsV5: Bool
+    public let wire: ByteBuffer
+    public let wireIsV5: Bool
 
     public init(topic: String, payload: ByteBuffer, qos: QoS, retain: Bool, properties: Properties = Properties(),
                 expiryInterval: UInt32? = nil, origin: String = "", v5Wire: Bool = false,
@@ -66,7 +66,7 @@ public final class Message: @unchecked Sendable {
     }
 
     /// True when `wire` is what a subscriber of `version` gets for a plain QoS 0 delivery.
-    func wireUsable(for version: ProtocolVersion, now: NIODeadline) -> Bool {
+    public func wireUsable(for version: ProtocolVersion, now: NIODeadline) -> Bool {
         guard (version == .v5) == wireIsV5 else { return false }
         guard let e = expiryInterval else { return true }
         return (now - createdAt).nanoseconds < 1_000_000_000 && e > 0

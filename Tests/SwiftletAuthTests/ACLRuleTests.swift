@@ -1,9 +1,10 @@
+import SwiftletConfig
 import Foundation
 import NIOCore
 import NIOEmbedded
 import NIOPosix
 import XCTest
-@testable import SwiftletCore
+@testable import SwiftletAuth
 
 // emqttd-style ACL rules: who, access, topics (%u, %c, `eq`), first match wins, the embedded
 // defaults, and the rules file parser.

@@ -1,6 +1,7 @@
 import Logging
+import NIOCore
 import XCTest
-@testable import SwiftletCore
+@testable import SwiftletConfig
 
 final class ConfigLoaderTests: XCTestCase {
     /// Parses `text` expecting a `ConfigError`, which it returns.

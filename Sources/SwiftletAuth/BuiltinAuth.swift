@@ -1,3 +1,4 @@
+import SwiftletConfig
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
@@ -17,8 +18,8 @@ public final class BuiltinAuth: AuthProvider, @unchecked Sendable {
     public let order: Int
     public var authenticates: Bool { true }
     public var authorizes: Bool { true }
-    let usersPath: String?
-    let aclPath: String?
+    public let usersPath: String?
+    public let aclPath: String?
     let pool: NIOThreadPool
     private let state: NIOLockedValueBox<(users: [String: BuiltinUser], rules: [ACLRule])>
 
@@ -91,7 +92,7 @@ public final class BuiltinAuth: AuthProvider, @unchecked Sendable {
         }
     }
 
-    static func loadUsers(_ path: String) throws -> [String: BuiltinUser] {
+    public static func loadUsers(_ path: String) throws -> [String: BuiltinUser] {
         guard FileManager.default.fileExists(atPath: path) else { return [:] }
         let text = try String(contentsOfFile: path, encoding: .utf8)
         let root: TOMLTable
@@ -109,7 +110,7 @@ public final class BuiltinAuth: AuthProvider, @unchecked Sendable {
         return users
     }
 
-    static func saveUsers(_ users: [String: BuiltinUser], to path: String) throws {
+    public static func saveUsers(_ users: [String: BuiltinUser], to path: String) throws {
         var out = "# Swiftlet built-in users; manage with `swiftlet-ctl users add|del|passwd|list`.\n"
         for name in users.keys.sorted() {
             let u = users[name]!
@@ -127,7 +128,7 @@ public final class BuiltinAuth: AuthProvider, @unchecked Sendable {
         }
     }
 
-    static func tomlQuote(_ s: String) -> String {
+    public static func tomlQuote(_ s: String) -> String {
         var r = "\""
         for ch in s.unicodeScalars {
             switch ch {
@@ -144,7 +145,7 @@ public final class BuiltinAuth: AuthProvider, @unchecked Sendable {
 
     // MARK: ACL file
 
-    static func loadRules(_ path: String) throws -> [ACLRule] {
+    public static func loadRules(_ path: String) throws -> [ACLRule] {
         let text = try String(contentsOfFile: path, encoding: .utf8)
         let root: TOMLTable
         do { root = try TOMLTable(string: text) } catch let e as TOMLParseError {

@@ -4,7 +4,7 @@ import NIOCore
 import NIOEmbedded
 import NIOPosix
 import XCTest
-@testable import SwiftletCore
+@testable import SwiftletAuth
 
 // DecisionCache: the broker's shared cache of auth/ACL answers. Time is given as explicit
 // NIODeadline values (and an EmbeddedEventLoop's manual clock for `lookup`), never slept.

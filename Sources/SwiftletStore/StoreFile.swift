@@ -1,17 +1,19 @@
+import SwiftletRouting
+import SwiftletConfig
 import Foundation
 import Logging
 
 /// Opening the store file: creates it, checks it, and when it is damaged (not a database,
 /// failing integrity check, truncated) or from a newer schema, moves it aside and salvages
 /// what can still be read into a fresh file. Never refuses to start silently.
-enum StoreFile {
-    struct Report: CustomStringConvertible {
-        var path: String
-        var ok: Bool
-        var problems: [String] = []
-        var counts: [String: Int] = [:]
-        var version: Int64 = 0
-        var description: String {
+public enum StoreFile {
+    public struct Report: CustomStringConvertible {
+        public var path: String
+        public var ok: Bool
+        public var problems: [String] = []
+        public var counts: [String: Int] = [:]
+        public var version: Int64 = 0
+        public var description: String {
             var s = "store \(path): \(ok ? "OK" : "DAMAGED") (schema version \(version))\n"
             for p in problems { s += "  problem: \(p)\n" }
             for (t, n) in counts.sorted(by: { $0.key < $1.key }) { s += "  \(t): \(n) rows\n" }
@@ -22,7 +24,7 @@ enum StoreFile {
     static let tables = ["retained", "sessions", "subscriptions", "messages", "session_messages", "awaiting_rel", "meta"]
 
     /// Inspects a store without changing it (`swiftlet --check-store`).
-    static func check(path: String) -> Report {
+    public static func check(path: String) -> Report {
         var report = Report(path: path, ok: true)
         guard FileManager.default.fileExists(atPath: path) else {
             report.problems.append("no store file (a new one is created at start)")

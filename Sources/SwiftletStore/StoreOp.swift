@@ -1,8 +1,10 @@
+import SwiftletConfig
+import SwiftletRouting
 import MQTTCodec
 
 /// One change to durable state. Built on event loops, applied in arrival order by the
 /// store's writer thread.
-enum StoreOp {
+public enum StoreOp {
     /// A persistent session exists (connected): its expiry and protocol level.
     case session(clientId: String, expiry: UInt32, version: UInt8)
     /// A session ended: drop it with its subscriptions, messages and packet ids.

@@ -1,3 +1,4 @@
+import SwiftletConfig
 import Crypto
 import Foundation
 import Logging
@@ -21,7 +22,7 @@ public final class ProviderStats: @unchecked Sendable {
     public static let bucketsMs: [Double] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000]
     public private(set) var latency = [Int](repeating: 0, count: ProviderStats.bucketsMs.count + 1)
 
-    func record(_ seconds: Double, timedOut: Bool = false, error: Bool = false) {
+    public func record(_ seconds: Double, timedOut: Bool = false, error: Bool = false) {
         lock.withLock {
             requests += 1
             if timedOut { timeouts += 1 }
@@ -31,10 +32,10 @@ public final class ProviderStats: @unchecked Sendable {
         }
     }
 
-    init(slot: Int) { self.slot = slot }
+    public init(slot: Int) { self.slot = slot }
 
-    func restarted() { lock.withLock { restarts += 1 } }
-    func cacheHit() { lock.withLock { cacheHits += 1 } }
+    public func restarted() { lock.withLock { restarts += 1 } }
+    public func cacheHit() { lock.withLock { cacheHits += 1 } }
 
     /// The counters; `connectionHits` are the per-loop connection-cache hits summed by the caller.
     public func snapshot(connectionHits: Int = 0) -> [String: Any] {
@@ -52,14 +53,14 @@ public final class ProviderStats: @unchecked Sendable {
 /// Authentication and authorization are kept apart; answers go through `DecisionCache`.
 public final class AuthChain: @unchecked Sendable {
     public let config: AuthConfig
-    let allowAnonymous: Bool
-    let logger: Logger
+    public let allowAnonymous: Bool
+    public let logger: Logger
     private let providersBox = NIOLockedValueBox<[AuthProvider]>([])
     private let statsBox = NIOLockedValueBox<(byName: [String: ProviderStats], bySlot: [ProviderStats])>(([:], []))
     public let authnCache: DecisionCache<AuthnResult>
     public let authzCache: DecisionCache<ACLAnswer>
 
-    init(config: AuthConfig, allowAnonymous: Bool, logger: Logger) {
+    public init(config: AuthConfig, allowAnonymous: Bool, logger: Logger) {
         self.config = config
         self.allowAnonymous = allowAnonymous
         self.logger = logger
@@ -79,7 +80,7 @@ public final class AuthChain: @unchecked Sendable {
 
     /// The providers asked for `role`, in ascending order for that role (a sidecar's authn
     /// and authz orders are independent).
-    func providers(for role: AuthRole) -> [AuthProvider] {
+    public func providers(for role: AuthRole) -> [AuthProvider] {
         providers.filter { role == .authn ? $0.authenticates : $0.authorizes }
             .sorted { ($0.order(for: role), $0.name) < ($1.order(for: role), $1.name) }
     }
@@ -98,7 +99,7 @@ public final class AuthChain: @unchecked Sendable {
         }
     }
 
-    func stats(slot: Int) -> ProviderStats? {
+    public func stats(slot: Int) -> ProviderStats? {
         statsBox.withLockedValue { slot >= 0 && slot < $0.bySlot.count ? $0.bySlot[slot] : nil }
     }
 

@@ -1,3 +1,5 @@
+import SwiftletConfig
+import SwiftletRouting
 import CSQLite
 import Foundation
 

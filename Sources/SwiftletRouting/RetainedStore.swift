@@ -14,8 +14,8 @@ public final class RetainedStore: @unchecked Sendable {
     private var _count = 0
     private var _bytes = 0
     /// Limits (0: unlimited). A new topic beyond them is refused; replacing is always allowed.
-    let maxCount: Int
-    let maxBytes: Int
+    public let maxCount: Int
+    public let maxBytes: Int
 
     public init(maxCount: Int = 0, maxBytes: Int = 0) {
         self.maxCount = maxCount

@@ -1,3 +1,5 @@
+import SwiftletRouting
+import SwiftletAuth
 import MQTTCodec
 
 extension MQTTConnectionHandler {

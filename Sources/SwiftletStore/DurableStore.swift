@@ -1,28 +1,19 @@
+import SwiftletRouting
+import SwiftletConfig
 import Foundation
 import Logging
 import MQTTCodec
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// How acknowledged messages are made durable.
-public enum DurabilityMode: String, Sendable {
-    /// Each change is committed (fsync) before the PUBACK/PUBREC that depends on it.
-    case sync
-    /// Changes are group-committed every `commit_interval`; acknowledgements still wait for
-    /// the commit that holds their message.
-    case batched
-    /// Memory only.
-    case none
-}
-
 /// The file-backed store: one SQLite database (WAL) written by one dedicated thread, never
 /// by an event loop. Event loops submit `StoreOp`s; a submission with a promise is completed
 /// once its ops are committed, which is when a PUBACK/PUBREC may be sent.
-final class DurableStore: @unchecked Sendable {
-    let mode: DurabilityMode
-    let path: String
-    let commitInterval: TimeInterval
-    let logger: Logger
+public final class DurableStore: @unchecked Sendable {
+    public let mode: DurabilityMode
+    public let path: String
+    public let commitInterval: TimeInterval
+    public let logger: Logger
     private let cond = ConditionLock(value: 0)
     private var pending: [StoreOp] = []
     private var waiters: [EventLoopPromise<Void>] = []
@@ -35,7 +26,7 @@ final class DurableStore: @unchecked Sendable {
     private(set) var commits = 0
     private(set) var failures = 0
 
-    init(path: String, mode: DurabilityMode, commitInterval: TimeInterval, logger: Logger) {
+    public init(path: String, mode: DurabilityMode, commitInterval: TimeInterval, logger: Logger) {
         self.path = path
         self.mode = mode
         self.commitInterval = commitInterval
@@ -43,13 +34,13 @@ final class DurableStore: @unchecked Sendable {
     }
 
     /// Opens (salvaging a damaged file) and loads everything for restart. Call once, before `start`.
-    func openAndLoad() throws -> StoreSnapshot {
+    public func openAndLoad() throws -> StoreSnapshot {
         let db = try StoreFile.open(path: path, logger: logger)
         self.db = db
         return try StoreSchema.load(db)
     }
 
-    func start() {
+    public func start() {
         let t = Thread { [self] in self.run() }
         t.name = "swiftlet-store"
         thread = t
@@ -57,7 +48,7 @@ final class DurableStore: @unchecked Sendable {
     }
 
     /// Stops after committing everything already submitted.
-    func stop() {
+    public func stop() {
         cond.lock()
         stopping = true
         cond.unlock(withValue: 1)
@@ -72,7 +63,7 @@ final class DurableStore: @unchecked Sendable {
     }
 
     /// Submits ops; `promise` (if any) completes when they are committed.
-    func submit(_ ops: [StoreOp], promise: EventLoopPromise<Void>? = nil) {
+    public func submit(_ ops: [StoreOp], promise: EventLoopPromise<Void>? = nil) {
         cond.lock()
         if stopped {
             cond.unlock()
@@ -84,7 +75,7 @@ final class DurableStore: @unchecked Sendable {
         cond.unlock(withValue: 1)
     }
 
-    func submit(_ op: StoreOp) { submit([op]) }
+    public func submit(_ op: StoreOp) { submit([op]) }
 
     private func run() {
         while true {

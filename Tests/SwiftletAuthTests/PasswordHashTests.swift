@@ -1,8 +1,9 @@
+import SwiftletConfig
 import Foundation
 import NIOCore
 import NIOPosix
 import XCTest
-@testable import SwiftletCore
+@testable import SwiftletAuth
 
 // Password hashes of the built-in store (bcrypt, PBKDF2-SHA512) and BuiltinAuth's users file.
 

@@ -1,41 +1,43 @@
+import SwiftletConfig
+import SwiftletRouting
 import Foundation
 import MQTTCodec
 import NIOCore
 
 /// What the store held at start: retained messages and persistent sessions.
-struct StoreSnapshot {
-    struct StoredMessage {
-        var message: Message
-        var qos: QoS
-        var retainFlag: Bool
-        var subscriptionIds: [Int]
+public struct StoreSnapshot {
+    public struct StoredMessage {
+        public var message: Message
+        public var qos: QoS
+        public var retainFlag: Bool
+        public var subscriptionIds: [Int]
         /// 0 queued, 1 sent (awaiting PUBACK/PUBREC), 2 released (awaiting PUBCOMP).
-        var state: Int
-        var packetId: UInt16
+        public var state: Int
+        public var packetId: UInt16
     }
 
-    struct SessionRecord {
-        var clientId: String
-        var expiry: UInt32
-        var version: UInt8
+    public struct SessionRecord {
+        public var clientId: String
+        public var expiry: UInt32
+        public var version: UInt8
         /// Unix ms of the disconnect; nil when it was connected when the broker stopped.
-        var disconnectedAt: Int64?
-        var will: Will?
-        var willAt: Int64
-        var subscriptions: [(String, SubscriptionOptions)] = []
-        var messages: [StoredMessage] = []
-        var awaitingRel: [UInt16] = []
+        public var disconnectedAt: Int64?
+        public var will: Will?
+        public var willAt: Int64
+        public var subscriptions: [(String, SubscriptionOptions)] = []
+        public var messages: [StoredMessage] = []
+        public var awaitingRel: [UInt16] = []
     }
 
-    var retained: [Message] = []
-    var sessions: [SessionRecord] = []
+    public var retained: [Message] = []
+    public var sessions: [SessionRecord] = []
     /// Unix ms of the last commit: the latest moment the broker was known alive.
-    var lastAlive: Int64?
-    var maxMessageId: Int64 = 0
+    public var lastAlive: Int64?
+    public var maxMessageId: Int64 = 0
 }
 
 /// Tables, the application of ops, and loading. Schema version 1 (PRAGMA user_version).
-enum StoreSchema {
+public enum StoreSchema {
     static let version: Int64 = 1
 
     static let ddl = """
@@ -56,7 +58,7 @@ enum StoreSchema {
     CREATE TABLE IF NOT EXISTS awaiting_rel(client_id TEXT, packet_id INTEGER, PRIMARY KEY(client_id, packet_id));
     """
 
-    static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+    public static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
     static func heartbeat(_ db: SQLiteDatabase, at: Date) throws {
         try db.run("INSERT OR REPLACE INTO meta(key, value) VALUES('last_alive', ?)", [.int(Int64(at.timeIntervalSince1970 * 1000))])
