@@ -89,7 +89,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         // The durable store: sessions, subscriptions, queued and retained messages in one
         // SQLite file written by one thread (docs/persistence.md).
@@ -104,7 +104,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         // Authentication and authorization: the provider chain with its decision cache, the
         // built-in users and ACL. Knows nothing of connections or sidecars: providers plug in.
@@ -123,7 +123,7 @@ let package = Package(
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings // Swift 6 mode needs Sendable closures in AuthChain.fold first
         ),
         .target(
             name: "SwiftletCore",
