@@ -1,5 +1,6 @@
 import SwiftletConfig
 import MQTTCodec
+import SwiftletRouting
 import NIOCore
 import XCTest
 @testable import SwiftletCore
@@ -375,5 +376,33 @@ final class ConnectionStateMachineTests: XCTestCase {
         XCTAssertNil(m.outboundAlias(for: "c"), "the client's maximum is reached")
         var none = connected(.v5)
         XCTAssertNil(none.outboundAlias(for: "a"))
+    }
+
+    // MARK: SUBSCRIBE
+
+    private func verdict(_ m: ConnectionStateMachine, _ filter: String, qos: QoS = .exactlyOnce, noLocal: Bool = false,
+                         allowed: Bool = true) -> ConnectionStateMachine.SubscriptionVerdict {
+        let sub = TopicSubscription(filter: filter, qos: qos, noLocal: noLocal)
+        return m.subscription(sub, parsed: ParsedFilter.parse(filter), allowed: allowed, identifier: nil)
+    }
+
+    func testSubscriptionRules() {
+        let v5 = connected(.v5) { $0.maxQoS = 1; $0.maxTopicLevels = 3 }
+        guard case .grant(let p, let o) = verdict(v5, "a/+/c") else { return XCTFail() }
+        XCTAssertEqual(p.filter, "a/+/c")
+        XCTAssertEqual(o.qos, .atLeastOnce, "capped by max_qos")
+        guard case .refuse(.topicFilterInvalid, _) = verdict(v5, "a/#/c") else { return XCTFail("invalid filter") }
+        guard case .refuse(.topicFilterInvalid, _) = verdict(v5, "a/b/c/d") else { return XCTFail("too many levels") }
+        guard case .refuse(.notAuthorized, _) = verdict(v5, "a", allowed: false) else { return XCTFail() }
+        guard case .violation(let a) = verdict(v5, "$share/g/t", noLocal: true) else { return XCTFail("No Local on shared") }
+        XCTAssertEqual(disconnectCode(a), .protocolError)
+
+        let v3 = connected(.v3_1_1)
+        guard case .refuse(.unspecifiedError, _) = verdict(v3, "a", allowed: false) else { return XCTFail("3.x: 0x80") }
+        guard case .grant = verdict(v3, "$share/g/t", noLocal: true) else { return XCTFail("3.x has no No Local") }
+
+        let off = connected(.v5) { $0.wildcardSubscription = false; $0.sharedSubscription = false }
+        guard case .refuse(.wildcardSubscriptionsNotSupported, _) = verdict(off, "a/#") else { return XCTFail() }
+        guard case .refuse(.sharedSubscriptionsNotSupported, _) = verdict(off, "$share/g/t") else { return XCTFail() }
     }
 }

@@ -1,6 +1,7 @@
 import SwiftletConfig
 import Foundation
 import MQTTCodec
+import SwiftletRouting
 import NIOCore
 
 /// The MQTT protocol of one connection as a value: it takes decoded packets, decoding
@@ -391,6 +392,42 @@ public struct ConnectionStateMachine {
         outboundAliases[topic] = a
         nextOutboundAlias += 1
         return (a, true)
+    }
+
+    // MARK: SUBSCRIBE
+
+    /// What one filter of a SUBSCRIBE gets, once the ACL answered (`allowed`).
+    public enum SubscriptionVerdict: Equatable {
+        /// Subscribe with these options (the QoS capped by max_qos).
+        case grant(ParsedFilter, SubscriptionOptions)
+        /// Refused with this SUBACK code (3.x: 0x80); the other filters go on.
+        case refuse(ReasonCode, why: String)
+        /// A rule broken: the whole connection ends (`violation`).
+        case violation(Action)
+    }
+
+    /// The rules for one filter of a SUBSCRIBE. `parsed` is `ParsedFilter.parse(sub.filter)`
+    /// (nil when invalid), computed once by the caller for the ACL question too.
+    public func subscription(_ sub: TopicSubscription, parsed: ParsedFilter?, allowed: Bool,
+                             identifier: Int?) -> SubscriptionVerdict {
+        let m = config
+        let v5 = version == .v5
+        guard let parsed, parsed.filter.utf8.count <= m.maxTopicLength, Topic.levelCount(parsed.filter) <= m.maxTopicLevels else {
+            return .refuse(v5 ? .topicFilterInvalid : .unspecifiedError, why: "invalid topic filter")
+        }
+        guard allowed else { return .refuse(v5 ? .notAuthorized : .unspecifiedError, why: "not authorized") }
+        if parsed.group != nil && sub.noLocal && v5 {
+            return .violation(violation(.protocolError, "No Local on a shared subscription"))
+        }
+        if !m.wildcardSubscription && Topic.hasWildcard(parsed.filter) {
+            return .refuse(v5 ? .wildcardSubscriptionsNotSupported : .unspecifiedError, why: "wildcard subscriptions are off")
+        }
+        if !m.sharedSubscription && parsed.group != nil {
+            return .refuse(v5 ? .sharedSubscriptionsNotSupported : .unspecifiedError, why: "shared subscriptions are off")
+        }
+        let granted = QoS(rawValue: min(sub.qos.rawValue, UInt8(m.maxQoS)))!
+        return .grant(parsed, SubscriptionOptions(qos: granted, noLocal: sub.noLocal, retainAsPublished: sub.retainAsPublished,
+                                                  retainHandling: sub.retainHandling, subscriptionIdentifier: identifier))
     }
 
     // MARK: Rules

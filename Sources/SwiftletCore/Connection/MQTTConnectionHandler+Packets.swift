@@ -136,38 +136,25 @@ extension MQTTConnectionHandler {
     }
 
     private func subscribeAuthorized(_ s: SubscribePacket, session: Session, allowed: [Bool]) {
-        let m = config
         let subId = s.properties.subscriptionIdentifiers.first
         var codes: [ReasonCode] = []
         var futures: [EventLoopFuture<Void>] = []
         var retainedFor: [(ParsedFilter, SubscriptionOptions)] = []
         var storeOps: [StoreOp] = []
         for (i, sub) in s.subscriptions.enumerated() {
-            guard let parsed = ParsedFilter.parse(sub.filter),
-                  parsed.filter.utf8.count <= m.maxTopicLength,
-                  Topic.levelCount(parsed.filter) <= m.maxTopicLevels else {
-                codes.append(version == .v5 ? .topicFilterInvalid : .unspecifiedError)
+            let parsed: ParsedFilter, opts: SubscriptionOptions
+            switch machine.subscription(sub, parsed: ParsedFilter.parse(sub.filter), allowed: allowed[i], identifier: subId) {
+            case .grant(let p, let o):
+                (parsed, opts) = (p, o)
+            case .refuse(let code, let why):
+                logger.log(s.packetId == 0 ? .info : .debug, "subscription refused",
+                           metadata: ["mqtt.topic": "\(sub.filter)", "reason": "\(why)"])
+                codes.append(code)
                 continue
+            case .violation(let action):
+                return execute(action)
             }
-            guard allowed[i] else {
-                logger.log(s.packetId == 0 ? .info : .debug, "subscribe not authorized", metadata: ["mqtt.topic": "\(sub.filter)"])
-                codes.append(version == .v5 ? .notAuthorized : .unspecifiedError)
-                continue
-            }
-            if parsed.group != nil && sub.noLocal && version == .v5 {
-                return protocolError(.protocolError, "No Local on a shared subscription")
-            }
-            if !m.wildcardSubscription && Topic.hasWildcard(parsed.filter) {
-                codes.append(version == .v5 ? .wildcardSubscriptionsNotSupported : .unspecifiedError)
-                continue
-            }
-            if !m.sharedSubscription && parsed.group != nil {
-                codes.append(version == .v5 ? .sharedSubscriptionsNotSupported : .unspecifiedError)
-                continue
-            }
-            let granted = QoS(rawValue: min(sub.qos.rawValue, UInt8(m.maxQoS)))!
-            let opts = SubscriptionOptions(qos: granted, noLocal: sub.noLocal, retainAsPublished: sub.retainAsPublished,
-                                           retainHandling: sub.retainHandling, subscriptionIdentifier: subId)
+            let granted = opts.qos
             let existed = session.subscriptions.updateValue((parsed, opts), forKey: sub.filter) != nil
             storeOps.append(.subscribe(clientId: session.clientId, filter: sub.filter, options: opts))
             futures.append(broker.router.subscribe(session, parsed, opts, on: eventLoop))
