@@ -68,11 +68,19 @@ let package = Package(
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
-        // The broker's configuration: types with their embedded defaults and the strict TOML
-        // loader. A leaf: everything else reads it, it reads nothing of theirs.
+        // The one strict TOML reader (typed getters, unknown keys refused, errors naming the
+        // dotted key and line) of the broker and of every sidecar (through SidecarKit).
+        .target(
+            name: "StrictTOML",
+            dependencies: [.product(name: "TOMLKit", package: "TOMLKit")],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        // The broker's configuration: types with their embedded defaults and the loader.
+        // Everything else reads it; it reads nothing of theirs.
         .target(
             name: "SwiftletConfig",
             dependencies: [
+                "StrictTOML",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
@@ -169,6 +177,7 @@ let package = Package(
             name: "SidecarKit",
             dependencies: [
                 "SwiftletIPC",
+                "StrictTOML",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,25 +1,8 @@
 import Foundation
 import Logging
 import NIOCore
+@_exported import StrictTOML
 import TOMLKit
-
-/// A configuration problem, always naming the key and, when known, the line.
-public struct ConfigError: Error, CustomStringConvertible, Equatable {
-    public var key: String
-    public var line: Int?
-    public var message: String
-
-    public var description: String {
-        if let line { return "configuration error at line \(line), key '\(key)': \(message)" }
-        return "configuration error, key '\(key)': \(message)"
-    }
-
-    public init(key: String, line: Int?, message: String) {
-        self.key = key
-        self.line = line
-        self.message = message
-    }
-}
 
 /// Reads etc/swiftlet.toml-style files into `BrokerConfig`. Unknown keys and wrong types
 /// are refused (a typo must not silently fall back to a default).
@@ -156,83 +139,47 @@ public enum ConfigLoader {
         return config
     }
 
-    /// Typed accessors that turn a missing or wrong value into a `ConfigError` with a line.
+    /// Typed accessors that turn a wrong value into a `ConfigError` with its line: the
+    /// broker's calls on StrictTOML's `ConfigSection`, the one reader it shares with SidecarKit.
     public struct Reader {
-        let lines: [Substring]
+        let index: LineIndex
 
-        public init(text: String) { self.lines = text.split(separator: "\n", omittingEmptySubsequences: false) }
+        public init(text: String) { self.index = LineIndex(text: text) }
 
         /// Best-effort line of `key` within `[section]` (or anywhere when not found there).
-        public func line(of dotted: String) -> Int? {
-            let parts = dotted.split(separator: ".")
-            guard let key = parts.last else { return nil }
-            let section = parts.dropLast().joined(separator: ".")
-            var inSection = section.isEmpty
-            var fallback: Int?
-            for (i, raw) in lines.enumerated() {
-                let l = raw.trimmingCharacters(in: .whitespaces)
-                if l.hasPrefix("[") {
-                    let name = l.trimmingCharacters(in: CharacterSet(charactersIn: "[] "))
-                    if name == dotted { return i + 1 }
-                    inSection = name == section
-                    continue
-                }
-                let k = l.split(separator: "=", maxSplits: 1).first?.trimmingCharacters(in: .whitespaces)
-                if k == String(key) {
-                    if inSection { return i + 1 }
-                    if fallback == nil { fallback = i + 1 }
-                }
-            }
-            return fallback
-        }
+        public func line(of dotted: String) -> Int? { index.line(of: dotted) }
 
         public func error(_ key: String, _ message: String) -> ConfigError {
             ConfigError(key: key, line: line(of: key), message: message)
         }
 
-        private func dotted(_ section: String, _ key: String) -> String {
-            section.isEmpty ? key : "\(section).\(key)"
+        /// `t` as the section at dotted path `section`.
+        public func section(_ t: TOMLTable, _ section: String) -> ConfigSection {
+            ConfigSection(table: t, path: section, file: nil, lines: index)
         }
 
         public func checkKeys(_ t: TOMLTable, allowed: Set<String>, section: String) throws {
-            for k in t.keys where !allowed.contains(k) {
-                throw error(dotted(section, k), "unknown key (allowed: \(allowed.sorted().joined(separator: ", ")))")
-            }
+            try self.section(t, section).checkKeys(allowed: allowed)
         }
 
         public func table(_ t: TOMLTable, _ key: String, section: String) throws -> TOMLTable? {
-            guard let v = t[key] else { return nil }
-            guard let table = v.table else { throw error(dotted(section, key), "must be a table") }
-            return table
+            try self.section(t, section).section(key)?.table
         }
 
         public func string(_ t: TOMLTable, _ key: String, section: String) throws -> String? {
-            guard let v = t[key] else { return nil }
-            guard let s = v.string else { throw error(dotted(section, key), "must be a string") }
-            return s
+            try self.section(t, section).string(key)
         }
 
         public func bool(_ t: TOMLTable, _ key: String, section: String) throws -> Bool? {
-            guard let v = t[key] else { return nil }
-            guard let b = v.bool else { throw error(dotted(section, key), "must be true or false") }
-            return b
+            try self.section(t, section).bool(key)
         }
 
         public func int(_ t: TOMLTable, _ key: String, section: String, min: Int, max: Int) throws -> Int? {
-            guard let v = t[key] else { return nil }
-            guard let i = v.int else { throw error(dotted(section, key), "must be an integer") }
-            guard i >= min && i <= max else { throw error(dotted(section, key), "must be between \(min) and \(max), got \(i)") }
-            return i
+            try self.section(t, section).int(key, range: min...max)
         }
 
         public func number(_ t: TOMLTable, _ key: String, section: String, min: Double, max: Double) throws -> Double? {
-            guard let v = t[key] else { return nil }
-            let d: Double
-            if let i = v.int { d = Double(i) } else if let f = v.double { d = f } else {
-                throw error(dotted(section, key), "must be a number")
-            }
-            guard d >= min && d <= max else { throw error(dotted(section, key), "must be between \(min) and \(max), got \(d)") }
-            return d
+            try self.section(t, section).double(key, range: min...max)
         }
 
         func listener(_ t: TOMLTable, index: Int) throws -> ListenerConfig {

@@ -43,6 +43,7 @@ final class SidecarConfigTests: XCTestCase {
         XCTAssertTrue(try config.sectionOrEmpty("other").keys.isEmpty)
     }
 
+    /// The key and, from the one strict TOML reader the broker shares, its line.
     func testErrorsNameTheKey() throws {
         let config = try PluginConfig(string: text, file: "t.toml")
         let t = try XCTUnwrap(try config.section("template"))
@@ -54,12 +55,12 @@ final class SidecarConfigTests: XCTestCase {
                 return "\(error)"
             }
         }
-        XCTAssertEqual(message { try t.string("order") }, "configuration error in t.toml, key 'template.order': must be a string")
+        XCTAssertEqual(message { try t.string("order") }, "configuration error in t.toml at line 10, key 'template.order': must be a string")
         XCTAssertEqual(message { try t.int("order", range: 0...10) },
-                       "configuration error in t.toml, key 'template.order': must be between 0 and 10, not 20")
+                       "configuration error in t.toml at line 10, key 'template.order': must be between 0 and 10, not 20")
         XCTAssertEqual(message { try t.strings("bad_tags") }, "configuration error in t.toml, key 'template.bad_tags[1]': must be a string")
         XCTAssertEqual(message { try t.choice("acl_nomatch", ["allow", "deny"]) },
-                       "configuration error in t.toml, key 'template.acl_nomatch': must be one of \"allow\", \"deny\", not \"ignore\"")
+                       "configuration error in t.toml at line 11, key 'template.acl_nomatch': must be one of \"allow\", \"deny\", not \"ignore\"")
         XCTAssertEqual(message { try t.require("nope", t.string) }, "configuration error in t.toml, key 'template.nope': is required")
         XCTAssertTrue(message { try t.checkKeys(allowed: ["order"]) }.contains("key 'template.acl_nomatch': unknown key"))
         XCTAssertTrue(message { try config.section("sidecar") }.contains("belongs to the broker"))
