@@ -164,9 +164,9 @@ let package = Package(
             name: "swiftlet",
             dependencies: [
                 "SwiftletCore",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 "SwiftletConfig",
                 "SwiftletStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -176,8 +176,8 @@ let package = Package(
         .target(
             name: "SidecarKit",
             dependencies: [
-                "SwiftletIPC",
                 "StrictTOML",
+                "SwiftletIPC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -333,7 +333,6 @@ let package = Package(
             dependencies: ["MQTTCodec", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
-        .testTarget(
             name: "SwiftletAuthTests",
             dependencies: ["SwiftletAuth", "SwiftletConfig", "AuthBackends",
                            .product(name: "NIOCore", package: "swift-nio"),
@@ -346,6 +345,7 @@ let package = Package(
             dependencies: ["SwiftletConfig", .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")]
         ),
+        .testTarget(
             name: "SwiftletCoreTests",
             dependencies: [
                 "SwiftletCore", "SwiftletConfig", "SwiftletAuth", "SwiftletRouting", "SwiftletStore", "MQTTCodec",
