@@ -28,6 +28,7 @@ let package = Package(
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "SwiftletCore", package: root),
+                .product(name: "SwiftletConfig", package: root),
                 .product(name: "MQTTCodec", package: root),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

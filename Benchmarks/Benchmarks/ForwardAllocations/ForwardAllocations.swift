@@ -17,6 +17,7 @@ import Logging
 import MQTTCodec
 import NIOCore
 import NIOEmbedded
+import SwiftletConfig
 import SwiftletCore
 #if canImport(Glibc)
 import Glibc
