@@ -233,7 +233,8 @@ let package = Package(
         // emqttd_auth_redis's options, commands and decisions, without hiredis (unit-tested).
         .target(
             name: "AuthRedis",
-            dependencies: ["AuthBackends", "SidecarKit", "SwiftletIPC", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["AuthBackends", "SidecarKit", "SwiftletIPC", .product(name: "Logging", package: "swift-log"),
+                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

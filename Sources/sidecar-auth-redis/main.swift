@@ -35,9 +35,11 @@ let pool = ConnectionPool<RedisConnection>(
     logger: poolLogger)
 pool.start()
 
-let auth = RedisAuth(settings: settings, logger: logger) { commands in
+// Concurrent requests share round trips: one pipeline per free connection.
+let batcher = RedisBatcher(lanes: settings.poolSize, maxQueue: settings.maxQueue) { commands in
     try await pool.withConnection { try $0.pipeline(commands) }
 }
+let auth = RedisAuth(settings: settings, logger: logger) { try await batcher.execute($0) }
 
 /// The sidecar, for the ctl command (set once, before it runs).
 nonisolated(unsafe) var running: Sidecar?
