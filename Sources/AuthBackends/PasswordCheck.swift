@@ -112,7 +112,8 @@ public struct PasswordCheck: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    static func hex<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
+    /// Lowercase hex of `bytes` (also the broker's auth cache key for a password digest).
+    public static func hex<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
         let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
         for b in bytes {
