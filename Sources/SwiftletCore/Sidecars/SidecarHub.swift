@@ -22,7 +22,7 @@ public final class SidecarHub: @unchecked Sendable {
     private var seen: Set<String> = []
     private var serverChannel: Channel?
     /// Told when a sidecar's connection ends (the supervisor restarts managed ones that hang).
-    var onDisconnect: (@Sendable (_ name: String, _ reason: String) -> Void)?
+    var onDisconnect: (@Sendable (_ name: String, _ reason: SidecarCloseReason) -> Void)?
 
     init(broker: Broker) {
         self.broker = broker
@@ -62,7 +62,7 @@ public final class SidecarHub: @unchecked Sendable {
 
     func stop() async {
         let (ch, conns) = lock.withLock { (serverChannel, Array(connections.values)) }
-        for c in conns { c.close(reason: "broker shutting down") }
+        for c in conns { c.close(.brokerShutdown) }
         try? await ch?.close()
         unlink(socketPath)
     }
@@ -105,7 +105,7 @@ public final class SidecarHub: @unchecked Sendable {
             }
             return (prev, restart, p)
         }
-        if let previous, previous !== c { previous.close(reason: "replaced by a new connection with the same name") }
+        if let previous, previous !== c { previous.close(.replaced) }
         if let provider {
             provider.update(c.capabilities)
             broker.auth.add(provider)
@@ -120,7 +120,7 @@ public final class SidecarHub: @unchecked Sendable {
         registerCommands(c)
     }
 
-    func disconnected(_ c: SidecarConnection, reason: String) {
+    func disconnected(_ c: SidecarConnection, reason: SidecarCloseReason) {
         hooks.remove(c)
         let current = lock.withLock { () -> Bool in
             guard connections[c.name] === c else { return false }

@@ -267,9 +267,9 @@ public final class Supervisor: @unchecked Sendable {
     }
 
     /// A managed sidecar that stopped answering health pings is killed (and so restarted).
-    private func connectionLost(_ name: String, reason: String) {
+    private func connectionLost(_ name: String, reason: SidecarCloseReason) {
         guard let m = managed[name], m.state == .running, let p = m.process else { return }
-        if reason.contains("no PONG") {
+        if reason == .healthTimeout {
             logger.warning("sidecar hangs; killing it for a restart", metadata: ["sidecar.name": "\(name)", "reason": "\(reason)"])
             kill(p.processIdentifier, SIGKILL)
         }
