@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """MariaDB and PostgreSQL for the auth-sql benchmark rows of scripts/bench: the servers of the
 system tests (Tests/system/dbservers.py: temporary directories, free loopback ports, the
-seed's tables), with N users bench0..bench<N-1>, password "bench-pw", sha256 as emqttd
+seed's tables, plus on PostgreSQL the index on username its MySQL schema has), with N users bench0..bench<N-1>, password "bench-pw", sha256 as emqttd
 stored it. Root only.
 
   authdb.py start STATE N     starts both, writes STATE (JSON: ports, pids, directories)
@@ -28,6 +28,10 @@ def start(state, n):
     out = {}
     for kind, cls in (("mysql", MariaDB), ("pgsql", PostgreSQL)):
         db = cls()
+        if kind == "pgsql":
+            # The seed's PostgreSQL mqtt_user has no index on username (its MySQL one has a
+            # unique key): every lookup would scan the table. docs/plugins/auth-sql.md says to add it.
+            db.sql("CREATE UNIQUE INDEX mqtt_username ON mqtt_user (username);")
         for first in range(0, n, 5000):
             values = ",".join(f"('bench{i}', '{h}')" for i in range(first, min(n, first + 5000)))
             db.sql(f"INSERT INTO mqtt_user (username, password) VALUES {values};")

@@ -32,19 +32,29 @@ public struct SQLAuthService: Sendable {
         // emqttd: no username, nothing to look up.
         guard request.client.username != nil else { return .ignore }
         let values = Self.values(request.client, password: request.password)
+        let check = settings.passwordHash
+        let password = request.password
         let result: SQLResult
+        var superResult: Result<SQLResult, BackendError>?
         do {
-            result = try await database.run(.auth, parameters: parameters(authQuery, values))
+            if case .digest = check.scheme, let superQuery = settings.superQuery, let password {
+                // A digest is cheap: checked while the connection is held, and superquery asked
+                // on it right away (one pool round trip per CONNECT instead of two).
+                (result, superResult) = try await database.run(
+                    .auth, parameters: parameters(authQuery, values), then: .superuser,
+                    parameters: parameters(superQuery, values)) { r in
+                        guard let (stored, salt) = Self.credentials(r, check) else { return false }
+                        return check.verify(password, stored: stored, salt: salt)
+                    }
+            } else {
+                result = try await database.run(.auth, parameters: parameters(authQuery, values))
+            }
         } catch {
             return .error(failed("authquery", error, request.client))
         }
-        guard let row = result.rows.first else { return .ignore }
-        guard let pi = result.index(of: "password", orPosition: 0) else { return .error("authquery returned no column") }
-        let si = settings.passwordHash.usesSalt ? result.index(of: "salt", orPosition: 1) : nil
-        let stored = row[pi]
-        let salt = si.flatMap { $0 < row.count ? row[$0] : nil }
-        guard let password = request.password else { return .deny("no password", ttlMs: settings.ttlMs) }
-        let check = settings.passwordHash
+        guard !result.rows.isEmpty else { return .ignore }
+        guard let (stored, salt) = Self.credentials(result, check) else { return .error("authquery returned no column") }
+        guard let password else { return .deny("no password", ttlMs: settings.ttlMs) }
         let ok: Bool
         switch check.scheme {
         case .bcrypt, .pbkdf2:
@@ -54,7 +64,21 @@ public struct SQLAuthService: Sendable {
             ok = check.verify(password, stored: stored, salt: salt)
         }
         guard ok else { return .deny("bad password", ttlMs: settings.ttlMs) }
-        return .allow(superuser: await isSuperuser(values, request.client), ttlMs: settings.ttlMs, reason: "authquery")
+        let superuser: Bool
+        if let superResult {
+            superuser = superuserAnswer(superResult, request.client)
+        } else {
+            superuser = await isSuperuser(values, request.client)
+        }
+        return .allow(superuser: superuser, ttlMs: settings.ttlMs, reason: "authquery")
+    }
+
+    /// The stored password and salt of the first row (`password` and `salt` by name, else the
+    /// first and second columns); nil when there is no row or no column.
+    static func credentials(_ r: SQLResult, _ check: PasswordCheck) -> (String?, String?)? {
+        guard let row = r.rows.first, let pi = r.index(of: "password", orPosition: 0), pi < row.count else { return nil }
+        let si = check.usesSalt ? r.index(of: "salt", orPosition: 1) : nil
+        return (row[pi], si.flatMap { $0 < row.count ? row[$0] : nil })
     }
 
     /// `superquery`'s first column of its first row: 1 / true / t is a superuser; anything
@@ -62,11 +86,19 @@ public struct SQLAuthService: Sendable {
     func isSuperuser(_ values: PlaceholderValues, _ client: IPCClient) async -> Bool {
         guard let q = settings.superQuery else { return false }
         do {
-            let r = try await database.run(.superuser, parameters: parameters(q, values))
+            return superuserAnswer(.success(try await database.run(.superuser, parameters: parameters(q, values))), client)
+        } catch {
+            return superuserAnswer(.failure(error as? BackendError ?? .query("\(error)")), client)
+        }
+    }
+
+    func superuserAnswer(_ r: Result<SQLResult, BackendError>, _ client: IPCClient) -> Bool {
+        switch r {
+        case .success(let r):
             guard let v = r.rows.first?.first ?? nil else { return false }
             return ["1", "t", "true", "y", "yes", "on"].contains(v.lowercased())
-        } catch {
-            _ = failed("superquery", error, client)
+        case .failure(let e):
+            _ = failed("superquery", e, client)
             return false
         }
     }

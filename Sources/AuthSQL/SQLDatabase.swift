@@ -26,4 +26,23 @@ public struct SQLResult: Sendable, Equatable {
 /// nil is NULL. Errors are `BackendError`s.
 public protocol SQLDatabase: Sendable {
     func run(_ kind: SQLQueryKind, parameters: [[UInt8]?]) async throws -> SQLResult
+
+    /// `first`, then `second` on the same connection (one pool round trip) when `next` says so
+    /// of the first result. The first query's failure is thrown; the second's is returned.
+    func run(_ first: SQLQueryKind, parameters: [[UInt8]?], then second: SQLQueryKind, parameters secondParameters: [[UInt8]?],
+             when next: @escaping @Sendable (SQLResult) -> Bool) async throws -> (SQLResult, Result<SQLResult, BackendError>?)
+}
+
+extension SQLDatabase {
+    /// Two separate calls (a database without connections of its own, e.g. a test fake).
+    public func run(_ first: SQLQueryKind, parameters: [[UInt8]?], then second: SQLQueryKind, parameters secondParameters: [[UInt8]?],
+                    when next: @escaping @Sendable (SQLResult) -> Bool) async throws -> (SQLResult, Result<SQLResult, BackendError>?) {
+        let r = try await run(first, parameters: parameters)
+        guard next(r) else { return (r, nil) }
+        do {
+            return (r, .success(try await run(second, parameters: secondParameters)))
+        } catch {
+            return (r, .failure(error as? BackendError ?? .query("\(error)")))
+        }
+    }
 }

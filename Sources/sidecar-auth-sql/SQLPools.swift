@@ -49,6 +49,24 @@ final class PooledSQLDatabase<Connection: SQLConnection>: SQLDatabase {
         let (maxRows, maxFieldBytes) = (self.maxRows, self.maxFieldBytes)
         return try await pool.withConnection { c in try c.run(kind, sql, parameters, maxRows: maxRows, maxFieldBytes: maxFieldBytes) }
     }
+
+    func run(_ first: SQLQueryKind, parameters: [[UInt8]?], then second: SQLQueryKind, parameters secondParameters: [[UInt8]?],
+             when next: @escaping @Sendable (SQLResult) -> Bool) async throws -> (SQLResult, Result<SQLResult, BackendError>?) {
+        guard let sql = queries[first], let secondSQL = queries[second] else {
+            throw BackendError.query("no \(first) or \(second) query configured")
+        }
+        let (maxRows, maxFieldBytes) = (self.maxRows, self.maxFieldBytes)
+        return try await pool.withConnection { c in
+            let r = try c.run(first, sql, parameters, maxRows: maxRows, maxFieldBytes: maxFieldBytes)
+            guard next(r) else { return (r, nil) }
+            // A broken connection marks itself (isHealthy): the pool replaces it on release.
+            do {
+                return (r, .success(try c.run(second, secondSQL, secondParameters, maxRows: maxRows, maxFieldBytes: maxFieldBytes)))
+            } catch {
+                return (r, .failure(error as? BackendError ?? .query("\(error)")))
+            }
+        }
+    }
 }
 
 /// The database for `settings`, its pool started, and how to close it.
