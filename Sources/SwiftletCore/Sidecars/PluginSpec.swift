@@ -2,24 +2,6 @@ import SwiftletConfig
 import Foundation
 import TOMLKit
 
-/// How a managed sidecar is restarted and stopped (swift-subprocess's teardown plan as data).
-public struct RestartPolicy: Sendable, Equatable {
-    public var initialBackoff = 0.5
-    public var maxBackoff = 30.0
-    /// Restarts allowed within `period` seconds; one more leaves the sidecar failed.
-    public var maxRestarts = 10
-    public var period = 60.0
-    /// SIGTERM, then SIGKILL after this many seconds.
-    public var shutdownGrace = 5.0
-
-    public init() {}
-
-    /// Delay before restart number `attempt` (0-based): capped exponential.
-    public func backoff(attempt: Int) -> Double {
-        min(maxBackoff, initialBackoff * pow(2, Double(min(attempt, 30))))
-    }
-}
-
 /// A managed sidecar declared in `<plugins_dir>/<name>.toml` (its `[sidecar]` table; the
 /// rest of the file is the sidecar's own configuration).
 public struct PluginSpec: Sendable, Equatable {
@@ -30,6 +12,7 @@ public struct PluginSpec: Sendable, Equatable {
     public var env: [String: String] = [:]
     public var enabled = true
     public var restart = RestartPolicy()
+    public var teardown = TeardownPlan()
 
     public static func load(name: String, file: String) throws -> PluginSpec {
         guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
@@ -76,7 +59,7 @@ public struct PluginSpec: Sendable, Equatable {
             if let v = try reader.number(r, "max_backoff", section: rs, min: 0.01, max: 86_400) { spec.restart.maxBackoff = v }
             if let v = try reader.int(r, "max_restarts", section: rs, min: 0, max: 1_000_000) { spec.restart.maxRestarts = v }
             if let v = try reader.number(r, "period", section: rs, min: 1, max: 86_400 * 7) { spec.restart.period = v }
-            if let v = try reader.number(r, "shutdown_grace", section: rs, min: 0, max: 3600) { spec.restart.shutdownGrace = v }
+            if let v = try reader.number(r, "shutdown_grace", section: rs, min: 0, max: 3600) { spec.teardown = TeardownPlan(grace: v) }
         }
         return spec
     }

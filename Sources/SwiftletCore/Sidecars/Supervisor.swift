@@ -3,22 +3,21 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// Starts, watches, restarts and stops managed sidecars. All state lives on one event loop;
-/// process exits and output arrive on other threads and hop to it.
+/// Starts, watches, restarts and stops managed sidecars: the executor of one
+/// `SidecarSupervision` per sidecar. All state lives on one event loop; processes are spawned
+/// with posix_spawn, their output read on that loop and their exits reaped there (at the end of
+/// their output and every `reapInterval` while any runs); no thread per sidecar.
 public final class Supervisor: @unchecked Sendable {
-    public enum State: String, Sendable { case starting, running, backoff, stopping, stopped, failed }
+    typealias Machine = SidecarSupervision<EventLoopPromise<Void>>
+    typealias State = Machine.State
 
     final class Managed {
         var spec: PluginSpec
-        var state = State.stopped
-        var process: Process?
-        var startedAt: Date?
-        var restartTimes: [Date] = []
-        var attempt = 0
-        var timer: Scheduled<Void>?
-        var lastExit = ""
-        var stopWaiters: [EventLoopPromise<Void>] = []
-        init(spec: PluginSpec) { self.spec = spec }
+        var machine: Machine
+        init(spec: PluginSpec) {
+            self.spec = spec
+            machine = Machine(restart: spec.restart, teardown: spec.teardown)
+        }
     }
 
     public struct Status: Sendable {
@@ -32,10 +31,15 @@ public final class Supervisor: @unchecked Sendable {
         public var file: String
     }
 
+    /// How often exits are looked for while a sidecar runs (its output's end is noticed at once).
+    static let reapInterval: UInt64 = 100_000_000
+
     unowned let broker: Broker
     let loop: EventLoop
     let logger: Logger
     private var managed: [String: Managed] = [:]
+    private var timer: Scheduled<Void>?
+    private var timerDeadline = UInt64.max
 
     init(broker: Broker) {
         self.broker = broker
@@ -46,6 +50,8 @@ public final class Supervisor: @unchecked Sendable {
     }
 
     var pluginsDir: String? { broker.config.sidecars.pluginsDir }
+
+    static func now() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
 
     func start() {
         registerPluginsCommand()
@@ -59,7 +65,7 @@ public final class Supervisor: @unchecked Sendable {
                     let spec = try PluginSpec.load(name: name, file: file)
                     let m = Managed(spec: spec)
                     managed[name] = m
-                    if spec.enabled { spawn(m) }
+                    if spec.enabled { run(m, m.machine.load()) }
                 } catch {
                     logger.error("plugin declaration refused", metadata: ["sidecar.name": "\(name)", "error": "\(error)"])
                 }
@@ -69,7 +75,7 @@ public final class Supervisor: @unchecked Sendable {
 
     func stop() async {
         let f: EventLoopFuture<Void> = loop.flatSubmit { [self] in
-            let all = managed.values.map { teardown($0) }
+            let all = managed.values.map { stop($0) }
             return EventLoopFuture.andAllComplete(all, on: loop)
         }
         try? await f.get()
@@ -83,9 +89,9 @@ public final class Supervisor: @unchecked Sendable {
             if let dir = pluginsDir { names.formUnion(PluginSpec.scan(dir: dir).map(\.name)) }
             return names.sorted().map { name in
                 let m = managed[name]
-                return Status(name: name, state: m?.state.rawValue ?? "stopped", pid: m?.process?.processIdentifier,
-                              enabled: m?.spec.enabled ?? false, restarts: m?.restartTimes.count ?? 0,
-                              connected: broker.sidecars.connection(named: name) != nil, lastExit: m?.lastExit ?? "",
+                return Status(name: name, state: m?.machine.state.rawValue ?? "stopped", pid: m?.machine.pid,
+                              enabled: m?.spec.enabled ?? false, restarts: m?.machine.restarts ?? 0,
+                              connected: broker.sidecars.connection(named: name) != nil, lastExit: m?.machine.lastExit ?? "",
                               file: m?.spec.file ?? pluginsDir.map { ($0 as NSString).appendingPathComponent("\(name).toml") } ?? "")
             }
         }
@@ -104,23 +110,24 @@ public final class Supervisor: @unchecked Sendable {
             do { spec = try PluginSpec.load(name: name, file: file) } catch {
                 return loop.makeFailedFuture(SupervisorError("\(error)"))
             }
-            if let m = managed[name], m.state != .stopped, m.state != .failed {
-                return loop.makeSucceededFuture("\(name) is already \(m.state.rawValue)")
+            if let m = managed[name], !m.machine.isIdle {
+                return loop.makeSucceededFuture("\(name) is already \(m.machine.state.rawValue)")
             }
             let m = managed[name] ?? Managed(spec: spec)
             m.spec = spec
-            m.attempt = 0
-            m.restartTimes = []
+            m.machine.restart = spec.restart
+            m.machine.teardown = spec.teardown
             managed[name] = m
-            spawn(m)
-            return loop.makeSucceededFuture(m.state == .failed ? "\(name) failed to start: \(m.lastExit)" : "\(name) started")
+            run(m, m.machine.load())
+            return loop.makeSucceededFuture(m.machine.state == .failed ? "\(name) failed to start: \(m.machine.lastExit)"
+                                                                       : "\(name) started")
         }
     }
 
     public func unload(_ name: String) -> EventLoopFuture<String> {
         loop.flatSubmit { [self] in
             guard let m = managed[name] else { return loop.makeFailedFuture(SupervisorError("plugin \(name) is not loaded")) }
-            return teardown(m).map { [self] in
+            return stop(m).map { [self] in
                 broker.sidecars.removeProvider(named: name)
                 return "\(name) stopped"
             }
@@ -131,148 +138,110 @@ public final class Supervisor: @unchecked Sendable {
         unload(name).recover { _ in "" }.flatMap { [self] _ in load(name) }.map { _ in "\(name) reloaded" }
     }
 
-    // MARK: Processes
+    // MARK: Executing the machines' actions
+
+    private func stop(_ m: Managed) -> EventLoopFuture<Void> {
+        loop.preconditionInEventLoop()
+        let promise = loop.makePromise(of: Void.self)
+        run(m, m.machine.stop(waiter: promise, now: Self.now()))
+        return promise.futureResult
+    }
+
+    private func run(_ m: Managed, _ actions: [Machine.Action]) {
+        loop.preconditionInEventLoop()
+        for a in actions { execute(m, a) }
+        armTimer()
+    }
+
+    private func execute(_ m: Managed, _ action: Machine.Action) {
+        let name = m.spec.name
+        switch action {
+        case .spawn:
+            spawn(m)
+        case .signal(let pid, let signal):
+            kill(pid, signal.number)
+        case .exitedUnexpectedly(let exit):
+            logger.warning("sidecar exited unexpectedly", metadata: ["sidecar.name": "\(name)", "sidecar.exit": "\(exit)"])
+        case .stopped(let exit):
+            logger.info("sidecar stopped", metadata: ["sidecar.name": "\(name)", "sidecar.exit": "\(exit)"])
+        case .restartScheduled(_, let delay):
+            logger.info("sidecar restart scheduled", metadata: ["sidecar.name": "\(name)", "sidecar.backoff": "\(delay)"])
+        case .failed(let restarts):
+            logger.error("sidecar restarted too often; left stopped", metadata: [
+                "sidecar.name": "\(name)", "sidecar.restarts": "\(restarts)", "sidecar.period": "\(m.spec.restart.period)"])
+        case .hangs:
+            logger.warning("sidecar hangs; killing it for a restart", metadata: [
+                "sidecar.name": "\(name)", "reason": "\(SidecarCloseReason.healthTimeout)"])
+        case .graceExpired:
+            logger.warning("sidecar did not stop within the grace period; killing", metadata: ["sidecar.name": "\(name)"])
+        case .notify(let waiters):
+            waiters.forEach { $0.succeed(()) }
+        }
+    }
 
     private func spawn(_ m: Managed) {
-        loop.preconditionInEventLoop()
-        m.timer?.cancel()
         let spec = m.spec
-        let p = Process()
         let cwd = FileManager.default.currentDirectoryPath
-        let path = spec.command.hasPrefix("/") ? spec.command : (cwd as NSString).appendingPathComponent(spec.command)
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = spec.args
+        let path = absolute(spec.command, cwd: cwd)
         var env = ProcessInfo.processInfo.environment
         for (k, v) in spec.env { env[k] = v }
         env["SWIFTLET_SOCKET"] = absolute(broker.config.sidecarSocketPath, cwd: cwd)
         env["SWIFTLET_CTL_SOCKET"] = absolute(broker.config.ctlSocketPath, cwd: cwd)
         env["SWIFTLET_SIDECAR_NAME"] = spec.name
         env["SWIFTLET_PLUGIN_CONFIG"] = absolute(spec.file, cwd: cwd)
-        p.environment = env
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        p.standardInput = FileHandle.nullDevice
-        p.terminationHandler = { [weak self, weak m] proc in
-            let status = proc.terminationStatus
-            let reason = proc.terminationReason == .uncaughtSignal ? "signal \(status)" : "exit \(status)"
-            guard let self, let m else { return }
-            self.loop.execute { self.exited(m, proc, reason: reason) }
-        }
+        let child: (pid: Int32, output: CInt)
         do {
-            try p.run()
+            child = try ChildProcess.spawn(path: path, args: spec.args, environment: env)
         } catch {
-            m.lastExit = "cannot start \(path): \(error)"
-            logger.error("sidecar could not be started", metadata: ["sidecar.name": "\(spec.name)", "error": "\(m.lastExit)"])
-            try? pipe.fileHandleForWriting.close()
-            try? pipe.fileHandleForReading.close()
-            scheduleRestart(m)
-            return
+            let why = "cannot start \(path): \(error)"
+            logger.error("sidecar could not be started", metadata: ["sidecar.name": "\(spec.name)", "error": "\(why)"])
+            return run(m, m.machine.spawnFailed(why, now: Self.now()))
         }
-        try? pipe.fileHandleForWriting.close()
-        m.process = p
-        m.state = .running
-        m.startedAt = Date()
-        logger.info("sidecar started", metadata: ["sidecar.name": "\(spec.name)", "sidecar.pid": "\(p.processIdentifier)"])
-        Self.forwardOutput(pipe.fileHandleForReading, name: spec.name, logger: logger)
+        logger.info("sidecar started", metadata: ["sidecar.name": "\(spec.name)", "sidecar.pid": "\(child.pid)"])
+        run(m, m.machine.spawned(pid: child.pid, now: Self.now()))
+        // The end of its output usually means it exited: look at once.
+        ChildProcess.forwardOutput(child.output, on: loop, name: spec.name, logger: logger) { [weak self] in
+            self?.loop.execute { self?.reapAll() }
+        }
     }
 
     private func absolute(_ path: String, cwd: String) -> String {
         path.hasPrefix("/") ? path : (cwd as NSString).appendingPathComponent(path)
     }
 
-    /// Every line the sidecar writes goes to the broker log, tagged with its name.
-    private static func forwardOutput(_ h: FileHandle, name: String, logger: Logger) {
-        let t = Thread {
-            var pending = Data()
-            while true {
-                let d = h.availableData
-                if d.isEmpty { break }
-                pending.append(d)
-                while let nl = pending.firstIndex(of: 0x0A) {
-                    let line = String(decoding: pending[pending.startIndex..<nl], as: UTF8.self)
-                    pending.removeSubrange(pending.startIndex...nl)
-                    logger.info("\(line)", metadata: ["sidecar.name": "\(name)"])
-                }
-                if pending.count > 65_536 {
-                    logger.info("\(String(decoding: pending, as: UTF8.self))", metadata: ["sidecar.name": "\(name)"])
-                    pending.removeAll()
-                }
+    /// Exits of every running process, then whatever time made due.
+    private func reapAll() {
+        let now = Self.now()
+        for m in managed.values {
+            if let pid = m.machine.pid, let exit = ChildProcess.reap(pid) {
+                for a in m.machine.exited(pid: pid, exit, now: now) { execute(m, a) }
             }
-            if !pending.isEmpty { logger.info("\(String(decoding: pending, as: UTF8.self))", metadata: ["sidecar.name": "\(name)"]) }
-            try? h.close()
+            for a in m.machine.tick(now: now) { execute(m, a) }
         }
-        t.name = "sidecar-\(name)-output"
-        t.start()
+        armTimer()
     }
 
-    private func exited(_ m: Managed, _ proc: Process, reason: String) {
-        guard m.process === proc else { return }
-        m.process = nil
-        m.lastExit = reason
-        let waiters = m.stopWaiters
-        m.stopWaiters = []
-        m.timer?.cancel()
-        if m.state == .stopping {
-            m.state = .stopped
-            logger.info("sidecar stopped", metadata: ["sidecar.name": "\(m.spec.name)", "sidecar.exit": "\(reason)"])
-            waiters.forEach { $0.succeed(()) }
-            return
+    /// One timer: the machines' earliest deadline, and the next exit check while any runs.
+    private func armTimer() {
+        var d = managed.values.compactMap { $0.machine.nextDeadline }.min()
+        if managed.values.contains(where: { $0.machine.pid != nil }) {
+            d = min(d ?? .max, Self.now() &+ Self.reapInterval)
         }
-        logger.warning("sidecar exited unexpectedly", metadata: ["sidecar.name": "\(m.spec.name)", "sidecar.exit": "\(reason)"])
-        if let s = m.startedAt, Date().timeIntervalSince(s) > max(10, m.spec.restart.maxBackoff) { m.attempt = 0 }
-        scheduleRestart(m)
-    }
-
-    private func scheduleRestart(_ m: Managed) {
-        let now = Date()
-        m.restartTimes = m.restartTimes.filter { now.timeIntervalSince($0) < m.spec.restart.period }
-        if m.restartTimes.count >= m.spec.restart.maxRestarts {
-            m.state = .failed
-            logger.error("sidecar restarted too often; left stopped", metadata: [
-                "sidecar.name": "\(m.spec.name)", "sidecar.restarts": "\(m.restartTimes.count)",
-                "sidecar.period": "\(m.spec.restart.period)"])
-            return
+        guard let d else { return }
+        if timer != nil, d >= timerDeadline { return }
+        timer?.cancel()
+        timerDeadline = d
+        timer = loop.scheduleTask(deadline: .uptimeNanoseconds(d)) { [self] in
+            timer = nil
+            timerDeadline = .max
+            reapAll()
         }
-        let delay = m.spec.restart.backoff(attempt: m.attempt)
-        m.attempt += 1
-        m.restartTimes.append(now)
-        m.state = .backoff
-        logger.info("sidecar restart scheduled", metadata: ["sidecar.name": "\(m.spec.name)", "sidecar.backoff": "\(delay)"])
-        m.timer = loop.scheduleTask(in: .milliseconds(Int64(delay * 1000))) { [self] in
-            if m.state == .backoff { spawn(m) }
-        }
-    }
-
-    /// SIGTERM, then SIGKILL after the grace period; completes when the process is gone.
-    private func teardown(_ m: Managed) -> EventLoopFuture<Void> {
-        loop.preconditionInEventLoop()
-        m.timer?.cancel()
-        guard let p = m.process, p.isRunning else {
-            m.state = .stopped
-            return loop.makeSucceededVoidFuture()
-        }
-        m.state = .stopping
-        let promise = loop.makePromise(of: Void.self)
-        m.stopWaiters.append(promise)
-        let pid = p.processIdentifier
-        kill(pid, SIGTERM)
-        m.timer = loop.scheduleTask(in: .milliseconds(Int64(m.spec.restart.shutdownGrace * 1000))) { [self] in
-            if m.process === p {
-                logger.warning("sidecar did not stop within the grace period; killing", metadata: ["sidecar.name": "\(m.spec.name)"])
-                kill(pid, SIGKILL)
-            }
-        }
-        return promise.futureResult
     }
 
     /// A managed sidecar that stopped answering health pings is killed (and so restarted).
     private func connectionLost(_ name: String, reason: SidecarCloseReason) {
-        guard let m = managed[name], m.state == .running, let p = m.process else { return }
-        if reason == .healthTimeout {
-            logger.warning("sidecar hangs; killing it for a restart", metadata: ["sidecar.name": "\(name)", "reason": "\(reason)"])
-            kill(p.processIdentifier, SIGKILL)
-        }
+        guard let m = managed[name], reason == .healthTimeout else { return }
+        run(m, m.machine.healthFailed())
     }
 }
 
