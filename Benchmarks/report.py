@@ -564,24 +564,29 @@ AUTH_ROWS = [
     ("auth-mysql-cached", "MariaDB, sha256, cached (the same users again)", 0.9),
     ("auth-pgsql-cold", "PostgreSQL, sha256, cold", 0.5),
     ("auth-pgsql-cached", "PostgreSQL, sha256, cached", 0.9),
+    ("auth-redis-cold", "Redis, sha256, cold (authcmd, supercmd, subcmd per CONNECT)", 0.6),
+    ("auth-redis-cached", "Redis, sha256, cached", 0.9),
 ]
 
 
 def write_auth(w, runs):
-    """CONNECT with swiftlet-auth-sql (issue 11), next to built-in auth on the same machine."""
+    """CONNECT with swiftlet-auth-sql (issue 11) and swiftlet-auth-redis (issue 12), next to
+    built-in auth on the same machine."""
     if not any((k, "swiftlet") in runs for k, _, _ in AUTH_ROWS):
         return
     base_run = runs.get(("auth-builtin", "swiftlet"))
     base = metric(base_run, "connrate")
     base_rss = (base_run or {}).get("brokerProcess", {}).get("rssAfterBytes")
-    w("## CONNECT with database auth (swiftlet-auth-sql)")
+    w("## CONNECT with database auth (swiftlet-auth-sql, swiftlet-auth-redis)")
     w("")
-    w("swiftlet alone, 10,000 CONNECTs at 200 in progress, against MariaDB and PostgreSQL started by")
-    w("`scripts/bench` on this machine (the seed's tables and queries, `password_hash = \"sha256\"`,")
-    w("`pool_size = 8`). Cold: every CONNECT a user of its own, each a database lookup; cached: the")
-    w("same client ids, users and passwords again on the same broker, answered by its decision")
-    w("cache. Targets (issue 11): cold at least 50 % and cached at least 90 % of built-in, broker")
-    w("RSS unchanged by the sidecar (it is a process of its own).")
+    w("swiftlet alone, 10,000 CONNECTs at 200 in progress, against MariaDB, PostgreSQL and Redis")
+    w("started by `scripts/bench` on this machine (the seed's tables and queries, or its Redis keys")
+    w("and commands, `password_hash = \"sha256\"`, `pool_size = 8`). Cold: every CONNECT a user of")
+    w("its own, each a database lookup (Redis: authcmd, supercmd and subcmd in one round trip);")
+    w("cached: the same client ids, users, passwords and source addresses again on the same")
+    w("broker, answered by its decision cache. Targets: SQL (issue 11) cold at least 50 %, Redis")
+    w("(issue 12) cold at least 60 %, cached at least 90 % of built-in, broker RSS unchanged by the")
+    w("sidecar (it is a process of its own).")
     w("")
     w("| run | CONNECT/s | of built-in | target | refused or failed | broker RSS after, MiB | of built-in RSS |")
     w("|---|---:|---:|---:|---:|---:|---:|")
@@ -685,7 +690,7 @@ def report(res):
     w("```")
     w("")
     for name, lang in (("swiftlet.toml", "toml"), ("mosquitto.conf", ""), ("auth_mysql.toml", "toml"),
-                       ("auth_pgsql.toml", "toml")):
+                       ("auth_pgsql.toml", "toml"), ("auth_redis.toml", "toml")):
         p = res / name
         if p.exists():
             w(f"`{name}`:")
