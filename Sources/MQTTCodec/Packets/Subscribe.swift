@@ -110,9 +110,19 @@ public struct SubAckPacket: Sendable, Equatable {
         let id = try body.mqttReadUInt16()
         let props = version == .v5 ? try Properties.read(from: &body, context: .suback) : Properties()
         var codes: [ReasonCode] = []
-        while body.readableBytes > 0 { codes.append(ReasonCode(try body.mqttReadByte())) }
+        while body.readableBytes > 0 {
+            let code = try body.mqttReadByte()
+            // MQTT-3.9.3-2 (3.1.1: 0x00-0x02 and 0x80 only); 5.0 3.9.3: the Subscribe Reason Codes.
+            guard (version == .v5 ? Self.v5Codes : Self.v3Codes).contains(code) else {
+                throw MQTTCodecError.malformed("SUBACK reason code 0x\(String(code, radix: 16))")
+            }
+            codes.append(ReasonCode(code))
+        }
         return SubAckPacket(packetId: id, properties: props, reasonCodes: codes)
     }
+
+    private static let v3Codes: Set<UInt8> = [0x00, 0x01, 0x02, 0x80]
+    private static let v5Codes: Set<UInt8> = [0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2]
 
     func bodyLength(version: ProtocolVersion) -> Int {
         2 + (version == .v5 ? properties.encodedLengthWithPrefix : 0) + reasonCodes.count
