@@ -303,3 +303,49 @@ def shipped_plugin_broker(broker_factory, name, replacements):
     b = broker_factory(extra=sidecar_config(d / "sc.sock") + f'plugins_dir = "{d / "plugins"}"\n'
                        + f'\n[ctl]\nsocket = {json.dumps(str(ctl))}\n')
     return b, ctl
+
+
+class ConnectLoad:
+    """`clients` threads, each CONNECTing (3.1.1, user/password) and closing in a loop until
+    stop(); `results` counts ok / refused / other (no CONNACK). With clients > 1 they start
+    together, so that many CONNECTs are in flight at once."""
+
+    def __init__(self, broker, clients, user, password, prefix="load"):
+        import threading
+        self.results = {"ok": 0, "refused": 0, "other": 0}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._start = threading.Barrier(clients)
+        pw = password.encode() if isinstance(password, str) else password
+
+        def run(n):
+            from mqttraw import RawClient
+            try:
+                self._start.wait(30)
+            except threading.BrokenBarrierError:
+                pass
+            i = 0
+            while not self._stop.is_set():
+                i += 1
+                try:
+                    c = RawClient(broker, version=4, timeout=10)
+                    ack = c.connect(f"{prefix}-{n}-{i}", username=user, password=pw, expect_rc=None)
+                    c.close()
+                    key = "ok" if ack.rc == 0 else "refused"
+                except Exception:
+                    key = "other"
+                with self._lock:
+                    self.results[key] += 1
+
+        self._threads = [threading.Thread(target=run, args=(n,), daemon=True) for n in range(clients)]
+        for t in self._threads:
+            t.start()
+
+    @property
+    def ok(self):
+        return self.results["ok"]
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join(15)

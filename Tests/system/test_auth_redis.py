@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import socket
-import threading
 import time
 
 import pytest
@@ -19,7 +18,7 @@ from clients import Client, wait_for
 from ctl import ctl_config, ctl_ok, run_ctl
 from mqttraw import RawClient
 from redisserver import REDIS_SERVER, Redis, encode, read_reply
-from sidecars import (managed_pid, raw_login, registrations, shipped_plugin_broker, short_dir, sidecar_config,
+from sidecars import (ConnectLoad, managed_pid, raw_login, registrations, shipped_plugin_broker, short_dir, sidecar_config,
                       wait_registered)
 
 NAME = "auth_redis"
@@ -424,40 +423,13 @@ def test_kill9_under_200_concurrent_connects_is_restarted_and_serves(broker_fact
     user = uname()
     add_user(redis, user, "pw")
     first = sidecar_pid(b)
-    start = threading.Barrier(200)
-    stop = threading.Event()
-    results = {"ok": 0, "refused": 0, "other": 0}
-    lock = threading.Lock()
-
-    def load(n):
-        try:
-            start.wait(30)
-        except threading.BrokenBarrierError:
-            pass
-        i = 0
-        while not stop.is_set():
-            i += 1
-            try:
-                c = RawClient(b, version=4, timeout=10)
-                ack = c.connect(f"load-{n}-{i}", username=user, password=b"pw", expect_rc=None)
-                c.close()
-                key = "ok" if ack.rc == 0 else "refused"
-            except Exception:
-                key = "other"
-            with lock:
-                results[key] += 1
-
-    threads = [threading.Thread(target=load, args=(n,), daemon=True) for n in range(200)]
-    for t in threads:
-        t.start()
-    wait_for(lambda: results["ok"] >= 200, timeout=60, msg="200 concurrent CONNECTs served")
+    load = ConnectLoad(b, 200, user, "pw")
+    wait_for(lambda: load.ok >= 200, timeout=60, msg="200 concurrent CONNECTs served")
     os.kill(first, signal.SIGKILL)
     wait_registered(b, NAME, count=2, timeout=20)
-    ok_at_restart = results["ok"]
-    wait_for(lambda: results["ok"] >= ok_at_restart + 200, timeout=60, msg="served again after the restart")
-    stop.set()
-    for t in threads:
-        t.join(15)
+    ok_at_restart = load.ok
+    wait_for(lambda: load.ok >= ok_at_restart + 200, timeout=60, msg="served again after the restart")
+    load.stop()
     assert sidecar_pid(b) != first
     assert "sidecar exited unexpectedly" in b.log_text()
     b.assert_alive()
