@@ -15,6 +15,7 @@ public enum ConfigLoader {
     }
 
     public static func parse(_ text: String) throws -> BrokerConfig {
+        try TOMLPreflight.check(text)
         let root: TOMLTable
         do {
             root = try TOMLTable(string: text)
