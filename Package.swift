@@ -365,9 +365,9 @@ let package = Package(
     swiftLanguageModes: [.v5]
 )
 
-// libFuzzer targets (docs/fuzzing.md, scripts/fuzz). They have no `main`: libFuzzer supplies
-// it, so they link only when built with `-sanitize=fuzzer`. They are declared only when
-// SWIFTLET_FUZZ is set, so `swift build` and `swift build --build-tests` never see them.
+// libFuzzer targets (docs/fuzzing.md, scripts/fuzz). Their main calls libFuzzer's driver, so
+// they link only when built with `-sanitize=fuzzer`. They are declared only when SWIFTLET_FUZZ
+// is set, so `swift build` and `swift build --build-tests` never see them.
 if Context.environment["SWIFTLET_FUZZ"] != nil {
     package.products += [
         .executable(name: "fuzz-mqtt", targets: ["fuzz-mqtt"]),
@@ -375,19 +375,20 @@ if Context.environment["SWIFTLET_FUZZ"] != nil {
         .executable(name: "fuzz-config", targets: ["fuzz-config"]),
     ]
     package.targets += [
+        .systemLibrary(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"),
         .executableTarget(
             name: "fuzz-mqtt",
-            dependencies: ["MQTTCodec", "SwiftletCore", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["CLibFuzzer", "MQTTCodec", "SwiftletConfig", "SwiftletCore", .product(name: "NIOCore", package: "swift-nio")],
             path: "Fuzz/fuzz-mqtt"
         ),
         .executableTarget(
             name: "fuzz-ipc",
-            dependencies: ["SwiftletIPC", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["CLibFuzzer", "SwiftletIPC", .product(name: "NIOCore", package: "swift-nio")],
             path: "Fuzz/fuzz-ipc"
         ),
         .executableTarget(
             name: "fuzz-config",
-            dependencies: ["SwiftletCore"],
+            dependencies: ["CLibFuzzer", "SwiftletConfig"],
             path: "Fuzz/fuzz-config"
         ),
     ]

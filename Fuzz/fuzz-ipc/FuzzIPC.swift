@@ -1,0 +1,71 @@
+// libFuzzer target: sidecar-protocol bytes as the broker reads them (docs/fuzzing.md).
+//
+// The input is a byte stream from a sidecar. SidecarConnection splits it with
+// `IPCFrameDecoder` (handshake maximum 65,536) and decodes each frame with
+// `IPCMessage.decode`; this target does the same and checks, beyond "no crash":
+// - fed all at once or one byte at a time, the decoder yields the same frames and fails
+//   with the same error (the broker gets bytes in arbitrary chunks);
+// - a frame the decoder accepts re-encodes to the same bytes;
+// - a message `IPCMessage.decode` accepts re-encodes to exactly the frame body it came from.
+import NIOCore
+import SwiftletIPC
+
+/// Frames until the decoder wants more bytes or throws; at the end, `decodeLast` as at EOF.
+private func decodeAll(_ bytes: UnsafeRawBufferPointer, chunk: Int) -> ([IPCFrame], IPCError?) {
+    var decoder = IPCFrameDecoder()
+    var buffer = ByteBuffer()
+    var frames: [IPCFrame] = []
+    var offset = 0
+    repeat {
+        let end = min(offset + chunk, bytes.count)
+        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[offset..<end]))
+        offset = end
+        do {
+            while let frame = try decoder.decode(buffer: &buffer) { frames.append(frame) }
+        } catch let e as IPCError {
+            return (frames, e)
+        } catch {
+            preconditionFailure("IPCFrameDecoder threw a non-IPCError: \(error)")
+        }
+    } while offset < bytes.count
+    do {
+        while let frame = try decoder.decodeLast(buffer: &buffer, seenEOF: true) { frames.append(frame) }
+    } catch let e as IPCError {
+        return (frames, e)
+    } catch {
+        preconditionFailure("IPCFrameDecoder threw a non-IPCError: \(error)")
+    }
+    return (frames, nil)
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzIPC(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    let bytes = UnsafeRawBufferPointer(start: data, count: size)
+    let whole = decodeAll(bytes, chunk: max(size, 1))
+    let drip = decodeAll(bytes, chunk: 1)
+    precondition(whole.0 == drip.0 && whole.1 == drip.1,
+                 "whole-buffer and byte-by-byte decoding differ: \(whole) vs \(drip)")
+
+    for frame in whole.0 {
+        precondition(frame.body.readableBytes <= Int(IPCVersion.handshakeMaxFrame) - 5, "frame over the maximum")
+        var again = IPCFrameDecoder()
+        var encoded = frame.encoded
+        precondition((try? again.decode(buffer: &encoded)) == frame, "frame does not re-encode to itself: \(frame)")
+
+        let message: IPCMessage
+        do {
+            message = try IPCMessage.decode(frame)
+        } catch let e as IPCError {
+            guard case .malformed = e else { preconditionFailure("IPCMessage.decode threw \(e) for \(frame)") }
+            continue
+        } catch {
+            preconditionFailure("IPCMessage.decode threw a non-IPCError: \(error)")
+        }
+        precondition(message.kind == frame.kind, "\(message) decoded from a \(frame.kind) frame")
+        let body = message.body()
+        precondition(body == frame.body, "\(message) re-encodes to \(body.readableBytes) bytes, not its \(frame.body.readableBytes)-byte body")
+        precondition((try? IPCMessage.decode(message.frame(requestId: frame.requestId))) == message,
+                     "\(message) does not decode from its own encoding")
+    }
+    return 0
+}
