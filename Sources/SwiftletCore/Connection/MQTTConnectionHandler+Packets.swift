@@ -6,7 +6,8 @@ import NIOCore
 extension MQTTConnectionHandler {
     /// One packet, through the state machine.
     func handle(_ packet: Packet) {
-        let now = eventLoop.now.uptimeNanoseconds
+        // Only CONNECT reads the time (keep alive starts); other packets need no clock read.
+        let now = state == .awaitingConnect ? eventLoop.now.uptimeNanoseconds : machine.lastActivity
         let action = session.map { machine.received(packet, now: now, session: $0) }
             ?? machine.received(packet, now: now, session: NoSession())
         if case .hold = action { return pending.append(packet) }
