@@ -9,7 +9,8 @@
 ///   after the version TOMLKit vendors);
 /// - `}` or a non-ASCII line break (U+0085, U+2028, U+2029) where an array expects a value:
 ///   `a = [ }`, `a = [1, }` (`parse_value`);
-/// - a date and `T` not followed by a digit: `a = 1978-05-27Tx:00` (`parse_time`).
+/// - a date and `T` not followed by a digit: `a = 1978-05-27Tx:00` (`parse_time`);
+/// - a date, a space and one digit: `a = 1979-05-27 7` (`parse_value`).
 /// toml++ also reads the text as a C string, so a NUL would silently end the document.
 ///
 /// The scan follows strings, comments and brackets the way TOML does, so valid documents pass
@@ -104,9 +105,20 @@ public enum TOMLPreflight {
             }
         }
 
-        /// A value starting at `i`: a date (`1979-05-27`) followed by `T` needs a digit next.
+        static func isValueTerminator(_ c: Unicode.Scalar) -> Bool {
+            c == "]" || c == "}" || c == "," || c == "#" || c.properties.isWhitespace
+        }
+
+        /// A value starting at `i`: a date (`1979-05-27`) followed by `T` needs a digit next,
+        /// and one followed by a space and a digit more than that digit.
         func dateTime() throws {
             func digit(_ k: Int) -> Bool { k < scalars.count && ("0"..."9").contains(scalars[k]) }
+            var end = i
+            while end < scalars.count && !Self.isValueTerminator(scalars[end]) { end += 1 }
+            if end - i == 10, digit(i), scalars[i + 4] == "-", scalars[i + 7] == "-",
+               end + 2 < scalars.count, scalars[end] == " ", digit(end + 1), Self.isValueTerminator(scalars[end + 2]) {
+                throw error("a date and a space must be followed by a time (HH:MM:SS)")
+            }
             guard (0..<4).allSatisfy({ digit(i + $0) }), i + 10 < scalars.count, scalars[i + 4] == "-",
                   digit(i + 5), digit(i + 6), scalars[i + 7] == "-", digit(i + 8), digit(i + 9),
                   scalars[i + 10] == "T" || scalars[i + 10] == "t" else { return }

@@ -43,6 +43,12 @@ final class ConfigFuzzRegressionTests: XCTestCase {
         for value in ["1978-05-27Ttcp32:00Z", "1978-05-27Tx:00", "1978-05-27T:00Z", "[1978-05-27Tx:00]", "1978-05-27t"] {
             XCTAssertEqual(syntaxError("[mqtt]\nmax_qos = 1\na = " + value + "\n")?.line, 3, value)
         }
+        // fuzz-config's fourth crash (`los = 0989-05-2! 7 `): a date-like value, a space and
+        // one digit hit an assertion in toml++'s parse_value.
+        for value in ["1979-05-27 7", "0989-05-2! 7 ", "[1979-05-27 7]", "1979-05-27 7# c", "1979-05-27 7\u{A0}"] {
+            XCTAssertEqual(syntaxError("[mqtt]\nmax_qos = 1\na = " + value + "\n")?.line, 3, value)
+        }
+        XCTAssertEqual(refusal("a = 1979-05-27 07:32:00\n")?.key, "a")
         XCTAssertEqual(refusal("1978-05-27Tx = 1\n")?.key, "1978-05-27Tx")
         XCTAssertEqual(refusal("a = 1978-05-27T07:32:00Z\n")?.key, "a")
     }
