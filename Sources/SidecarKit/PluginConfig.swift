@@ -23,11 +23,7 @@ public struct PluginConfig {
     public init(string: String, file: String? = nil) throws {
         self.file = file
         self.lines = LineIndex(text: string)
-        do {
-            self.document = try TOMLTable(string: string)
-        } catch let e as TOMLParseError {
-            throw SidecarConfigError(file: file, key: "(syntax)", line: e.source.begin.line, message: e.description)
-        }
+        self.document = try StrictTOML.parse(string, file: file)
     }
 
     public static func load(path: String) throws -> PluginConfig {

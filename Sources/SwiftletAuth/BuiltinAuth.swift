@@ -95,10 +95,7 @@ public final class BuiltinAuth: AuthProvider, @unchecked Sendable {
     public static func loadUsers(_ path: String) throws -> [String: BuiltinUser] {
         guard FileManager.default.fileExists(atPath: path) else { return [:] }
         let text = try String(contentsOfFile: path, encoding: .utf8)
-        let root: TOMLTable
-        do { root = try TOMLTable(string: text) } catch let e as TOMLParseError {
-            throw ConfigError(key: path, line: e.source.begin.line, message: e.description)
-        }
+        let root = try StrictTOML.parse(text, key: path)
         var users: [String: BuiltinUser] = [:]
         guard let table = root["users"]?.table else { return users }
         for name in table.keys {
@@ -147,10 +144,7 @@ public final class BuiltinAuth: AuthProvider, @unchecked Sendable {
 
     public static func loadRules(_ path: String) throws -> [ACLRule] {
         let text = try String(contentsOfFile: path, encoding: .utf8)
-        let root: TOMLTable
-        do { root = try TOMLTable(string: text) } catch let e as TOMLParseError {
-            throw ConfigError(key: path, line: e.source.begin.line, message: e.description)
-        }
+        let root = try StrictTOML.parse(text, key: path)
         guard let array = root["rules"]?.array else { return [] }
         var rules: [ACLRule] = []
         for (i, v) in array.enumerated() {

@@ -15,13 +15,7 @@ public enum ConfigLoader {
     }
 
     public static func parse(_ text: String) throws -> BrokerConfig {
-        try TOMLPreflight.check(text)
-        let root: TOMLTable
-        do {
-            root = try TOMLTable(string: text)
-        } catch let e as TOMLParseError {
-            throw ConfigError(key: "(syntax)", line: e.source.begin.line, message: e.description)
-        }
+        let root = try StrictTOML.parse(text)
         var reader = Reader(text: text)
         var config = BrokerConfig()
         try reader.checkKeys(root, allowed: ["node", "log", "listeners", "mqtt", "sys", "persistence", "auth", "sidecars", "ctl"], section: "")

@@ -103,3 +103,14 @@ final class SidecarConfigTests: XCTestCase {
         for _ in 0..<100 { XCTAssertLessThanOrEqual(b.next(), .seconds(5)) }
     }
 }
+
+/// A plugin file that made toml++ abort (Fuzz/fuzz-config) is a configuration error.
+final class PluginConfigPreflightTests: XCTestCase {
+    func testMalformedPluginFilesAreErrorsNotAborts() {
+        for text in ["[=]\n", "[template]\na = [ }\n", "a = 1979-05-27 7\n"] {
+            XCTAssertThrowsError(try PluginConfig(string: text, file: "p.toml")) { error in
+                XCTAssertTrue("\(error)".hasPrefix("configuration error in p.toml"), "\(error)")
+            }
+        }
+    }
+}

@@ -211,3 +211,17 @@ final class PasswordHashTests: XCTestCase {
         }
     }
 }
+
+/// Inputs that made toml++ abort (Fuzz/fuzz-config) are configuration errors in every file the
+/// broker reads, the built-in users and ACL files included.
+final class BuiltinFilesPreflightTests: XCTestCase {
+    func testMalformedUsersAndACLFilesAreErrorsNotAborts() throws {
+        for text in ["[=]\n", "a = [ }\n", "a = 1978-05-27Tx:00\n", "[users.a]\npassword = \"x\"\n[[[1]]]\n"] {
+            let path = NSTemporaryDirectory() + "swiftlet-preflight-\(UUID().uuidString).toml"
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            XCTAssertThrowsError(try BuiltinAuth.loadUsers(path)) { XCTAssertTrue($0 is ConfigError, "\($0)") }
+            XCTAssertThrowsError(try BuiltinAuth.loadRules(path)) { XCTAssertTrue($0 is ConfigError, "\($0)") }
+        }
+    }
+}

@@ -1,3 +1,4 @@
+import SwiftletConfig
 import SwiftletRouting
 import MQTTCodec
 import NIOCore
@@ -171,5 +172,16 @@ final class ConformanceGapTests: XCTestCase {
         try pub.publish("a/\u{1}b", "x")
         XCTAssertEqual(try sub.publishes().map(\.topic), ["a/\u{1}b"])
         XCTAssertTrue(sub.isActive)
+    }
+}
+
+/// A plugin declaration that made toml++ abort (Fuzz/fuzz-config) is a configuration error.
+final class PluginSpecPreflightTests: XCTestCase {
+    func testMalformedPluginDeclarationIsAnErrorNotAnAbort() {
+        for text in ["[=]\n", "[sidecar]\ncommand = [ }\n", "[sidecar]\nx = 1978-05-27Tx:00\n"] {
+            XCTAssertThrowsError(try PluginSpec.parse(name: "p", file: "p.toml", text: text)) { error in
+                XCTAssertTrue(error is ConfigError, "\(error)")
+            }
+        }
     }
 }

@@ -22,12 +22,7 @@ public struct PluginSpec: Sendable, Equatable {
     }
 
     public static func parse(name: String, file: String, text: String) throws -> PluginSpec {
-        let root: TOMLTable
-        do {
-            root = try TOMLTable(string: text)
-        } catch let e as TOMLParseError {
-            throw ConfigError(key: "(syntax)", line: e.source.begin.line, message: "\(file): \(e.description)")
-        }
+        let root = try StrictTOML.parse(text, file: file)
         let reader = ConfigLoader.Reader(text: text)
         guard let t = try reader.table(root, "sidecar", section: "") else {
             throw ConfigError(key: "sidecar", line: nil, message: "\(file) has no [sidecar] table")
