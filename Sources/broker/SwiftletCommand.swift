@@ -62,7 +62,7 @@ struct SwiftletCommand: AsyncParsableCommand {
         let logger = Logger(label: "swiftlet")
         let broker = Broker(config: cfg, logger: logger)
         let group = ServiceGroup(configuration: .init(
-            services: [BrokerService(broker: broker)],
+            services: broker.services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         do {

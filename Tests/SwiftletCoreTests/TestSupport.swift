@@ -49,7 +49,7 @@ final class Harness {
 
     /// A session that is not attached to any connection (for routing tests).
     func session(_ clientId: String, version: ProtocolVersion = .v5, expiry: UInt32 = 0) -> Session {
-        Session(clientId: clientId, loopIndex: 0, version: version, expiry: expiry, broker: broker)
+        Session(clientId: clientId, loopIndex: 0, version: version, expiry: expiry, limits: broker.config.mqtt, store: broker.store)
     }
 
     func shutdown() {

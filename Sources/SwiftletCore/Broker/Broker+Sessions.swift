@@ -12,7 +12,8 @@ extension Broker {
         let home = conn.ctx
         registry.serialize(clientId, on: home.eventLoop) { [self] in
             let makeNew = { () -> Void in
-                let s = Session(clientId: clientId, loopIndex: home.index, version: conn.version, expiry: expiry, broker: self)
+                let s = Session(clientId: clientId, loopIndex: home.index, version: conn.version, expiry: expiry,
+                                    limits: self.config.mqtt, store: self.store)
                 self.registry.put(s)
                 attach(s, false)
             }

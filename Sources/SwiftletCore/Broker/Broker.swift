@@ -21,13 +21,13 @@ public final class Broker: @unchecked Sendable {
     public let logger: Logger
     let group: EventLoopGroup
     private let ownsGroup: Bool
-    private(set) var loops: [LoopContext] = []
-    private var loopIndexByID: [ObjectIdentifier: Int] = [:]
+    let loopTable: LoopTable
+    var loops: [LoopContext] { loopTable.loops }
     let registry = SessionRegistry()
     let retained: RetainedStore
     /// The durable store; nil with `persistence.mode = "none"`.
     private(set) var store: DurableStore?
-    private(set) var router: Router!
+    let router: Router
     public let startedAt = Date()
     /// The auth/ACL chain; the built-in provider is always in it.
     public let auth: AuthChain
@@ -40,7 +40,7 @@ public final class Broker: @unchecked Sendable {
     public private(set) var supervisor: Supervisor!
     /// `swiftlet-ctl` commands: the broker's own and those sidecars register.
     public let control = ControlRegistry()
-    let controlServer = ControlServer()
+    let controlServer: ControlServer
     let clientsConnected = ManagedAtomic<Int>(0)
     let clientsMax = ManagedAtomic<Int>(0)
     let connectionsLock = NIOLock()
@@ -68,20 +68,21 @@ public final class Broker: @unchecked Sendable {
         self.builtinAuth = BuiltinAuth(usersPath: config.auth.usersFile, aclPath: config.auth.aclFile,
                                        order: config.auth.builtinOrder, pool: threadPool)
         self.auth.add(builtinAuth)
-        var loops: [LoopContext] = []
-        let all = Array(group.makeIterator())
-        for (i, el) in all.enumerated() {
-            loops.append(LoopContext(index: i, eventLoop: el, loopCount: all.count, broker: self))
-            loopIndexByID[ObjectIdentifier(el)] = i
-        }
-        self.loops = loops
-        self.router = Router(loops: { [unowned self] in self.loops })
-        self.sidecars = SidecarHub(broker: self)
-        self.supervisor = Supervisor(broker: self)
+        self.loopTable = LoopTable(group: group, sharedStrategy: config.mqtt.sharedStrategy)
+        self.router = Router(table: loopTable)
+        self.controlServer = ControlServer(path: config.ctlSocketPath, registry: control, group: group, logger: logger)
+        self.sidecars = SidecarHub(config: config, group: group, logger: logger, auth: auth, control: control,
+                                   openGatewayConnection: { [unowned self] host, port, listener in
+            let ctx = self.loopContext(for: self.group.next())
+            return MQTTConnectionHandler(broker: self, ctx: ctx, peerHost: host, peerPort: port, listenerName: listener)
+        })
+        self.supervisor = Supervisor(config: config, loop: group.next(), logger: logger, hub: sidecars, control: control)
+        self.parts = makeParts()
+        registerBuiltinCommands()
     }
 
     func loopContext(for el: EventLoop) -> LoopContext {
-        loops[loopIndexByID[ObjectIdentifier(el)]!]
+        loopTable.context(for: el)
     }
 
     public var eventLoopGroup: EventLoopGroup { group }
@@ -91,7 +92,61 @@ public final class Broker: @unchecked Sendable {
 
     // MARK: Lifecycle
 
+    /// The long-running parts in start order (see `BrokerPart`); they stop in reverse.
+    /// `services` runs them in a `ServiceGroup`; `start`/`shutdown` run them in turn.
+    private(set) var parts: [any BrokerPart] = []
+    private var started: [any BrokerPart] = []
+
+    private func makeParts() -> [any BrokerPart] {
+        [
+            FunctionPart("event loops", start: {}, stop: { [unowned self] in
+                try? await threadPool.shutdownGracefully()
+                if ownsGroup { try? await group.shutdownGracefully() }
+                logger.info("stopped")
+            }),
+            FunctionPart("store", start: { [unowned self] in try await openStore() },
+                         stop: { [unowned self] in store?.stop() }),
+            sidecars,
+            supervisor,
+            controlServer,
+            FunctionPart("listeners", start: { [unowned self] in try await bindListeners() },
+                         stop: { [unowned self] in await closeListeners() }),
+            FunctionPart("$SYS", start: { [unowned self] in
+                startSys()
+                logger.info("swiftlet \(Self.version) started", metadata: ["node": "\(config.nodeName)"])
+            }, stop: { [unowned self] in
+                logger.info("shutting down")
+                sysTask?.cancel()
+            }),
+        ]
+    }
+
+    /// Starts every part in order; if one fails, those started stop (in reverse) and the
+    /// error is thrown.
     public func start() async throws {
+        for part in parts {
+            do {
+                try await part.start()
+                started.append(part)
+            } catch {
+                logger.error("start failed", metadata: ["part": "\(part.name)", "error": "\(error)"])
+                await shutdown()
+                throw error
+            }
+        }
+    }
+
+    /// Stops the started parts in reverse order: stops listening, sends DISCONNECT 0x8B to
+    /// 5.0 clients, closes every connection, then sidecars, store and loops.
+    public func shutdown() async {
+        guard shuttingDown.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
+        // The loops are released even when the broker never started.
+        if !started.contains(where: { $0 === parts[0] }) { started.insert(parts[0], at: 0) }
+        for part in started.reversed() { await part.stop() }
+        started = []
+    }
+
+    private func openStore() async throws {
         if config.mqtt.allowAnonymous {
             logger.warning("anonymous access is allowed: any client can connect without credentials (set mqtt.allow_anonymous = false to refuse)")
         }
@@ -99,36 +154,28 @@ public final class Broker: @unchecked Sendable {
         let rules = try builtinAuth.reloadACL()
         logger.info("built-in auth loaded", metadata: ["auth.users": "\(users)", "auth.acl_rules": "\(rules)",
                                                        "auth.acl_file": "\(config.auth.aclFile ?? "(emqttd defaults)")"])
-        if config.persistence.mode != .none {
-            let store = DurableStore(path: config.persistence.storePath, mode: config.persistence.mode,
-                                     commitInterval: config.persistence.commitInterval, logger: logger)
-            let snapshot = try store.openAndLoad()
-            self.store = store
-            try await restore(snapshot)
-            store.start()
-            logger.info("durable store open", metadata: [
-                "store.path": "\(config.persistence.storePath)", "store.mode": "\(config.persistence.mode.rawValue)",
-                "store.sessions": "\(snapshot.sessions.count)", "store.retained": "\(snapshot.retained.count)"])
-        }
-        // Sidecars before listeners: auth sidecars can register before the first client.
-        try await sidecars.start(group: group)
-        supervisor.start()
-        try await startControl()
+        guard config.persistence.mode != .none else { return }
+        let store = DurableStore(path: config.persistence.storePath, mode: config.persistence.mode,
+                                 commitInterval: config.persistence.commitInterval, logger: logger)
+        let snapshot = try store.openAndLoad()
+        self.store = store
+        try await restore(snapshot)
+        store.start()
+        logger.info("durable store open", metadata: [
+            "store.path": "\(config.persistence.storePath)", "store.mode": "\(config.persistence.mode.rawValue)",
+            "store.sessions": "\(snapshot.sessions.count)", "store.retained": "\(snapshot.retained.count)"])
+    }
+
+    private func bindListeners() async throws {
         for l in config.listeners {
             let ch = try await Listeners.bind(l, broker: self)
             serverChannels.append(ch)
             logger.info("listening", metadata: ["listener.type": "\(l.kind.rawValue)", "listener.address": "\(ch.localAddress.map { "\($0)" } ?? l.name)"])
         }
-        startSys()
-        logger.info("swiftlet \(Self.version) started", metadata: ["node": "\(config.nodeName)"])
     }
 
-    /// Stops listening, sends DISCONNECT 0x8B to 5.0 clients, closes every connection.
-    public func shutdown() async {
-        guard shuttingDown.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
-        logger.info("shutting down")
-        sysTask?.cancel()
-        await stopControl()
+    /// Stops accepting, then ends every connection (DISCONNECT 0x8B to 5.0 clients).
+    private func closeListeners() async {
         for ch in serverChannels { try? await ch.close() }
         let conns = connectionsLock.withLock { Array(connections.values) }
         var closes: [EventLoopFuture<Void>] = []
@@ -136,12 +183,6 @@ public final class Broker: @unchecked Sendable {
             closes.append(c.eventLoop.flatSubmit { c.serverShutdown() })
         }
         _ = try? await EventLoopFuture.andAllComplete(closes, on: group.next()).get()
-        await supervisor.stop()
-        await sidecars.stop()
-        store?.stop()
-        try? await threadPool.shutdownGracefully()
-        if ownsGroup { try? await group.shutdownGracefully() }
-        logger.info("stopped")
     }
 
     func register(_ c: MQTTConnectionHandler) {

@@ -1,3 +1,4 @@
+import SwiftletConfig
 import SwiftletStore
 import SwiftletRouting
 import MQTTCodec
@@ -41,6 +42,23 @@ public struct LoopStats: Sendable {
     }
 }
 
+/// The broker's loops, made once at start-up: each `LoopContext` reaches its peers through
+/// it, and the router walks it to change every replica.
+final class LoopTable: @unchecked Sendable {
+    private(set) var loops: [LoopContext] = []
+    private var indexByID: [ObjectIdentifier: Int] = [:]
+
+    init(group: EventLoopGroup, sharedStrategy: SharedStrategy) {
+        let all = Array(group.makeIterator())
+        for (i, el) in all.enumerated() {
+            loops.append(LoopContext(index: i, eventLoop: el, loopCount: all.count, table: self, sharedStrategy: sharedStrategy))
+            indexByID[ObjectIdentifier(el)] = i
+        }
+    }
+
+    func context(for el: EventLoop) -> LoopContext { loops[indexByID[ObjectIdentifier(el)]!] }
+}
+
 /// Everything one event loop owns: its replica of the subscription trie, the outboxes of
 /// deliveries bound for other loops, connections with unflushed writes, and counters.
 ///
@@ -51,7 +69,9 @@ final class LoopContext: @unchecked Sendable {
     let index: Int
     let eventLoop: EventLoop
     let trie = SubscriptionTrie()
-    unowned let broker: Broker
+    /// Every loop of the broker, this one included: where remote deliveries go.
+    unowned let table: LoopTable
+    let sharedStrategy: SharedStrategy
     var stats = LoopStats()
     /// Keep alive, CONNECT idle timeout and retry timers of this loop's connections.
     lazy var connectionSweep = ConnectionSweep(eventLoop: eventLoop)
@@ -82,10 +102,11 @@ final class LoopContext: @unchecked Sendable {
         nextStoreId = maxExisting + 1 + Int64(index)
     }
 
-    init(index: Int, eventLoop: EventLoop, loopCount: Int, broker: Broker) {
+    init(index: Int, eventLoop: EventLoop, loopCount: Int, table: LoopTable, sharedStrategy: SharedStrategy) {
         self.index = index
         self.eventLoop = eventLoop
-        self.broker = broker
+        self.table = table
+        self.sharedStrategy = sharedStrategy
         self.outboxes = Array(repeating: [], count: loopCount)
         self.loopCount = Int64(loopCount)
         self.nextStoreId = Int64(index) + 1
@@ -150,7 +171,7 @@ final class LoopContext: @unchecked Sendable {
         if members.isEmpty { return nil }
         if members.count == 1 { return members[0] }
         let start: Int
-        switch broker.config.mqtt.sharedStrategy {
+        switch sharedStrategy {
         case .random: start = Int.random(in: 0..<members.count, using: &random)
         case .round_robin:
             start = g.next % members.count
@@ -168,7 +189,7 @@ final class LoopContext: @unchecked Sendable {
         for k in 0..<members.count {
             let m = members[(start + k) % members.count]
             if m.session.online.load(ordering: .relaxed) {
-                if broker.config.mqtt.sharedStrategy == .sticky { g.sticky = ObjectIdentifier(m.session) }
+                if sharedStrategy == .sticky { g.sticky = ObjectIdentifier(m.session) }
                 return m
             }
         }
@@ -211,7 +232,7 @@ final class LoopContext: @unchecked Sendable {
         for t in outboxes.indices where !outboxes[t].isEmpty {
             let batch = outboxes[t]
             outboxes[t] = []
-            let target = broker.loops[t]
+            let target = table.loops[t]
             target.eventLoop.execute { target.receive(batch) }
         }
         if !dirty.isEmpty {

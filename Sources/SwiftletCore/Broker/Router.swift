@@ -5,15 +5,15 @@ import NIOCore
 /// Subscription changes applied to every loop's trie replica. A SUBACK is sent only after
 /// every replica has the change, so a publish that follows it on any connection sees it.
 final class Router: @unchecked Sendable {
-    private let loops: () -> [LoopContext]
+    private let table: LoopTable
     let subscriptionCount = ManagedAtomic<Int>(0)
 
-    init(loops: @escaping () -> [LoopContext]) { self.loops = loops }
+    init(table: LoopTable) { self.table = table }
 
     func subscribe(_ session: Session, _ filter: ParsedFilter, _ options: SubscriptionOptions, on loop: EventLoop) -> EventLoopFuture<Void> {
         let entry = SubscriberEntry(session: session, options: options)
         var added = false
-        let futures = loops().map { ctx -> EventLoopFuture<Void> in
+        let futures = table.loops.map { ctx -> EventLoopFuture<Void> in
             if ctx.eventLoop.inEventLoop {
                 if !ctx.trie.insert(filter, entry: entry) { added = true }
                 return ctx.eventLoop.makeSucceededVoidFuture()
@@ -26,7 +26,7 @@ final class Router: @unchecked Sendable {
 
     func unsubscribe(_ session: Session, _ filter: ParsedFilter, on loop: EventLoop) -> EventLoopFuture<Void> {
         var removed = false
-        let futures = loops().map { ctx -> EventLoopFuture<Void> in
+        let futures = table.loops.map { ctx -> EventLoopFuture<Void> in
             if ctx.eventLoop.inEventLoop {
                 if ctx.trie.remove(filter, session: session) { removed = true }
                 return ctx.eventLoop.makeSucceededVoidFuture()

@@ -6,15 +6,6 @@ extension Broker {
     static let controlOwner = "broker"
 
     /// Binds the ctl socket with every built-in command registered.
-    func startControl() async throws {
-        registerBuiltinCommands()
-        try await controlServer.start(path: config.ctlSocketPath, registry: control, group: group, logger: logger)
-    }
-
-    func stopControl() async {
-        await controlServer.stop()
-    }
-
     func registerBuiltinCommands() {
         registerStatusCommands()
         registerClientCommands()

@@ -6,14 +6,26 @@ import NIOPosix
 
 /// The control socket `swiftlet-ctl` talks to: a Unix domain socket (mode 0600), one JSON
 /// request per line, one JSON reply per line, in order.
-final class ControlServer: @unchecked Sendable {
+public final class ControlServer: BrokerPart, @unchecked Sendable {
+    public let name = "ctl"
     private let lock = NIOLock()
     private var channel: Channel?
-    private var path: String?
+    private let path: String
+    private let registry: ControlRegistry
+    private let group: EventLoopGroup
+    private let logger: Logger
     /// How long a command may take before the client is told it failed.
     static let commandTimeout = TimeAmount.seconds(60)
 
-    func start(path: String, registry: ControlRegistry, group: EventLoopGroup, logger: Logger) async throws {
+    init(path: String, registry: ControlRegistry, group: EventLoopGroup, logger: Logger) {
+        self.path = path
+        self.registry = registry
+        self.group = group
+        self.logger = logger
+    }
+
+    public func start() async throws {
+        let registry = self.registry
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
         var log = logger
@@ -31,20 +43,18 @@ final class ControlServer: @unchecked Sendable {
         defer { umask(old) }
         let ch = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
         chmod(path, 0o600)
-        lock.withLock {
-            channel = ch
-            self.path = path
-        }
+        lock.withLock { channel = ch }
         log.info("ctl socket listening", metadata: ["ctl.socket": "\(path)"])
     }
 
-    func stop() async {
-        let (ch, p) = lock.withLock { () -> (Channel?, String?) in
-            defer { channel = nil; path = nil }
-            return (channel, path)
+    public func stop() async {
+        let ch = lock.withLock { () -> Channel? in
+            defer { channel = nil }
+            return channel
         }
-        try? await ch?.close()
-        if let p { unlink(p) }
+        guard let ch else { return }
+        try? await ch.close()
+        unlink(path)
     }
 }
 

@@ -1,3 +1,4 @@
+import SwiftletConfig
 import SwiftletStore
 import SwiftletRouting
 import Atomics
@@ -16,7 +17,8 @@ public final class Session: @unchecked Sendable {
     /// True when the session outlives its connection and the durable store is on: its QoS
     /// 1/2 deliveries are recorded. Read by publishers on any loop.
     let persistent = ManagedAtomic<Bool>(false)
-    unowned let broker: Broker
+    /// Where its changes are recorded when it is persistent (nil without a durable store).
+    let store: DurableStore?
 
     // Loop-confined state below.
     var connection: MQTTConnectionHandler?
@@ -33,20 +35,20 @@ public final class Session: @unchecked Sendable {
     var terminated = false
     var disconnectedAt: NIODeadline?
 
-    init(clientId: String, loopIndex: Int, version: ProtocolVersion, expiry: UInt32, broker: Broker) {
+    init(clientId: String, loopIndex: Int, version: ProtocolVersion, expiry: UInt32, limits m: MQTTConfig,
+         store: DurableStore?) {
         self.clientId = clientId
         self.homeLoop = ManagedAtomic(loopIndex)
         self.protocolVersion = version
         self.expiryInterval = expiry
-        self.broker = broker
-        let m = broker.config.mqtt
+        self.store = store
         self.outbound = OutboundState(window: m.maxInflight, maxQueue: m.maxQueuedMessages, queueQoS0: m.queueQoS0)
         self.outbound.maxQueueBytes = m.maxQueuedBytes
     }
 
     /// Records a change of this session in the durable store when it is persistent.
     func record(_ op: @autoclosure () -> StoreOp) {
-        guard persistent.load(ordering: .relaxed), let store = broker.store else { return }
+        guard persistent.load(ordering: .relaxed), let store else { return }
         store.submit(op())
     }
 

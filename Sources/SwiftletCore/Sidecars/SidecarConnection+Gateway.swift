@@ -23,10 +23,7 @@ extension SidecarConnection {
         let name = listener.isEmpty ? proto : listener
         // An ordinary MQTT connection on a loop of the broker's group, as a TCP client's
         // would be; its transport is this session (no socket, no descriptor).
-        let broker = hub.broker
-        let ctx = broker.loopContext(for: broker.group.next())
-        let connection = MQTTConnectionHandler(broker: broker, ctx: ctx, peerHost: peerAddress, peerPort: Int(peerPort),
-                                               listenerName: name)
+        let connection = hub.openGatewayConnection(peerAddress, Int(peerPort), name)
         let s = GatewaySession(id: session, owner: self, connection: connection)
         gateways[session] = s
         gatewaySessionCount.wrappingIncrement(ordering: .relaxed)

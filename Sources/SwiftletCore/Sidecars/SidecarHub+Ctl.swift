@@ -9,7 +9,7 @@ extension SidecarHub {
     func registerCommands(_ c: SidecarConnection) {
         let name = c.name
         for case .ctl(let command, let usage) in c.capabilities {
-            let ok = broker.control.register(command, usage: usage, owner: owner(name)) { [weak self] args, loop in
+            let ok = control.register(command, usage: usage, owner: owner(name)) { [weak self] args, loop in
                 guard let self, let conn = self.connection(named: name) else {
                     return loop.makeSucceededFuture(ControlReply(status: 2, text: "sidecar \(name) is not connected"))
                 }
@@ -31,7 +31,7 @@ extension SidecarHub {
     }
 
     func unregisterCommands(_ c: SidecarConnection) {
-        broker.control.unregister(owner: owner(c.name))
+        control.unregister(owner: owner(c.name))
     }
 }
 
@@ -39,7 +39,7 @@ extension Supervisor {
     /// `swiftlet-ctl plugins list | load <name> | unload <name> | reload <name>`.
     func registerPluginsCommand() {
         let usage = "plugins list | load <name> | unload <name> | reload <name>"
-        broker.control.register("plugins", usage: usage, owner: "broker") { [weak self] args, loop in
+        control.register("plugins", usage: usage, owner: "broker") { [weak self] args, loop in
             guard let self else { return loop.makeSucceededFuture(ControlReply(status: 2, text: "shutting down")) }
             switch (args.first, args.count) {
             case ("list", 1):
@@ -63,7 +63,7 @@ extension Supervisor {
 
     private func listReply(_ managed: [Status]) -> ControlReply {
         let managedNames = Set(managed.map(\.name))
-        let connected = broker.sidecars.connected
+        let connected = hub.connected
         let external = connected.filter { !managedNames.contains($0.name) }
         let sessions = Dictionary(connected.map { ($0.name, $0.gatewaySessions) }, uniquingKeysWith: { a, _ in a })
         var rows: [[String]] = []

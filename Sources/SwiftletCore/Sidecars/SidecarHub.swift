@@ -1,3 +1,4 @@
+import SwiftletAuth
 import SwiftletConfig
 import Foundation
 import Logging
@@ -6,14 +7,25 @@ import NIOCore
 import NIOPosix
 import SwiftletIPC
 
+/// What a gateway session needs from the broker: an ordinary MQTT connection on one of its
+/// loops, whose transport the session becomes.
+typealias GatewayConnector = @Sendable (_ peerHost: String, _ peerPort: Int, _ listener: String) -> MQTTConnectionHandler
+
 /// The broker's side of its sidecars: the socket they connect to, who is connected under
 /// which name, their auth providers, hook subscriptions and ctl commands.
-public final class SidecarHub: @unchecked Sendable {
+public final class SidecarHub: BrokerPart, @unchecked Sendable {
+    public let name = "sidecar socket"
+    let group: EventLoopGroup
     let config: SidecarsConfig
     let socketPath: String
     let nodeName: String
     let logger: Logger
-    unowned let broker: Broker
+    /// The chain sidecar auth providers join and whose cache their events clear.
+    let auth: AuthChain
+    /// Where sidecars' ctl commands are registered.
+    let control: ControlRegistry
+    /// Makes the MQTT connection behind a gateway session, on one of the broker's loops.
+    let openGatewayConnection: GatewayConnector
     public let hooks = HookBus()
     private let lock = NIOLock()
     private var connections: [String: SidecarConnection] = [:]
@@ -24,19 +36,23 @@ public final class SidecarHub: @unchecked Sendable {
     /// Told when a sidecar's connection ends (the supervisor restarts managed ones that hang).
     var onDisconnect: (@Sendable (_ name: String, _ reason: SidecarCloseReason) -> Void)?
 
-    init(broker: Broker) {
-        self.broker = broker
-        self.config = broker.config.sidecars
-        self.socketPath = broker.config.sidecarSocketPath
-        self.nodeName = broker.config.nodeName
-        var l = broker.logger
+    init(config: BrokerConfig, group: EventLoopGroup, logger: Logger, auth: AuthChain, control: ControlRegistry,
+         openGatewayConnection: @escaping GatewayConnector) {
+        self.config = config.sidecars
+        self.group = group
+        self.socketPath = config.sidecarSocketPath
+        self.nodeName = config.nodeName
+        self.auth = auth
+        self.control = control
+        self.openGatewayConnection = openGatewayConnection
+        var l = logger
         l[metadataKey: "component"] = "sidecars"
         self.logger = l
     }
 
     // MARK: Socket
 
-    func start(group: EventLoopGroup) async throws {
+    public func start() async throws {
         let dir = (socketPath as NSString).deletingLastPathComponent
         if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
         let bootstrap = ServerBootstrap(group: group)
@@ -60,7 +76,7 @@ public final class SidecarHub: @unchecked Sendable {
                                                            "sidecars.mode": "\(String(config.socketMode, radix: 8))"])
     }
 
-    func stop() async {
+    public func stop() async {
         let (ch, conns) = lock.withLock { (serverChannel, Array(connections.values)) }
         for c in conns { c.close(.brokerShutdown) }
         try? await ch?.close()
@@ -108,12 +124,12 @@ public final class SidecarHub: @unchecked Sendable {
         if let previous, previous !== c { previous.close(.replaced) }
         if let provider {
             provider.update(c.capabilities)
-            broker.auth.add(provider)
+            auth.add(provider)
         }
         hooks.add(c)
         // Answers given by the sidecar's previous life may no longer hold.
-        let dropped = broker.auth.invalidate(.all)
-        if restart { broker.auth.stats(c.name).restarted() }
+        let dropped = auth.invalidate(.all)
+        if restart { auth.stats(c.name).restarted() }
         logger.info("sidecar registered", metadata: [
             "sidecar.name": "\(c.name)", "sidecar.hooks": "\(c.acceptedHooks.joined(separator: ","))",
             "sidecar.capabilities": "\(c.capabilities.count)", "auth.cache_dropped": "\(dropped)"])
@@ -143,17 +159,17 @@ public final class SidecarHub: @unchecked Sendable {
     func removeProvider(named name: String) {
         let p = lock.withLock { providers.removeValue(forKey: name) }
         if p != nil {
-            broker.auth.remove(named: name)
-            broker.auth.invalidate(.all)
+            auth.remove(named: name)
+            auth.invalidate(.all)
         }
     }
 
     func invalidate(scope: UInt8, value: String, from c: SidecarConnection) {
         let n: Int
         switch scope {
-        case 0: n = broker.auth.invalidate(.all)
-        case 1: n = broker.auth.invalidate(.username(value))
-        default: n = broker.auth.invalidate(.clientId(value))
+        case 0: n = auth.invalidate(.all)
+        case 1: n = auth.invalidate(.username(value))
+        default: n = auth.invalidate(.clientId(value))
         }
         logger.info("cache invalidated by sidecar", metadata: [
             "sidecar.name": "\(c.name)", "auth.scope": "\(["all", "username", "client_id"][Int(min(scope, 2))])",

@@ -1,3 +1,4 @@
+import SwiftletConfig
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -7,7 +8,8 @@ import NIOCore
 /// `SidecarSupervision` per sidecar. All state lives on one event loop; processes are spawned
 /// with posix_spawn, their output read on that loop and their exits reaped there (at the end of
 /// their output and every `reapInterval` while any runs); no thread per sidecar.
-public final class Supervisor: @unchecked Sendable {
+public final class Supervisor: BrokerPart, @unchecked Sendable {
+    public let name = "supervisor"
     typealias Machine = SidecarSupervision<EventLoopPromise<Void>>
     typealias State = Machine.State
 
@@ -34,28 +36,37 @@ public final class Supervisor: @unchecked Sendable {
     /// How often exits are looked for while a sidecar runs (its output's end is noticed at once).
     static let reapInterval: UInt64 = 100_000_000
 
-    unowned let broker: Broker
     let loop: EventLoop
     let logger: Logger
+    /// The socket managed sidecars connect to; it tells the supervisor when one goes away.
+    let hub: SidecarHub
+    /// Where `plugins` is registered.
+    let control: ControlRegistry
+    let pluginsDir: String?
+    /// Passed to each sidecar (SWIFTLET_SOCKET, SWIFTLET_CTL_SOCKET).
+    let sidecarSocketPath: String
+    let ctlSocketPath: String
     private var managed: [String: Managed] = [:]
     private var timer: Scheduled<Void>?
     private var timerDeadline = UInt64.max
 
-    init(broker: Broker) {
-        self.broker = broker
-        self.loop = broker.eventLoopGroup.next()
-        var l = broker.logger
+    init(config: BrokerConfig, loop: EventLoop, logger: Logger, hub: SidecarHub, control: ControlRegistry) {
+        self.loop = loop
+        var l = logger
         l[metadataKey: "component"] = "supervisor"
         self.logger = l
+        self.hub = hub
+        self.control = control
+        self.pluginsDir = config.sidecars.pluginsDir
+        self.sidecarSocketPath = config.sidecarSocketPath
+        self.ctlSocketPath = config.ctlSocketPath
     }
-
-    var pluginsDir: String? { broker.config.sidecars.pluginsDir }
 
     static func now() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
 
-    func start() {
+    public func start() {
         registerPluginsCommand()
-        broker.sidecars.onDisconnect = { [weak self] name, reason in
+        hub.onDisconnect = { [weak self] name, reason in
             self?.loop.execute { self?.connectionLost(name, reason: reason) }
         }
         guard let dir = pluginsDir else { return }
@@ -73,7 +84,7 @@ public final class Supervisor: @unchecked Sendable {
         }
     }
 
-    func stop() async {
+    public func stop() async {
         let f: EventLoopFuture<Void> = loop.flatSubmit { [self] in
             let all = managed.values.map { stop($0) }
             return EventLoopFuture.andAllComplete(all, on: loop)
@@ -91,7 +102,7 @@ public final class Supervisor: @unchecked Sendable {
                 let m = managed[name]
                 return Status(name: name, state: m?.machine.state.rawValue ?? "stopped", pid: m?.machine.pid,
                               enabled: m?.spec.enabled ?? false, restarts: m?.machine.restarts ?? 0,
-                              connected: broker.sidecars.connection(named: name) != nil, lastExit: m?.machine.lastExit ?? "",
+                              connected: hub.connection(named: name) != nil, lastExit: m?.machine.lastExit ?? "",
                               file: m?.spec.file ?? pluginsDir.map { ($0 as NSString).appendingPathComponent("\(name).toml") } ?? "")
             }
         }
@@ -128,7 +139,7 @@ public final class Supervisor: @unchecked Sendable {
         loop.flatSubmit { [self] in
             guard let m = managed[name] else { return loop.makeFailedFuture(SupervisorError("plugin \(name) is not loaded")) }
             return stop(m).map { [self] in
-                broker.sidecars.removeProvider(named: name)
+                hub.removeProvider(named: name)
                 return "\(name) stopped"
             }
         }
@@ -185,8 +196,8 @@ public final class Supervisor: @unchecked Sendable {
         let path = absolute(spec.command, cwd: cwd)
         var env = ProcessInfo.processInfo.environment
         for (k, v) in spec.env { env[k] = v }
-        env["SWIFTLET_SOCKET"] = absolute(broker.config.sidecarSocketPath, cwd: cwd)
-        env["SWIFTLET_CTL_SOCKET"] = absolute(broker.config.ctlSocketPath, cwd: cwd)
+        env["SWIFTLET_SOCKET"] = absolute(sidecarSocketPath, cwd: cwd)
+        env["SWIFTLET_CTL_SOCKET"] = absolute(ctlSocketPath, cwd: cwd)
         env["SWIFTLET_SIDECAR_NAME"] = spec.name
         env["SWIFTLET_PLUGIN_CONFIG"] = absolute(spec.file, cwd: cwd)
         let child: (pid: Int32, output: CInt)
