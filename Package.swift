@@ -20,6 +20,8 @@ let package = Package(
         .library(name: "SidecarKit", targets: ["SidecarKit"]),
         .library(name: "MQTTCodec", targets: ["MQTTCodec"]),
         .library(name: "SwiftletCore", targets: ["SwiftletCore"]),
+        .library(name: "MQTTProtocol", targets: ["MQTTProtocol"]),
+        .library(name: "SidecarLinkKit", targets: ["SidecarLinkKit"]),
         .library(name: "SwiftletConfig", targets: ["SwiftletConfig"]),
         .library(name: "SwiftletAuth", targets: ["SwiftletAuth"]),
         .library(name: "SwiftletRouting", targets: ["SwiftletRouting"]),
@@ -137,9 +139,33 @@ let package = Package(
             ],
             swiftSettings: swiftSettings // Swift 6 mode needs Sendable closures in AuthChain.fold first
         ),
+        // The broker's side of the sidecar protocol as values: the link state machine, the
+        // pending-requests table, close reasons, supervision policy and state machine.
+        .target(
+            name: "SidecarLinkKit",
+            dependencies: [
+                "SwiftletIPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "HeapModule", package: "swift-collections"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        // The MQTT protocol of one connection as a state machine: no I/O, no clock, no broker.
+        .target(
+            name: "MQTTProtocol",
+            dependencies: [
+                "MQTTCodec",
+                "SwiftletConfig",
+                "SwiftletRouting",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .target(
             name: "SwiftletCore",
             dependencies: [
+                "MQTTProtocol",
+                "SidecarLinkKit",
                 "SwiftletConfig",
                 "SwiftletAuth",
                 "SwiftletRouting",
@@ -352,6 +378,20 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
+            name: "MQTTProtocolTests",
+            dependencies: [
+                "MQTTProtocol", "MQTTCodec", "SwiftletConfig", "SwiftletRouting",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "SidecarLinkKitTests",
+            dependencies: [
+                "SidecarLinkKit", "SwiftletIPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
             name: "SwiftletCoreTests",
             dependencies: [
                 "SwiftletCore", "SwiftletConfig", "SwiftletAuth", "SwiftletRouting", "SwiftletStore", "MQTTCodec",
@@ -379,12 +419,12 @@ if Context.environment["SWIFTLET_FUZZ"] != nil {
         .systemLibrary(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"),
         .executableTarget(
             name: "fuzz-mqtt",
-            dependencies: ["CLibFuzzer", "MQTTCodec", "SwiftletConfig", "SwiftletCore", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["CLibFuzzer", "MQTTCodec", "SwiftletConfig", "MQTTProtocol", .product(name: "NIOCore", package: "swift-nio")],
             path: "Fuzz/fuzz-mqtt"
         ),
         .executableTarget(
             name: "fuzz-ipc",
-            dependencies: ["CLibFuzzer", "SwiftletIPC", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["CLibFuzzer", "SwiftletIPC", "SidecarLinkKit", .product(name: "NIOCore", package: "swift-nio")],
             path: "Fuzz/fuzz-ipc"
         ),
         .executableTarget(

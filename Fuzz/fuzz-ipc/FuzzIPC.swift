@@ -6,8 +6,13 @@
 // - fed all at once or one byte at a time, the decoder yields the same frames and fails
 //   with the same error (the broker gets bytes in arbitrary chunks);
 // - a frame the decoder accepts re-encodes to the same bytes;
-// - a message `IPCMessage.decode` accepts re-encodes to exactly the frame body it came from.
+// - a message `IPCMessage.decode` accepts re-encodes to exactly the frame body it came from;
+// - the broker's link state machine (`SidecarLink`, what SidecarConnection executes) takes the
+//   same bytes, whole or dripped, with the clock moving, and after a violation does nothing
+//   more: no frame is handled once the link is closed, and every request the broker had
+//   outstanding is failed exactly once.
 import NIOCore
+import SidecarLinkKit
 import SwiftletIPC
 
 /// Frames until the decoder wants more bytes or throws; at the end, `decodeLast` as at EOF.
@@ -38,6 +43,49 @@ private func decodeAll(_ bytes: UnsafeRawBufferPointer, chunk: Int) -> ([IPCFram
     return (frames, nil)
 }
 
+/// Feeds the bytes to a link in chunks of `chunk`, with broker requests outstanding and the
+/// clock moving; returns the link's state and the waiters it completed or failed.
+private func drive(_ bytes: UnsafeRawBufferPointer, chunk: Int) -> (SidecarLink<Int>.State, [Int]) {
+    let second: UInt64 = 1_000_000_000
+    var now: UInt64 = 1_000 * second
+    var link = SidecarLink<Int>(settings: .init(brokerVersion: "fuzz", node: "n"), now: now)
+    let client = IPCClient(clientId: "c", username: "u", peerAddress: "127.0.0.1", peerPort: 1, protocolLevel: 5,
+                           listener: "tcp")
+    var answered: [Int] = []
+    var closedAt: Int?
+    func take(_ actions: [SidecarLink<Int>.Action], _ step: Int) {
+        for a in actions {
+            switch a {
+            case .complete(let w, _), .fail(let w, _): answered.append(w)
+            case .closeChannel, .ended: if closedAt == nil { closedAt = step }
+            default: break
+            }
+        }
+    }
+    var offset = 0
+    var step = 0
+    repeat {
+        let end = min(offset + chunk, bytes.count)
+        var b = ByteBuffer()
+        b.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[offset..<end]))
+        offset = end
+        step += 1
+        if link.state == .registered {
+            // The broker asks something now and then: it must be answered or failed once.
+            take(link.request(.authnRequest(client: client, password: nil), timeout: 3 * second, waiter: step, now: now), step)
+        }
+        take(link.receive(b, now: now), step)
+        link.readComplete()
+        now += second / 2
+        take(link.tick(now: now), step)
+    } while offset < bytes.count
+    take(link.channelClosed(), step + 1)
+    precondition(link.state == .closed, "the link is not closed after its channel closed")
+    precondition(Set(answered).count == answered.count, "a waiter was answered twice: \(answered)")
+    precondition(link.outstanding == 0, "requests outstanding after close")
+    return (link.state, answered)
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzIPC(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let bytes = UnsafeRawBufferPointer(start: data, count: size)
@@ -45,6 +93,9 @@ public func fuzzIPC(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let drip = decodeAll(bytes, chunk: 1)
     precondition(whole.0 == drip.0 && whole.1 == drip.1,
                  "whole-buffer and byte-by-byte decoding differ: \(whole) vs \(drip)")
+
+    _ = drive(bytes, chunk: max(size, 1))
+    _ = drive(bytes, chunk: 7)
 
     for frame in whole.0 {
         precondition(frame.body.readableBytes <= Int(IPCVersion.handshakeMaxFrame) - 5, "frame over the maximum")

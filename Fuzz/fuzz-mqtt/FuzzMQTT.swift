@@ -13,7 +13,7 @@
 import MQTTCodec
 import NIOCore
 import SwiftletConfig
-import SwiftletCore
+import MQTTProtocol
 
 /// The first input byte.
 struct Mode {
@@ -123,7 +123,7 @@ struct FakeSession: SessionView {
     var awaitingRel: Set<UInt16> = []
     func awaitingRelease(_ packetId: UInt16) -> Bool { awaitingRel.contains(packetId) }
     var awaitingReleaseCount: Int { awaitingRel.count }
-    func fit(_ ack: OutboundState.Ack, _ packetId: UInt16) -> OutboundState.AckFit {
+    func fit(_ ack: AckKind, _ packetId: UInt16) -> AckFit {
         [.unknown, .fits, .breaksFlow, .fits][Int(packetId % 4)]
     }
 }

@@ -1,3 +1,4 @@
+import MQTTProtocol
 import Foundation
 import MQTTCodec
 import NIOCore

@@ -1,3 +1,4 @@
+import MQTTProtocol
 import SwiftletStore
 import SwiftletRouting
 import MQTTCodec

@@ -1,3 +1,4 @@
+import MQTTProtocol
 import SwiftletAuth
 import SwiftletConfig
 import Logging

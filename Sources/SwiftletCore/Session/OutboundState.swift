@@ -1,3 +1,4 @@
+import MQTTProtocol
 import DequeModule
 import MQTTCodec
 import NIOCore
@@ -137,16 +138,8 @@ public struct OutboundState {
     }
 
     /// An acknowledgement a client sent for one of our PUBLISHes.
-    public enum Ack { case puback, pubrec, pubcomp }
-    /// How an acknowledgement fits the flow of the message it names.
-    public enum AckFit: Equatable {
-        /// No message in flight has this packet id (late, or after a session resumed).
-        case unknown
-        case fits
-        /// PUBREC or PUBCOMP for a QoS 1 message, PUBACK for a QoS 2 one, PUBCOMP before
-        /// PUBREC: the client broke the QoS flow, a protocol error on the connection.
-        case breaksFlow
-    }
+    public typealias Ack = AckKind
+    public typealias AckFit = MQTTProtocol.AckFit
 
     /// Checks `ack` against the in-flight message with `id`; changes nothing.
     public func fit(_ ack: Ack, _ id: UInt16) -> AckFit {

@@ -1,3 +1,4 @@
+import MQTTProtocol
 import SwiftletConfig
 import SwiftletStore
 import SwiftletRouting
@@ -117,4 +118,10 @@ public final class Session: @unchecked Sendable {
         expiryTask?.cancel()
         expiryTask = nil
     }
+}
+
+extension Session: SessionView {
+    public func awaitingRelease(_ packetId: UInt16) -> Bool { awaitingRel.contains(packetId) }
+    public var awaitingReleaseCount: Int { awaitingRel.count }
+    public func fit(_ ack: OutboundState.Ack, _ packetId: UInt16) -> OutboundState.AckFit { outbound.fit(ack, packetId) }
 }

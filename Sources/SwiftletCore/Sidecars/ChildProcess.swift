@@ -1,3 +1,4 @@
+import SidecarLinkKit
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

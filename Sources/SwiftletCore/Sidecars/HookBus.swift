@@ -1,3 +1,4 @@
+import SidecarLinkKit
 import Atomics
 import DequeModule
 import Foundation
@@ -6,29 +7,7 @@ import NIOCore
 import SwiftletIPC
 
 /// The nine hook points of emqttd 2.0 (seed: emqttd_plugin_template).
-public enum Hook: Int, CaseIterable, Sendable {
-    case clientConnected, clientSubscribe, clientUnsubscribe, sessionSubscribed, sessionUnsubscribed
-    case messagePublish, messageDelivered, messageAcked, clientDisconnected
-
-    public var name: String {
-        switch self {
-        case .clientConnected: return "client.connected"
-        case .clientSubscribe: return "client.subscribe"
-        case .clientUnsubscribe: return "client.unsubscribe"
-        case .sessionSubscribed: return "session.subscribed"
-        case .sessionUnsubscribed: return "session.unsubscribed"
-        case .messagePublish: return "message.publish"
-        case .messageDelivered: return "message.delivered"
-        case .messageAcked: return "message.acked"
-        case .clientDisconnected: return "client.disconnected"
-        }
-    }
-
-    public init?(name: String) {
-        guard let h = Hook.allCases.first(where: { $0.name == name }) else { return nil }
-        self = h
-    }
-
+extension Hook {
     var bit: UInt16 { 1 << UInt16(rawValue) }
 }
 
@@ -102,16 +81,6 @@ public final class HookBus: @unchecked Sendable {
     /// The sidecar answering synchronous message.publish, if any (first registered wins).
     let publishFilter = NIOLockedValueBox<(SidecarConnection, TimeAmount)?>(nil)
     private let syncActive = ManagedAtomic<Bool>(false)
-
-    /// Hooks a REGISTER may subscribe to; `sync` only for message.publish (SPEC 3.1).
-    static func acceptable(_ caps: [IPCCapability]) -> [String] {
-        var out: [String] = []
-        for case .hook(let name, let sync, _) in caps {
-            guard let h = Hook(name: name), !sync || h == .messagePublish, !out.contains(name) else { continue }
-            out.append(name)
-        }
-        return out
-    }
 
     @inline(__always)
     public func wants(_ hook: Hook) -> Bool { active.load(ordering: .relaxed) & hook.bit != 0 }

@@ -1,3 +1,4 @@
+import SidecarLinkKit
 import Atomics
 import Logging
 import NIOConcurrencyHelpers

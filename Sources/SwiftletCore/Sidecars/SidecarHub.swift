@@ -1,3 +1,4 @@
+import SidecarLinkKit
 import SwiftletAuth
 import SwiftletConfig
 import Foundation

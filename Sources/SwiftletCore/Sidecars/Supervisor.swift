@@ -1,3 +1,4 @@
+import SidecarLinkKit
 import SwiftletConfig
 import Foundation
 import Logging

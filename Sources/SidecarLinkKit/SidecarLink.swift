@@ -8,22 +8,34 @@ import SwiftletIPC
 /// does no I/O and reads no clock: time comes in as monotonic nanoseconds, and
 /// `SidecarConnection` executes the actions. `Waiter` is whatever a request's caller waits on
 /// (a promise in the broker, a number in tests).
-struct SidecarLink<Waiter> {
-    enum State: Equatable { case awaitingHello, welcomed, registered, closed }
+public struct SidecarLink<Waiter> {
+    public enum State: Equatable { case awaitingHello, welcomed, registered, closed }
 
-    struct Settings {
-        var brokerMaxFrame: UInt32 = 16 << 20
-        var maxOutstandingFromSidecar = 1024
+    public struct Settings {
+        public var brokerMaxFrame: UInt32 = 16 << 20
+        public var maxOutstandingFromSidecar = 1024
         /// Nanoseconds.
-        var handshakeTimeout: UInt64 = 5_000_000_000
-        var healthInterval: UInt64 = 5_000_000_000
-        var healthTimeout: UInt64 = 10_000_000_000
+        public var handshakeTimeout: UInt64 = 5_000_000_000
+        public var healthInterval: UInt64 = 5_000_000_000
+        public var healthTimeout: UInt64 = 10_000_000_000
         /// For WELCOME.
-        var brokerVersion: String
-        var node: String
+        public var brokerVersion: String
+        public var node: String
+
+        public init(brokerMaxFrame: UInt32 = 16 << 20, maxOutstandingFromSidecar: Int = 1024,
+                    handshakeTimeout: UInt64 = 5_000_000_000, healthInterval: UInt64 = 5_000_000_000,
+                    healthTimeout: UInt64 = 10_000_000_000, brokerVersion: String, node: String) {
+            self.brokerMaxFrame = brokerMaxFrame
+            self.maxOutstandingFromSidecar = maxOutstandingFromSidecar
+            self.handshakeTimeout = handshakeTimeout
+            self.healthInterval = healthInterval
+            self.healthTimeout = healthTimeout
+            self.brokerVersion = brokerVersion
+            self.node = node
+        }
     }
 
-    enum Action {
+    public enum Action {
         /// Write this frame (a reply, a request, GOODBYE); flushed at `.flush` or read complete.
         case send(IPCFrame)
         case flush
@@ -56,22 +68,22 @@ struct SidecarLink<Waiter> {
         case health
     }
 
-    let settings: Settings
-    private(set) var state = State.awaitingHello
+    public let settings: Settings
+    public private(set) var state = State.awaitingHello
     /// From HELLO.
-    private(set) var name = ""
-    private(set) var sidecarVersion = ""
+    public private(set) var name = ""
+    public private(set) var sidecarVersion = ""
     /// The protocol version chosen in WELCOME (1 until then).
-    private(set) var version: UInt16 = 1
+    public private(set) var version: UInt16 = 1
     /// The negotiated maximum frame size (the handshake's 65,536 until WELCOME).
-    private(set) var maxFrame = IPCVersion.handshakeMaxFrame
+    public private(set) var maxFrame = IPCVersion.handshakeMaxFrame
     /// From REGISTER.
-    private(set) var capabilities: [IPCCapability] = []
-    private(set) var acceptedHooks: [String] = []
+    public private(set) var capabilities: [IPCCapability] = []
+    public private(set) var acceptedHooks: [String] = []
     /// Protocols of the registered gateway capabilities (SPEC 7.2).
-    private(set) var gatewayProtocols: Set<String> = []
+    public private(set) var gatewayProtocols: Set<String> = []
     /// Why it closed, or will once the channel is gone (a sidecar that just goes: peer closed).
-    private(set) var closeReason = SidecarCloseReason.peerClosed
+    public private(set) var closeReason = SidecarCloseReason.peerClosed
 
     private var decoder = IPCFrameDecoder()
     private var cumulation: ByteBuffer?
@@ -83,17 +95,17 @@ struct SidecarLink<Waiter> {
     /// A close was asked for (GOODBYE, error, the broker): only one GOODBYE is sent.
     private var closing = false
 
-    init(settings: Settings, now: UInt64) {
+    public init(settings: Settings, now: UInt64) {
         self.settings = settings
         self.helloDeadline = now &+ settings.handshakeTimeout
     }
 
-    var outstanding: Int { pending.count }
+    public var outstanding: Int { pending.count }
 
     // MARK: Bytes in
 
     /// Bytes read from the socket; `next` then takes frames out one at a time.
-    mutating func read(_ bytes: ByteBuffer) {
+    public mutating func read(_ bytes: ByteBuffer) {
         guard state != .closed else { return }
         if cumulation == nil {
             cumulation = bytes
@@ -105,7 +117,7 @@ struct SidecarLink<Waiter> {
 
     /// The actions of the next whole frame read, or nil when more bytes are needed (or the
     /// connection closed). One frame at a time, so the executor acts on each before the next.
-    mutating func next(now: UInt64) -> [Action]? {
+    public mutating func next(now: UInt64) -> [Action]? {
         guard state != .closed, var buf = cumulation else { return nil }
         cumulation = nil
         let before = buf
@@ -132,7 +144,7 @@ struct SidecarLink<Waiter> {
     }
 
     /// All the actions of every whole frame read (for tests and callers that need no interleaving).
-    mutating func receive(_ bytes: ByteBuffer, now: UInt64) -> [Action] {
+    public mutating func receive(_ bytes: ByteBuffer, now: UInt64) -> [Action] {
         read(bytes)
         var out: [Action] = []
         while let a = next(now: now) { out += a }
@@ -140,7 +152,7 @@ struct SidecarLink<Waiter> {
     }
 
     /// The socket read finished: the sidecar may again have its maximum of requests unanswered.
-    mutating func readComplete() {
+    public mutating func readComplete() {
         requestsSinceReadComplete = 0
     }
 
@@ -235,7 +247,7 @@ struct SidecarLink<Waiter> {
         return [welcome, .welcomed]
     }
 
-    static func isValidName(_ name: String) -> Bool {
+    public static func isValidName(_ name: String) -> Bool {
         !name.isEmpty && name.utf8.count <= 64 && name.unicodeScalars.allSatisfy {
             $0.isASCII && ($0.properties.isAlphabetic || $0.properties.numericType != nil || "-_.".unicodeScalars.contains($0))
         }
@@ -254,7 +266,7 @@ struct SidecarLink<Waiter> {
         }
         gatewayProtocols = Set(protocols)
         capabilities = caps
-        acceptedHooks = HookBus.acceptable(caps)
+        acceptedHooks = Hook.acceptable(caps)
         state = .registered
         nextPing = now &+ settings.healthInterval
         return [reply(.registered(hooks: acceptedHooks), id: id), .registered]
@@ -268,7 +280,7 @@ struct SidecarLink<Waiter> {
 
     /// Sends a request whose reply (or failure) goes to `waiter`, failing at `timeout`
     /// nanoseconds from `now`.
-    mutating func request(_ m: IPCMessage, timeout: UInt64, waiter: Waiter, now: UInt64) -> [Action] {
+    public mutating func request(_ m: IPCMessage, timeout: UInt64, waiter: Waiter, now: UInt64) -> [Action] {
         guard state == .registered || (state == .welcomed && m == .ping), !closing else {
             return [.fail(waiter, .down(name))]
         }
@@ -283,7 +295,7 @@ struct SidecarLink<Waiter> {
     // MARK: Time
 
     /// The earliest time `tick` has something to do.
-    mutating func nextDeadline() -> UInt64? {
+    public mutating func nextDeadline() -> UInt64? {
         var d: UInt64? = nil
         func consider(_ t: UInt64?) { if let t, t < (d ?? .max) { d = t } }
         switch state {
@@ -297,7 +309,7 @@ struct SidecarLink<Waiter> {
 
     /// Timeouts due at `now`: the handshake, requests (failed), health pings (sent; one
     /// unanswered for the health timeout closes the connection).
-    mutating func tick(now: UInt64) -> [Action] {
+    public mutating func tick(now: UInt64) -> [Action] {
         guard state != .closed else { return [] }
         if state == .awaitingHello, now >= helloDeadline { return violate(.helloTimeout) }
         var out: [Action] = []
@@ -318,7 +330,7 @@ struct SidecarLink<Waiter> {
     // MARK: Closing
 
     /// The broker ends the connection: GOODBYE first when the sidecar is serving.
-    mutating func close(_ reason: SidecarCloseReason) -> [Action] {
+    public mutating func close(_ reason: SidecarCloseReason) -> [Action] {
         guard state != .closed, !closing else { return [] }
         closing = true
         closeReason = reason
@@ -329,7 +341,7 @@ struct SidecarLink<Waiter> {
     }
 
     /// The channel failed.
-    mutating func failed(_ error: String) -> [Action] {
+    public mutating func failed(_ error: String) -> [Action] {
         guard state != .closed else { return [] }
         closing = true
         closeReason = .transportError(error)
@@ -337,7 +349,7 @@ struct SidecarLink<Waiter> {
     }
 
     /// The channel is gone: a frame cut short is a violation; everything pending fails.
-    mutating func channelClosed() -> [Action] {
+    public mutating func channelClosed() -> [Action] {
         guard state != .closed else { return [] }
         if let rest = cumulation, rest.readableBytes > 0 {
             return violate("connection closed inside a frame (\(rest.readableBytes) bytes)")

@@ -1,5 +1,5 @@
 import XCTest
-@testable import SwiftletCore
+@testable import SidecarLinkKit
 
 /// Supervision of one managed sidecar through `SidecarSupervision` alone: events and a manual
 /// clock in, actions out (docs/sidecars.md, "Supervision"). Waiters are numbers.

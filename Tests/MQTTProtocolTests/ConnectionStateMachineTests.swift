@@ -3,7 +3,7 @@ import MQTTCodec
 import SwiftletRouting
 import NIOCore
 import XCTest
-@testable import SwiftletCore
+@testable import MQTTProtocol
 
 /// The MQTT rules of one connection, driven through `ConnectionStateMachine` alone: no
 /// channel, no broker, time from a manual clock (nanoseconds).
@@ -14,10 +14,10 @@ final class ConnectionStateMachineTests: XCTestCase {
     /// A session view with QoS 2 ids awaiting PUBREL and acks' fit chosen by the test.
     struct FakeSession: SessionView {
         var awaiting: Set<UInt16> = []
-        var fits: [UInt16: OutboundState.AckFit] = [:]
+        var fits: [UInt16: AckFit] = [:]
         func awaitingRelease(_ packetId: UInt16) -> Bool { awaiting.contains(packetId) }
         var awaitingReleaseCount: Int { awaiting.count }
-        func fit(_ ack: OutboundState.Ack, _ packetId: UInt16) -> OutboundState.AckFit { fits[packetId] ?? .unknown }
+        func fit(_ ack: AckKind, _ packetId: UInt16) -> AckFit { fits[packetId] ?? .unknown }
     }
 
     private func machine(_ configure: (inout MQTTConfig) -> Void = { _ in }, now: UInt64 = 0) -> ConnectionStateMachine {

@@ -5,9 +5,9 @@ import HeapModule
 /// while the connection lives, so a reply to an id at or below the last one given out that is
 /// no longer here is late (its request timed out), and any other id is unknown. No I/O, no
 /// clock: the caller passes the time in.
-struct PendingRequests<Waiter> {
+public struct PendingRequests<Waiter> {
     /// What a reply's id matched.
-    enum Match {
+    public enum Match {
         case waiter(Waiter)
         /// A request that already timed out: the reply is discarded (SPEC 2).
         case late
@@ -16,22 +16,22 @@ struct PendingRequests<Waiter> {
     }
 
     private struct Deadline: Comparable {
-        var at: UInt64
-        var id: UInt32
-        static func < (a: Deadline, b: Deadline) -> Bool { (a.at, a.id) < (b.at, b.id) }
+        public var at: UInt64
+        public var id: UInt32
+        public static func < (a: Deadline, b: Deadline) -> Bool { (a.at, a.id) < (b.at, b.id) }
     }
 
     private var waiters: [UInt32: Waiter] = [:]
     /// Deadlines of the outstanding requests, and of answered ones not yet popped (skipped).
     private var deadlines = Heap<Deadline>()
     /// The last id given out (0: none yet).
-    private(set) var lastId: UInt32 = 0
+    public private(set) var lastId: UInt32 = 0
 
-    var count: Int { waiters.count }
-    var isEmpty: Bool { waiters.isEmpty }
+    public var count: Int { waiters.count }
+    public var isEmpty: Bool { waiters.isEmpty }
 
     /// Records a request and returns its id.
-    mutating func add(_ waiter: Waiter, deadline: UInt64) -> UInt32 {
+    public mutating func add(_ waiter: Waiter, deadline: UInt64) -> UInt32 {
         lastId &+= 1
         if lastId == 0 { lastId = 1 }
         waiters[lastId] = waiter
@@ -40,13 +40,13 @@ struct PendingRequests<Waiter> {
     }
 
     /// The request a reply with this id answers, removed from the table.
-    mutating func match(_ id: UInt32) -> Match {
+    public mutating func match(_ id: UInt32) -> Match {
         if let w = waiters.removeValue(forKey: id) { return .waiter(w) }
         return id != 0 && id <= lastId ? .late : .unknown
     }
 
     /// Requests whose deadline is at or before `now`, removed from the table, earliest first.
-    mutating func expired(now: UInt64) -> [Waiter] {
+    public mutating func expired(now: UInt64) -> [Waiter] {
         var out: [Waiter] = []
         while let d = deadlines.min, d.at <= now {
             _ = deadlines.popMin()
@@ -56,7 +56,7 @@ struct PendingRequests<Waiter> {
     }
 
     /// The earliest deadline of a request still outstanding.
-    mutating func nextDeadline() -> UInt64? {
+    public mutating func nextDeadline() -> UInt64? {
         while let d = deadlines.min {
             if waiters[d.id] != nil { return d.at }
             _ = deadlines.popMin()
@@ -65,7 +65,7 @@ struct PendingRequests<Waiter> {
     }
 
     /// Every outstanding request, removed (the connection closed).
-    mutating func removeAll() -> [Waiter] {
+    public mutating func removeAll() -> [Waiter] {
         let all = waiters.sorted { $0.key < $1.key }.map(\.value)
         waiters = [:]
         deadlines = Heap()

@@ -1,7 +1,7 @@
 import NIOCore
 import SwiftletIPC
 import XCTest
-@testable import SwiftletCore
+@testable import SidecarLinkKit
 
 /// The broker's side of the sidecar protocol through `SidecarLink` alone: bytes and a manual
 /// clock in, actions out (Protocol/SPEC.md sections 2-5). Waiters are numbers.

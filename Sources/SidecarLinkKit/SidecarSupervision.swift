@@ -3,12 +3,12 @@
 /// waiters told) out. It follows its `RestartPolicy` and `TeardownPlan`, does no I/O and reads
 /// no clock: time comes in as monotonic nanoseconds, and `Supervisor` executes the actions.
 /// `Waiter` is whatever a stop's caller waits on (a promise in the broker, a number in tests).
-struct SidecarSupervision<Waiter> {
-    enum State: String, Sendable { case starting, running, backoff, stopping, stopped, failed }
+public struct SidecarSupervision<Waiter> {
+    public enum State: String, Sendable { case starting, running, backoff, stopping, stopped, failed }
 
-    typealias Exit = ProcessExit
+    public typealias Exit = ProcessExit
 
-    enum Action {
+    public enum Action {
         /// Start the process now; answer with `spawned` or `spawnFailed`.
         case spawn
         case signal(pid: Int32, TeardownPlan.Signal)
@@ -28,13 +28,13 @@ struct SidecarSupervision<Waiter> {
         case notify([Waiter])
     }
 
-    var restart: RestartPolicy
-    var teardown: TeardownPlan
-    private(set) var state = State.stopped
-    private(set) var pid: Int32?
-    private(set) var lastExit = ""
+    public var restart: RestartPolicy
+    public var teardown: TeardownPlan
+    public private(set) var state = State.stopped
+    public private(set) var pid: Int32?
+    public private(set) var lastExit = ""
     /// When each restart of the current period was scheduled.
-    private(set) var restartTimes: [UInt64] = []
+    public private(set) var restartTimes: [UInt64] = []
     private var attempt = 0
     private var startedAt: UInt64?
     private var restartAt: UInt64?
@@ -43,19 +43,19 @@ struct SidecarSupervision<Waiter> {
     private var nextStepAt: UInt64?
     private var stopWaiters: [Waiter] = []
 
-    init(restart: RestartPolicy, teardown: TeardownPlan) {
+    public init(restart: RestartPolicy, teardown: TeardownPlan) {
         self.restart = restart
         self.teardown = teardown
     }
 
-    var restarts: Int { restartTimes.count }
+    public var restarts: Int { restartTimes.count }
     /// Neither running nor on its way: `load` may start it.
-    var isIdle: Bool { state == .stopped || state == .failed }
+    public var isIdle: Bool { state == .stopped || state == .failed }
 
     // MARK: Events
 
     /// Start it with a fresh restart budget (broker start-up, `plugins load`).
-    mutating func load() -> [Action] {
+    public mutating func load() -> [Action] {
         guard isIdle else { return [] }
         attempt = 0
         restartTimes = []
@@ -64,7 +64,7 @@ struct SidecarSupervision<Waiter> {
         return [.spawn]
     }
 
-    mutating func spawned(pid: Int32, now: UInt64) -> [Action] {
+    public mutating func spawned(pid: Int32, now: UInt64) -> [Action] {
         guard state == .starting else { return [] }
         self.pid = pid
         startedAt = now
@@ -72,14 +72,14 @@ struct SidecarSupervision<Waiter> {
         return []
     }
 
-    mutating func spawnFailed(_ why: String, now: UInt64) -> [Action] {
+    public mutating func spawnFailed(_ why: String, now: UInt64) -> [Action] {
         guard state == .starting else { return [] }
         lastExit = why
         return scheduleRestart(now: now)
     }
 
     /// The process `pid` was reaped.
-    mutating func exited(pid: Int32, _ exit: Exit, now: UInt64) -> [Action] {
+    public mutating func exited(pid: Int32, _ exit: Exit, now: UInt64) -> [Action] {
         guard pid == self.pid else { return [] }
         self.pid = nil
         lastExit = exit.description
@@ -95,13 +95,13 @@ struct SidecarSupervision<Waiter> {
     }
 
     /// No PONG within the health timeout: kill it so that the restart policy brings it back.
-    mutating func healthFailed() -> [Action] {
+    public mutating func healthFailed() -> [Action] {
         guard state == .running, let pid else { return [] }
         return [.hangs(pid: pid), .signal(pid: pid, .kill)]
     }
 
     /// Stop it (`plugins unload`, broker shutdown): the teardown plan, then `waiter` is told.
-    mutating func stop(waiter: Waiter, now: UInt64) -> [Action] {
+    public mutating func stop(waiter: Waiter, now: UInt64) -> [Action] {
         restartAt = nil
         guard let pid else {
             state = .stopped
@@ -115,7 +115,7 @@ struct SidecarSupervision<Waiter> {
     }
 
     /// Time passed: a restart or the next teardown step may be due.
-    mutating func tick(now: UInt64) -> [Action] {
+    public mutating func tick(now: UInt64) -> [Action] {
         if state == .backoff, let at = restartAt, now >= at {
             restartAt = nil
             state = .starting
@@ -128,7 +128,7 @@ struct SidecarSupervision<Waiter> {
     }
 
     /// The earliest time `tick` has something to do.
-    var nextDeadline: UInt64? {
+    public var nextDeadline: UInt64? {
         switch state {
         case .backoff: return restartAt
         case .stopping: return nextStepAt
@@ -164,11 +164,11 @@ struct SidecarSupervision<Waiter> {
 }
 
 /// How a process ended (waitpid's status).
-enum ProcessExit: Equatable, Sendable, CustomStringConvertible {
+public enum ProcessExit: Equatable, Sendable, CustomStringConvertible {
     case exited(Int32)
     case signalled(Int32)
 
-    var description: String {
+    public var description: String {
         switch self {
         case .exited(let c): return "exit \(c)"
         case .signalled(let s): return "signal \(s)"

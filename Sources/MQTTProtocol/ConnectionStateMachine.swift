@@ -44,7 +44,7 @@ public struct ConnectionStateMachine {
         /// A resent QoS 2 PUBLISH whose packet id awaits PUBREL: PUBREC again, do not route.
         case duplicate(PublishPacket)
         /// PUBACK, PUBREC or PUBCOMP from the client that fits its flow (or names no message).
-        case acknowledged(OutboundState.Ack, PubAckPacket)
+        case acknowledged(AckKind, PubAckPacket)
         /// PUBREL from the client.
         case release(PubAckPacket)
         case subscribe(SubscribePacket)
@@ -261,7 +261,7 @@ public struct ConnectionStateMachine {
     }
 
     /// PUBACK/PUBREC/PUBCOMP checked against the message it names (`fit` from the session).
-    private func acknowledgement(_ ack: OutboundState.Ack, _ a: PubAckPacket, fit: OutboundState.AckFit) -> Action {
+    private func acknowledgement(_ ack: AckKind, _ a: PubAckPacket, fit: AckFit) -> Action {
         guard fit != .breaksFlow else {
             let name = ack == .puback ? "PUBACK" : ack == .pubrec ? "PUBREC" : "PUBCOMP"
             return violation(.protocolError, "\(name) for packet id \(a.packetId) breaks its QoS flow")
@@ -449,12 +449,25 @@ public final class ConnectionPolicy: Sendable {
     public init(_ mqtt: MQTTConfig) { self.mqtt = mqtt }
 }
 
+/// The acknowledgements of an outgoing QoS 1/2 PUBLISH.
+public enum AckKind: Sendable { case puback, pubrec, pubcomp }
+
+/// How an acknowledgement fits the flow of the message it names.
+public enum AckFit: Equatable, Sendable {
+    /// No message in flight has this packet id (late, or after a session resumed).
+    case unknown
+    case fits
+    /// PUBREC or PUBCOMP for a QoS 1 message, PUBACK for a QoS 2 one, PUBCOMP before
+    /// PUBREC: the client broke the QoS flow, a protocol error on the connection.
+    case breaksFlow
+}
+
 /// What the connection's rules need to know of its session: the QoS 2 packet ids received
 /// and not yet released, and how an acknowledgement fits the message in flight.
 public protocol SessionView {
     func awaitingRelease(_ packetId: UInt16) -> Bool
     var awaitingReleaseCount: Int { get }
-    func fit(_ ack: OutboundState.Ack, _ packetId: UInt16) -> OutboundState.AckFit
+    func fit(_ ack: AckKind, _ packetId: UInt16) -> AckFit
 }
 
 /// Before CONNACK there is no session.
@@ -462,13 +475,7 @@ public struct NoSession: SessionView {
     public init() {}
     public func awaitingRelease(_ packetId: UInt16) -> Bool { false }
     public var awaitingReleaseCount: Int { 0 }
-    public func fit(_ ack: OutboundState.Ack, _ packetId: UInt16) -> OutboundState.AckFit { .unknown }
-}
-
-extension Session: SessionView {
-    public func awaitingRelease(_ packetId: UInt16) -> Bool { awaitingRel.contains(packetId) }
-    public var awaitingReleaseCount: Int { awaitingRel.count }
-    public func fit(_ ack: OutboundState.Ack, _ packetId: UInt16) -> OutboundState.AckFit { outbound.fit(ack, packetId) }
+    public func fit(_ ack: AckKind, _ packetId: UInt16) -> AckFit { .unknown }
 }
 
 extension Packet {
