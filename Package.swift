@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "SwiftletCore", targets: ["SwiftletCore"]),
         .library(name: "MQTTProtocol", targets: ["MQTTProtocol"]),
         .library(name: "SidecarLinkKit", targets: ["SidecarLinkKit"]),
+        .library(name: "SwiftletDashboard", targets: ["SwiftletDashboard"]),
         .library(name: "SwiftletConfig", targets: ["SwiftletConfig"]),
         .library(name: "SwiftletAuth", targets: ["SwiftletAuth"]),
         .library(name: "SwiftletRouting", targets: ["SwiftletRouting"]),
@@ -40,6 +41,10 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         .target(
@@ -195,6 +200,9 @@ let package = Package(
             name: "swiftlet",
             dependencies: [
                 "SwiftletCore",
+                "SwiftletDashboard",
+                "SwiftletRouting",
+                "MQTTCodec",
                 "SwiftletConfig",
                 "SwiftletStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -203,6 +211,31 @@ let package = Package(
             ],
             path: "Sources/broker",
             swiftSettings: swiftSettings
+        ),
+        // The dashboard: web UI, REST API (/api/v5) and Prometheus on its own event loops.
+        .target(
+            name: "SwiftletDashboard",
+            dependencies: [
+                "SwiftletCore",
+                "SwiftletConfig",
+                "SwiftletRouting",
+                "MQTTCodec",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            resources: [.copy("www")]
         ),
         .target(
             name: "SidecarKit",
@@ -382,6 +415,13 @@ let package = Package(
             dependencies: [
                 "MQTTProtocol", "MQTTCodec", "SwiftletConfig", "SwiftletRouting",
                 .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "SwiftletDashboardTests",
+            dependencies: [
+                "SwiftletDashboard",
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .testTarget(

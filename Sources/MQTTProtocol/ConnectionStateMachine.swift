@@ -177,6 +177,13 @@ public struct ConnectionStateMachine {
         return .none
     }
 
+    /// The client id, user name or address is banned (`banned add`): CONNACK 0x8A for 5.0,
+    /// "not authorized" (5) for 3.x, which has no such code.
+    public func banned() -> Action {
+        guard phase == .connecting else { return .none }
+        return refuse(.banned, "banned")
+    }
+
     /// The session is attached: the CONNACK to send. Keep alive and the retry timer start now.
     public mutating func attached(sessionPresent: Bool, now: UInt64) -> Packet {
         phase = .connected

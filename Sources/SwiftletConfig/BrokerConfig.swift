@@ -129,6 +129,31 @@ public struct CtlConfig: Sendable, Equatable {
     public init() {}
 }
 
+/// The dashboard's HTTP server: web UI, REST API and Prometheus (`[dashboard]`, docs/dashboard.md).
+public struct DashboardConfig: Sendable, Equatable {
+    public var enabled = true
+    public var host = "0.0.0.0"
+    public var port = 18083
+    /// Threads of the dashboard's own event loop group (never an MQTT loop).
+    public var acceptors = 2
+    /// Concurrent HTTP connections; more wait to be accepted.
+    public var maxClients = 512
+    public var certFile: String?
+    public var keyFile: String?
+    public var defaultUsername = "admin"
+    public var defaultPassword = "public"
+    /// Seconds a login token stays valid.
+    public var tokenExpiry: Double = 3600
+    /// Login attempts allowed per client address and minute; past it, 429.
+    public var loginAttemptsPerMinute = 10
+    /// Whether the Prometheus endpoints need a token (scrapers usually have none).
+    public var prometheusAuth = false
+    /// Admins and API keys; nil: `<data_dir>/dashboard.json`.
+    public var adminsFile: String?
+
+    public init() {}
+}
+
 public struct BrokerConfig: Sendable, Equatable {
     public var nodeName = "swiftlet@127.0.0.1"
     public var logLevel: Logger.Level = .info
@@ -140,8 +165,13 @@ public struct BrokerConfig: Sendable, Equatable {
     public var auth = AuthConfig()
     public var sidecars = SidecarsConfig()
     public var ctl = CtlConfig()
+    public var dashboard = DashboardConfig()
 
     public init() {}
+
+    public var dashboardAdminsPath: String {
+        dashboard.adminsFile ?? (persistence.dataDir as NSString).appendingPathComponent("dashboard.json")
+    }
 
     public var sidecarSocketPath: String {
         sidecars.socket ?? (persistence.dataDir as NSString).appendingPathComponent("sidecar.sock")

@@ -18,7 +18,7 @@ public enum ConfigLoader {
         let root = try StrictTOML.parse(text)
         var reader = Reader(text: text)
         var config = BrokerConfig()
-        try reader.checkKeys(root, allowed: ["node", "log", "listeners", "mqtt", "sys", "persistence", "auth", "sidecars", "ctl"], section: "")
+        try reader.checkKeys(root, allowed: ["node", "log", "listeners", "mqtt", "sys", "persistence", "auth", "sidecars", "ctl", "dashboard"], section: "")
 
         if let node = try reader.table(root, "node", section: "") {
             try reader.checkKeys(node, allowed: ["name"], section: "node")
@@ -95,6 +95,9 @@ public enum ConfigLoader {
             if let v = try reader.int(t, "hook_queue_size", section: s, min: 1, max: 10_000_000) { c.hookQueueSize = v }
             if let v = try reader.int(t, "max_gateway_sessions", section: s, min: 0, max: 10_000_000) { c.maxGatewaySessions = v }
             config.sidecars = c
+        }
+        if let t = try reader.table(root, "dashboard", section: "") {
+            config.dashboard = try parseDashboard(reader.section(t, "dashboard"))
         }
         if let t = try reader.table(root, "ctl", section: "") {
             try reader.checkKeys(t, allowed: ["socket"], section: "ctl")
@@ -275,5 +278,47 @@ public enum ConfigLoader {
                 m.sharedStrategy = st
             }
         }
+    }
+}
+
+extension ConfigLoader {
+    /// `[dashboard]`: `listener` is "HOST:PORT", "[V6]:PORT" or a port (the seed's
+    /// `listener = 18083`), bound on all addresses.
+    static func parseDashboard(_ s: ConfigSection) throws -> DashboardConfig {
+        try s.checkKeys(allowed: ["enabled", "listener", "acceptors", "max_clients", "certfile", "keyfile",
+                                  "default_username", "default_password", "token_expiry", "login_attempts_per_minute",
+                                  "prometheus_auth", "admins_file"])
+        var d = DashboardConfig()
+        if let v = try s.bool("enabled") { d.enabled = v }
+        if s.table["listener"]?.int != nil {
+            d.port = try s.int("listener", range: 0...65_535)!
+        } else if let v = try s.string("listener") {
+            guard let colon = v.lastIndex(of: ":"), let port = Int(v[v.index(after: colon)...]), (0...65_535).contains(port) else {
+                throw s.error("listener", "must be \"HOST:PORT\" or a port number, not \"\(v)\"")
+            }
+            var host = String(v[..<colon])
+            if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+            guard !host.isEmpty else { throw s.error("listener", "has no host (use \"0.0.0.0:\(port)\")") }
+            d.host = host
+            d.port = port
+        }
+        if let v = try s.int("acceptors", range: 1...64) { d.acceptors = v }
+        if let v = try s.int("max_clients", range: 1...1_000_000) { d.maxClients = v }
+        d.certFile = try s.string("certfile")
+        d.keyFile = try s.string("keyfile")
+        if (d.certFile == nil) != (d.keyFile == nil) { throw s.error(d.certFile == nil ? "certfile" : "keyfile", "certfile and keyfile go together") }
+        if let v = try s.string("default_username") {
+            guard !v.isEmpty else { throw s.error("default_username", "must not be empty") }
+            d.defaultUsername = v
+        }
+        if let v = try s.string("default_password") {
+            guard !v.isEmpty else { throw s.error("default_password", "must not be empty") }
+            d.defaultPassword = v
+        }
+        if let v = try s.double("token_expiry", range: 60...31_536_000) { d.tokenExpiry = v }
+        if let v = try s.int("login_attempts_per_minute", range: 5...10_000) { d.loginAttemptsPerMinute = v }
+        if let v = try s.bool("prometheus_auth") { d.prometheusAuth = v }
+        d.adminsFile = try s.string("admins_file")
+        return d
     }
 }

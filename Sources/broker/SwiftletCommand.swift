@@ -4,6 +4,9 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import SwiftletCore
+import SwiftletDashboard
+import SwiftletRouting
+import MQTTCodec
 import SwiftletStore
 
 @main
@@ -61,6 +64,14 @@ struct SwiftletCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "swiftlet")
         let broker = Broker(config: cfg, logger: logger)
+        if cfg.dashboard.enabled {
+            broker.add(Dashboard(config: cfg, control: broker.control, broker: .init(
+                nodeName: cfg.nodeName, version: Broker.version,
+                publish: { [unowned broker] topic, payload, qos, retain in
+                    broker.publish(Message(topic: topic, payload: payload, qos: QoS(rawValue: UInt8(qos)) ?? .atMostOnce,
+                                           retain: retain, now: .now()))
+                }), logger: logger))
+        }
         let group = ServiceGroup(configuration: .init(
             services: broker.services,
             gracefulShutdownSignals: [.sigterm, .sigint],

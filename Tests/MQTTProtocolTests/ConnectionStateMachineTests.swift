@@ -124,6 +124,15 @@ final class ConnectionStateMachineTests: XCTestCase {
         XCTAssertEqual(refusal(named.authenticated(false)), .badUserNameOrPassword)
     }
 
+    func testBannedClientIsRefusedWithBanned() {
+        var m = machine()
+        _ = m.received(connect(user: "u"), now: 0, session: NoSession())
+        XCTAssertEqual(refusal(m.banned()), .banned)
+        XCTAssertEqual(ReasonCode.banned.v3ConnackCode, 5, "3.x has no banned code: not authorized")
+        _ = m.attached(sessionPresent: false, now: 0)
+        guard case .none = m.banned() else { return XCTFail("a connected client is not refused again") }
+    }
+
     func testSessionExpiry() {
         var m5 = machine { $0.maxSessionExpiryInterval = 100 }
         _ = m5.received(connect(.v5, props: [.sessionExpiryInterval(1000)]), now: 0, session: NoSession())

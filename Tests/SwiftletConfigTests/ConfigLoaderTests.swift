@@ -334,3 +334,45 @@ final class ConfigLoaderTests: XCTestCase {
         XCTAssertTrue(e?.message.contains("round_robin") ?? false)
     }
 }
+
+final class DashboardConfigTests: XCTestCase {
+    func testDefaultsAreTheSeeds() throws {
+        let d = try ConfigLoader.parse("").dashboard
+        XCTAssertTrue(d.enabled)
+        XCTAssertEqual(d.host, "0.0.0.0")
+        XCTAssertEqual(d.port, 18083)
+        XCTAssertEqual(d.defaultUsername, "admin")
+        XCTAssertEqual(d.defaultPassword, "public")
+        XCTAssertFalse(d.prometheusAuth)
+    }
+
+    func testListenerForms() throws {
+        XCTAssertEqual(try ConfigLoader.parse("[dashboard]\nlistener = 18084").dashboard.port, 18084)
+        let v4 = try ConfigLoader.parse("[dashboard]\nlistener = \"127.0.0.1:8080\"").dashboard
+        XCTAssertEqual(v4.host, "127.0.0.1")
+        XCTAssertEqual(v4.port, 8080)
+        let v6 = try ConfigLoader.parse("[dashboard]\nlistener = \"[::1]:8081\"").dashboard
+        XCTAssertEqual(v6.host, "::1")
+        XCTAssertEqual(v6.port, 8081)
+    }
+
+    func testBadValuesNameTheKey() {
+        for (text, key) in [("[dashboard]\nlistener = \"nohost\"", "dashboard.listener"),
+                            ("[dashboard]\nlistener = \":80\"", "dashboard.listener"),
+                            ("[dashboard]\nlistener = 70000", "dashboard.listener"),
+                            ("[dashboard]\ncertfile = \"c.pem\"", "dashboard.keyfile"),
+                            ("[dashboard]\nlogin_attempts_per_minute = 1", "dashboard.login_attempts_per_minute"),
+                            ("[dashboard]\ndefault_password = \"\"", "dashboard.default_password"),
+                            ("[dashboard]\nport = 1", "dashboard.port")] {
+            XCTAssertThrowsError(try ConfigLoader.parse(text), text) { e in
+                XCTAssertEqual((e as? ConfigError)?.key, key, "\(text): \(e)")
+            }
+        }
+    }
+
+    func testEmbeddedExampleFileParses() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../etc/swiftlet.toml")
+        let c = try ConfigLoader.parse(String(contentsOf: url, encoding: .utf8))
+        XCTAssertEqual(c.dashboard.port, 18083)
+    }
+}

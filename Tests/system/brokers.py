@@ -66,7 +66,13 @@ def render_config(port, node=None, log_level=None, mqtt=None, sys=None, listener
         lines.append("[sys]")
         lines += [f"{k} = {toml_value(v)}" for k, v in sys.items()]
         lines.append("")
-    return "\n".join(lines) + "\n" + extra
+    return with_dashboard_off("\n".join(lines) + "\n" + extra)
+
+
+def with_dashboard_off(text):
+    """The dashboard is on by default (port 18083); a test broker leaves it off unless the
+    test configures it, so brokers started side by side do not contend for one port."""
+    return text if "[dashboard]" in text else text + "\n[dashboard]\nenabled = false\n"
 
 
 class Broker:
@@ -198,7 +204,7 @@ class BrokerFactory:
         """
         port = port or free_port()
         if config_text is not None:
-            text = config_text.replace("{port}", str(port))
+            text = with_dashboard_off(config_text.replace("{port}", str(port)))
         else:
             text = render_config(port, node=node, log_level=log_level, mqtt=mqtt, sys=sys,
                                  listener=listener, extra=extra)

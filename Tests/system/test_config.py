@@ -190,10 +190,25 @@ def _port_free(port):
 
 
 def test_no_arguments_embedded_default(broker_factory):
-    if not _port_free(1883):
-        pytest.skip("port 1883 is in use")
+    if not _port_free(1883) or not _port_free(18083):
+        pytest.skip("port 1883 or 18083 is in use")
     b = broker_factory(args=[], port=1883)
     with m.RawClient("127.0.0.1", 1883, version=5) as c:
         c.connect("embedded")
     assert _warned_anonymous(b.log_text()), f"no anonymous-access warning in log:\n{b.tail()}"
+    # The dashboard is on by default on 18083 with the seed's admin/public.
+    import json, time, urllib.request
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:18083/status", timeout=5) as r:
+                assert json.loads(r.read())["status"] == "running"
+                break
+        except OSError:
+            assert time.monotonic() < deadline, f"no dashboard on 18083:\n{b.tail()}"
+            time.sleep(0.1)
+    req = urllib.request.Request("http://127.0.0.1:18083/api/v5/login", method="POST",
+                                 data=json.dumps({"username": "admin", "password": "public"}).encode())
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert json.loads(r.read())["password_change_required"] is True
     assert b.stop() == 0

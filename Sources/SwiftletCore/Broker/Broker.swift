@@ -42,6 +42,8 @@ public final class Broker: @unchecked Sendable {
     /// `swiftlet-ctl` commands: the broker's own and those sidecars register.
     public let control = ControlRegistry()
     let controlServer: ControlServer
+    /// Clients refused at CONNECT (`banned`).
+    public let banned: BannedList
     let clientsConnected = ManagedAtomic<Int>(0)
     let clientsMax = ManagedAtomic<Int>(0)
     let connectionsLock = NIOLock()
@@ -69,6 +71,8 @@ public final class Broker: @unchecked Sendable {
         self.builtinAuth = BuiltinAuth(usersPath: config.auth.usersFile, aclPath: config.auth.aclFile,
                                        order: config.auth.builtinOrder, pool: threadPool)
         self.auth.add(builtinAuth)
+        self.banned = BannedList(path: config.persistence.mode == .none ? nil
+                                 : (config.persistence.dataDir as NSString).appendingPathComponent("banned.json"))
         self.loopTable = LoopTable(group: group, sharedStrategy: config.mqtt.sharedStrategy)
         self.router = Router(table: loopTable)
         self.controlServer = ControlServer(path: config.ctlSocketPath, registry: control, group: group, logger: logger)
@@ -92,6 +96,12 @@ public final class Broker: @unchecked Sendable {
     public var boundAddresses: [SocketAddress] { serverChannels.compactMap { $0.localAddress } }
 
     // MARK: Lifecycle
+
+    /// Adds a part (the dashboard, say) after the broker's own: it starts last and stops
+    /// first. Before `start`/`services` only.
+    public func add(_ part: any BrokerPart) {
+        parts.append(part)
+    }
 
     /// The long-running parts in start order (see `BrokerPart`); they stop in reverse.
     /// `services` runs them in a `ServiceGroup`; `start`/`shutdown` run them in turn.

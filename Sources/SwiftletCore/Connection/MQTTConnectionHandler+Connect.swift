@@ -13,6 +13,10 @@ extension MQTTConnectionHandler {
             peerHost = a.ipAddress ?? peerHost
             peerPort = a.port ?? peerPort
         }
+        if let ban = broker.banned.match(clientId: request.clientId, username: request.username, host: peerHost) {
+            logger.info("connection refused: banned", metadata: ["banned.as": "\(ban.kind.rawValue)", "banned.who": "\(ban.who)"])
+            return execute(machine.banned())
+        }
         let password = password.map { Array($0.readableBytesView) }
         broker.auth.authenticate(clientInfo, password: password, on: eventLoop).whenComplete { [self] result in
             guard state == .connecting, transport != nil else { return }

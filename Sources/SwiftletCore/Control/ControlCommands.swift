@@ -13,6 +13,7 @@ extension Broker {
         registerRetainedCommands()
         registerAuthCommands()
         registerUserCommands()
+        registerBannedCommands()
     }
 
     /// Registers a command whose handler gets the broker.
