@@ -332,9 +332,13 @@
       });
       params = formValues(filterForm);
     }
+    let seq = 0;
     async function load() {
+      const mine = ++seq;
       try {
-        const resp = await get(path(params) + (path(params).includes('?') ? '&' : '?') + `page=${page}&limit=${limit}`, { signal: ctx.signal });
+        const base = path(params);
+        const resp = await get(`${base}${base.includes('?') ? '&' : '?'}page=${page}&limit=${limit}`, { signal: ctx.signal });
+        if (mine !== seq) return; // a later search (or refresh) has been sent since: its answer wins
         const rows = rowsOf(resp);
         const meta = (resp && resp.meta) || {};
         if (rows.length === 0 && page > 1 && !meta.hasnext) { page -= 1; return load(); }
@@ -1276,7 +1280,7 @@
         }, 'danger small'))) },
     ], { key: (a) => a.username, empty: 'No administrators.', name: 'admins' });
     async function loadAdmins() {
-      try { admins.update(rowsOf(await get('/users', { signal: ctx.signal }))); } catch (e) { if (e.name !== 'AbortError') toast(describe(e), 'error'); }
+      try { admins.update(rowsOf(await get('/users', { signal: ctx.signal }))); ctx.loaded(admins); } catch (e) { if (e.name !== 'AbortError') toast(describe(e), 'error'); }
     }
     const addAdmin = act('Add administrator…', () => formDialog('Add an administrator', [
       { name: 'username', label: 'Username', required: true },
@@ -1303,7 +1307,7 @@
       }, 'danger small', { 'data-action': 'delete-key' })) },
     ], { key: (k) => k.name, empty: 'No API keys.', name: 'api_keys' });
     async function loadKeys() {
-      try { keys.update(rowsOf(await get('/api_key', { signal: ctx.signal }))); } catch (e) { if (e.name !== 'AbortError') toast(describe(e), 'error'); }
+      try { keys.update(rowsOf(await get('/api_key', { signal: ctx.signal }))); ctx.loaded(keys); } catch (e) { if (e.name !== 'AbortError') toast(describe(e), 'error'); }
     }
     const newKey = act('Create API key…', () => formDialog('Create an API key', [
       { name: 'name', label: 'Name', required: true },
