@@ -32,7 +32,7 @@ from sidecars import registrations, short_dir, sidecar_config, wait_registered
 try:
     from selenium import webdriver
     from selenium.common.exceptions import (ElementClickInterceptedException, NoSuchElementException,
-                                            StaleElementReferenceException, WebDriverException)
+                                            StaleElementReferenceException)
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.select import Select
@@ -196,17 +196,23 @@ def fill(form, name, value):
     el.send_keys(value)
 
 
+def phone_layout(drv):
+    return css(drv, "#nav-toggle").is_displayed()
+
+
 def open_menu(drv):
     click(drv, "#nav-toggle")
-    wait_until(lambda: css(drv, "#nav").is_displayed() and css(drv, "#nav").rect["x"] >= 0, "the menu slid in")
+    wait_until(lambda: present(drv, "body.nav-open") and css(drv, "#nav").rect["x"] >= 0, "the menu slid in")
 
 
 def open_page(drv, name):
     """Through the menu, as a user would (opening it first at phone width)."""
-    link = f"#nav a[data-page={name}]"
-    if not css(drv, link).is_displayed():
+    phone = phone_layout(drv)
+    if phone:
         open_menu(drv)
-    click(drv, link)
+    click(drv, f"#nav a[data-page={name}]")
+    if phone:
+        wait_until(lambda: not css(drv, "#nav").is_displayed(), "the menu folded away")
     wait_until(lambda: present(drv, f"body[data-page={name}] section[data-page={name}]"), f"page {name}")
     wait_until(lambda: present(drv, f"section[data-page={name}] [data-loaded]"), f"page {name} loaded its data")
 
@@ -477,7 +483,7 @@ def test_phone_width(dash, browser, subscriber):
         d.execute_script("window.scrollTo(0, 0)")
         open_page(d, "overview")
         # The menu is folded away; the charts are still fed.
-        assert not css(d, "#nav a[data-page=clients]").is_displayed()
+        wait_until(lambda: not css(d, "#nav a[data-page=clients]").is_displayed(), "the menu folded away")
         wait_until(lambda: css(d, "#chart-messages").size["width"] <= PHONE["width"], "the chart fits")
         n = chart(d, "#chart-messages", "samples")
         wait_until(lambda: chart(d, "#chart-messages", "samples") > n, "the chart still updating")

@@ -197,7 +197,9 @@
         clear(dlg);
         resolve(v);
       };
-      const onClose = () => close(null);
+      // A 'close' event is queued, so one from the previous dialog may arrive after this one
+      // opened: only a close that left the dialog shut (Escape) counts.
+      const onClose = () => { if (!dlg.open) close(null); };
       clear(dlg).append(h('div', { class: 'dialog-head' },
         h('h2', null, title),
         h('button', { type: 'button', class: 'icon-button close', 'aria-label': 'Close', onclick: () => close(null) }, '×')));
