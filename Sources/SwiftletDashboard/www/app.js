@@ -1030,7 +1030,7 @@
     return badge('–', 'off');
   }
   function stateBadge(s) {
-    return badge(s || '–', { running: 'ok', stopped: 'off', failed: 'bad', starting: 'warn', restarting: 'warn', backoff: 'warn' }[s] || '');
+    return badge(s || '–', { running: 'ok', stopped: 'off', failed: 'bad', starting: 'warn', stopping: 'warn', backoff: 'warn' }[s] || '');
   }
   pages.plugins = (page, ctx) => {
     const table = dataTable([
