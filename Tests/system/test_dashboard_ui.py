@@ -321,6 +321,9 @@ def test_overview_chart_moves_while_a_publisher_runs(dash, browser, subscriber):
     # The monitor stream (server-sent events) is what feeds it, not the polling fallback.
     wait_until(lambda: css(d, "#live").get_attribute("data-state") == "live", "the live indicator on the stream")
     wait_until(lambda: chart(d, "#chart-connections", "last-connections") >= 1, "the subscriber counted")
+    # The last minute only: the curve fills the picture.
+    click(d, "button[data-window='60']")
+    wait_until(lambda: css(d, "button[data-window='60']").get_attribute("aria-pressed") == "true", "the 1 min window")
     pub = Publisher(dash.broker)
     try:
         start = chart(d, msg, "samples")
