@@ -317,7 +317,7 @@ def test_overview_chart_moves_while_a_publisher_runs(dash, browser, subscriber):
     d = browser
     open_page(d, "overview")
     msg = "#chart-messages"
-    wait_until(lambda: chart(d, msg, "samples") >= 2, "monitor samples in the chart")
+    wait_until(lambda: chart(d, msg, "updates") >= 2, "monitor samples in the chart")
     # The monitor stream (server-sent events) is what feeds it, not the polling fallback.
     wait_until(lambda: css(d, "#live").get_attribute("data-state") == "live", "the live indicator on the stream")
     wait_until(lambda: chart(d, "#chart-connections", "last-connections") >= 1, "the subscriber counted")
@@ -326,11 +326,11 @@ def test_overview_chart_moves_while_a_publisher_runs(dash, browser, subscriber):
     wait_until(lambda: css(d, "button[data-window='60']").get_attribute("aria-pressed") == "true", "the 1 min window")
     pub = Publisher(dash.broker)
     try:
-        start = chart(d, msg, "samples")
+        start = chart(d, msg, "updates")
         wait_until(lambda: chart(d, msg, "last-received") > 0, "the received rate to rise")
         wait_until(lambda: chart(d, msg, "last-sent") > 0, "the sent rate to rise")
         # A few seconds of the curve for the picture.
-        wait_until(lambda: chart(d, msg, "samples") >= start + 8, "eight more samples")
+        wait_until(lambda: chart(d, msg, "updates") >= start + 8, "eight more samples")
         assert chart(d, msg, "max-received") > 0
         wait_until(lambda: css(d, "[data-stat='messages.received'] .stat-value").text not in ("0", "–"),
                    "the message counter")
@@ -488,8 +488,8 @@ def test_phone_width(dash, browser, subscriber):
         # The menu is folded away; the charts are still fed.
         wait_until(lambda: not css(d, "#nav a[data-page=clients]").is_displayed(), "the menu folded away")
         wait_until(lambda: css(d, "#chart-messages").size["width"] <= PHONE["width"], "the chart fits")
-        n = chart(d, "#chart-messages", "samples")
-        wait_until(lambda: chart(d, "#chart-messages", "samples") > n, "the chart still updating")
+        n = chart(d, "#chart-messages", "updates")
+        wait_until(lambda: chart(d, "#chart-messages", "updates") > n, "the chart still updating")
         assert no_horizontal_scroll(d)
         shot(d, "phone-overview")
         open_menu(d)

@@ -373,15 +373,21 @@
     timers: [],
     lastEvent: 0,
   };
-  function pushSample(m) {
-    const s = {
-      t: Date.now(),
+  // A monitor object -> a chart sample; `time` (ms, when the server gives it) dates it.
+  function sampleOf(m) {
+    return {
+      t: Number(m.time) || Date.now(),
       received: Number(m.received_msg_rate) || 0,
       sent: Number(m.sent_msg_rate) || 0,
       dropped: Number(m.dropped_msg_rate) || 0,
       connections: Number(m.connections) || 0,
       subscriptions: Number(m.subscriptions) || 0,
     };
+  }
+  function pushSample(m) {
+    const s = sampleOf(m);
+    const prev = monitor.samples[monitor.samples.length - 1];
+    if (prev && m.time !== undefined && s.t <= prev.t) { setLive(monitor.mode === 'stream' ? 'live' : 'polling'); return; } // seen already
     monitor.samples.push(s);
     const cutoff = s.t - HISTORY_SEC * 1000;
     while (monitor.samples.length && monitor.samples[0].t < cutoff) monitor.samples.shift();
@@ -398,7 +404,21 @@
   }
   function startMonitor() {
     if (monitor.mode !== 'idle' || !session.token || session.mustChange) return;
+    seedHistory();
     openStream();
+  }
+  // The server keeps the last minutes of samples (GET /monitor): the charts start from them
+  // instead of from empty. Optional: without it the charts fill as the stream goes.
+  async function seedHistory() {
+    try {
+      const hist = await get('/monitor');
+      if (!Array.isArray(hist) || !hist.length || hist[0].time === undefined) return;
+      const first = monitor.samples.length ? monitor.samples[0].t : Infinity;
+      const older = hist.map(sampleOf).filter((s) => s.t < first && s.t >= Date.now() - HISTORY_SEC * 1000);
+      if (!older.length) return;
+      monitor.samples = older.concat(monitor.samples);
+      for (const fn of monitor.listeners) fn(monitor.samples);
+    } catch (_) { /* no history: fine */ }
   }
   function stopMonitor() {
     monitor.mode = 'idle';
@@ -483,8 +503,9 @@
   }
 
   // -- charts (canvas, no library) ----------------------------------------------------------
-  // The canvas keeps data-samples, data-last-<series> and data-max-<series> (over the shown
-  // window) up to date, for tests and for anyone reading the page without pixels.
+  // The canvas keeps data-samples (in the shown window), data-updates, data-last-<series> and
+  // data-max-<series> (over the shown window) up to date, for tests and for anyone reading the
+  // page without pixels.
   class LineChart {
     constructor(canvas, series, opts = {}) {
       this.canvas = canvas;
@@ -493,6 +514,7 @@
       this.unit = opts.unit || '';
       this.integer = !!opts.integer;
       this.samples = [];
+      this.updates = 0;
       this.hover = null;
       this.legend = opts.legend;  // element that shows the values
       canvas.addEventListener('pointermove', (e) => { this.hover = e.offsetX; this.draw(); });
@@ -502,13 +524,31 @@
     }
     destroy() { this.resizeObserver.disconnect(); }
     setWindow(sec) { this.windowSec = sec; this.draw(); }
-    update(samples) { this.samples = samples; this.draw(); }
+    update(samples) {
+      this.samples = samples;
+      this.canvas.dataset.updates = String(++this.updates); // grows with every sample, whatever the window holds
+      this.draw();
+    }
     visible() {
       const end = this.samples.length ? this.samples[this.samples.length - 1].t : Date.now();
       return this.samples.filter((s) => s.t >= end - this.windowSec * 1000);
     }
     draw() {
       const c = this.canvas;
+      const pts = this.visible();
+      const now = pts.length ? pts[pts.length - 1].t : Date.now();
+      const t0 = now - this.windowSec * 1000;
+      // Data attributes first, so they hold even when the canvas is not drawn.
+      c.dataset.samples = String(pts.length);
+      c.dataset.updated = String(now);
+      let max = 0;
+      for (const s of this.series) {
+        const last = pts.length ? pts[pts.length - 1][s.key] : 0;
+        const smax = pts.reduce((m, p) => Math.max(m, p[s.key]), 0);
+        c.dataset[`last${cap(s.key)}`] = String(last);
+        c.dataset[`max${cap(s.key)}`] = String(smax);
+        max = Math.max(max, smax);
+      }
       const dpr = window.devicePixelRatio || 1;
       const w = c.clientWidth, hgt = c.clientHeight;
       if (!w || !hgt) return;
@@ -521,21 +561,6 @@
       const css = getComputedStyle(c);
       const fg = css.getPropertyValue('--chart-fg').trim() || '#666';
       const grid = css.getPropertyValue('--chart-grid').trim() || '#ddd';
-      const pts = this.visible();
-      const now = pts.length ? pts[pts.length - 1].t : Date.now();
-      const t0 = now - this.windowSec * 1000;
-
-      // Data attributes first, so they hold even when the canvas is not drawn.
-      c.dataset.samples = String(this.samples.length);
-      c.dataset.updated = String(now);
-      let max = 0;
-      for (const s of this.series) {
-        const last = pts.length ? pts[pts.length - 1][s.key] : 0;
-        const smax = pts.reduce((m, p) => Math.max(m, p[s.key]), 0);
-        c.dataset[`last${cap(s.key)}`] = String(last);
-        c.dataset[`max${cap(s.key)}`] = String(smax);
-        max = Math.max(max, smax);
-      }
       const [top, step] = niceScale(max, this.integer);
       g.font = `11px ${css.fontFamily}`;
       const padL = Math.ceil(g.measureText(fmtNum(top, this.integer ? 0 : 1)).width) + 14, padR = 10, padT = 10, padB = 22;
@@ -1009,9 +1034,8 @@
       columns: [
         { key: 'topic', label: 'Topic', render: (m) => h('button', { type: 'button', class: 'link-button mono', onclick: () => show(m) }, m.topic) },
         { key: 'qos', label: 'QoS' },
+        { key: 'bytes', label: 'Size', cls: 'num', render: (m) => (m.bytes === undefined ? '–' : fmtBytes(m.bytes)) },
         { key: 'payload', label: 'Payload', cls: 'mono clip', render: (m) => (m.payload === undefined ? '…' : decodePayload(m.payload).slice(0, 80)) },
-        { key: 'from_clientid', label: 'From' },
-        { key: 'publish_at', label: 'Published', render: (m) => fmtTime(m.publish_at) },
         { key: 'x', label: '', cls: 'actions-cell', render: (m) => actions(act('Delete', () => del(m), 'danger small', { 'data-action': 'delete' })) },
       ],
     });
