@@ -111,6 +111,7 @@ def dash(module_broker_factory):
     (plugins / "template.toml").write_text(text)
     port = free_port()
     extra = (sidecar_config(d / "sc.sock") + f'plugins_dir = "{plugins}"\n'
+             + f'\n[auth]\nusers_file = "{d}/users.toml"\n'  # the built-in users the Users page manages
              + f'\n[dashboard]\nenabled = true\nlistener = "127.0.0.1:{port}"\n')
     b = module_broker_factory(extra=extra)
     dsh = Dashboard(b, port, plugins)

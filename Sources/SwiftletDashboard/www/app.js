@@ -588,8 +588,9 @@
       }
       // series
       g.lineJoin = 'round';
-      for (const s of this.series) {
-        g.strokeStyle = s.color; g.lineWidth = 2;
+      // The first series on top, the others a little wider, so equal curves (in = out) both show.
+      for (const s of [...this.series].reverse()) {
+        g.strokeStyle = s.color; g.lineWidth = s === this.series[0] ? 2 : 3.5;
         g.beginPath();
         pts.forEach((p, i) => {
           const px = x(p.t), py = y(p[s.key]);
@@ -690,6 +691,7 @@
       if (a.dataset.page === name) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
     }
     setNav(false);
+    $('#toast').classList.remove('show'); // a confirmation belongs to the page it was given on
     $('#whoami').textContent = session.username || '';
     if (!bare) startMonitor();
     const view = clear($('#view'));
@@ -840,7 +842,7 @@
       ['bytes.received', 'Bytes in', fmtBytes], ['bytes.sent', 'Bytes out', fmtBytes],
     ];
     async function load() {
-      const [st, me, nd] = await Promise.allSettled([get('/stats', { signal: ctx.signal }), get('/metrics', { signal: ctx.signal }), get('/status', { signal: ctx.signal })]);
+      const [st, me, nd] = await Promise.allSettled([get('/stats', { signal: ctx.signal }), get('/metrics', { signal: ctx.signal }), get('/nodes', { signal: ctx.signal })]);
       const all = { ...(st.value && !Array.isArray(st.value) ? st.value : (st.value && st.value[0]) || {}),
         ...(me.value && !Array.isArray(me.value) ? me.value : (me.value && me.value[0]) || {}) };
       clear(stats);
@@ -848,9 +850,12 @@
         stats.append(h('div', { class: 'stat', dataset: { stat: k } }, h('span', { class: 'stat-label' }, label),
           h('span', { class: 'stat-value' }, (f || fmtNum)(all[k]))));
       }
-      if (nd.value) {
-        const n = nd.value;
-        node.textContent = `${n.node || ''} · ${n.status || ''} · version ${n.version || '?'} · up ${fmtDuration(n.uptime)}`;
+      // GET /nodes (EMQX): uptime in milliseconds, memory_used in bytes.
+      const n = Array.isArray(nd.value) ? nd.value[0] : nd.value;
+      if (n) {
+        node.textContent = [n.node, n.node_status || n.status, n.version && `version ${n.version}`,
+          n.uptime !== undefined && `up ${fmtDuration(Number(n.uptime) / 1000)}`,
+          n.memory_used !== undefined && `memory ${fmtBytes(n.memory_used)}`].filter(Boolean).join(' · ');
       }
       if (st.status === 'rejected' && st.reason.name !== 'AbortError') node.textContent = `Could not load the statistics: ${describe(st.reason)}`;
       ctx.loaded(stats);
