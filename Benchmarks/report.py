@@ -569,6 +569,39 @@ AUTH_ROWS = [
 ]
 
 
+def write_dashboard(w, res):
+    """One-to-one QoS 0 and fan-out with the dashboard open in headless Chromium and closed
+    (issue 13): two rounds each, alternating; the difference next to the spread of the runs."""
+    rows = []
+    for name, title in (("one-to-one-q0", "One-to-one, QoS 0, 64 B"), ("fanout-100-q0", "Fan-out 1 -> 100, QoS 0, 64 B")):
+        vals = {}
+        for state in ("closed", "open"):
+            for rnd in (1, 2):
+                for r in load_runs(res / f"dash-{name}-{state}-{rnd}.swiftlet.json"):
+                    v = metric(r, "recv")
+                    if v:
+                        vals.setdefault(state, []).append(v)
+        if vals.get("closed") and vals.get("open"):
+            rows.append((title, vals["closed"], vals["open"]))
+    if not rows:
+        return
+    w("## The dashboard open in a browser")
+    w("")
+    w("swiftlet alone, the overview of the dashboard open in headless Chromium (charts from the")
+    w("live event stream, counters polled every few seconds) during the run, against the same run")
+    w("with no browser; two rounds each, alternating. The spread is the larger difference between")
+    w("two runs in the same state: a difference within it is noise.")
+    w("")
+    w("| scenario | closed msg/s | open msg/s | open / closed | spread of runs |")
+    w("|---|---:|---:|---:|---:|")
+    for title, closed, opened in rows:
+        c = sum(closed) / len(closed)
+        o = sum(opened) / len(opened)
+        spread = max((max(v) - min(v)) / (sum(v) / len(v)) for v in (closed, opened))
+        w(f"| {title} | {fmt(c)} | {fmt(o)} | {o / c:.3f} | {spread * 100:.1f} % |")
+    w("")
+
+
 def write_auth(w, runs):
     """CONNECT with swiftlet-auth-sql (issue 11) and swiftlet-auth-redis (issue 12), next to
     built-in auth on the same machine."""
@@ -657,6 +690,7 @@ def report(res):
         w(f"| {title} | {fmt(s, unit)} | {fmt(mq, unit)} | {unit} | {ratio} | {better} |")
     w("")
     write_auth(w, runs)
+    write_dashboard(w, res)
     w("## Details per run")
     w("")
     w("| scenario | broker | sent/s | recv/s | p50 ms | p99 ms | p99.9 ms | lost | broker cores | broker CPU s / M msgs | broker RSS MiB | generator cores |")
