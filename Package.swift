@@ -5,6 +5,11 @@ import PackageDescription
 // (see docs/decisions/0001-concurrency.md); Swift 6 strict checking is adopted per
 // module once the core stops moving.
 let swiftSettings: [SwiftSetting] = []
+/// The modules the hot path crosses into (the connection state machine, routing's `Message`):
+/// full cross-module optimization in release, so their generic and small functions are
+/// specialised and inlined into the runtime as they were when they lived in it (measured with
+/// callgrind, docs/decisions/0003-module-split.md).
+let hotPathModule: [SwiftSetting] = [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
 
 let package = Package(
     name: "swiftlet",
@@ -108,7 +113,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
-            swiftSettings: [.swiftLanguageMode(.v6)]
+            swiftSettings: [.swiftLanguageMode(.v6)] + hotPathModule
         ),
         // The durable store: sessions, subscriptions, queued and retained messages in one
         // SQLite file written by one thread (docs/persistence.md).
@@ -164,7 +169,7 @@ let package = Package(
                 "SwiftletRouting",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
-            swiftSettings: [.swiftLanguageMode(.v6)]
+            swiftSettings: [.swiftLanguageMode(.v6)] + hotPathModule
         ),
         .target(
             name: "SwiftletCore",
@@ -347,6 +352,7 @@ let package = Package(
         .executableTarget(
             name: "swiftlet-ctl",
             dependencies: [
+                "SwiftletCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/ctl",

@@ -6,7 +6,7 @@ import SwiftletCore
 /// the dashboard's admins, for an operator on the host (no token needed: the ctl socket is 0600).
 extension Dashboard {
     static let ctlOwner = "dashboard"
-    static let adminsUsage = "admins list\nadmins add <username> <password>\nadmins passwd <username> <password>\nadmins del <username>"
+    static var adminsUsage: String { Broker.adminsUsage }
 
     func registerCtl() {
         _ = control.register("admins", usage: Self.adminsUsage, owner: Self.ctlOwner) { [weak self] args, loop in

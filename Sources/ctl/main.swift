@@ -1,4 +1,5 @@
 import ArgumentParser
+import SwiftletCore
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -39,6 +40,7 @@ struct SwiftletCtl: ParsableCommand {
             asJSON = true
         }
         if words.first == "--" { words.removeFirst() }
+        if words.first == "--help" || words.first == "-h" { words = ["help"] }
         let name = words.first ?? "help"
         let args = Array(words.dropFirst())
         let path = socket ?? ProcessInfo.processInfo.environment["SWIFTLET_CTL_SOCKET"] ?? "data/ctl.sock"
@@ -47,6 +49,12 @@ struct SwiftletCtl: ParsableCommand {
         do {
             line = try CtlSocket.request(path: path, line: Self.encode(name, args), timeout: timeout)
         } catch let e as CtlSocket.Failure {
+            if name == "help", e.exitCode == 3 {
+                // No broker to ask: the usage and the built-in commands, and why the list may be short.
+                print(Self.offlineHelp)
+                FileHandle.standardError.write(Data((e.message + "; commands that sidecars register are listed when it runs\n").utf8))
+                return
+            }
             FileHandle.standardError.write(Data((e.message + "\n").utf8))
             throw ExitCode(e.exitCode)
         }
@@ -71,6 +79,16 @@ struct SwiftletCtl: ParsableCommand {
             FileHandle.standardError.write(Data((text + "\n").utf8))
         }
         if status != 0 { throw ExitCode(Int32(clamping: status)) }
+    }
+
+    static var offlineHelp: String {
+        var lines = ["Usage: swiftlet-ctl [--socket PATH] [--json] [--timeout SECONDS] <command> [args...]", "",
+                     "Exit codes: 0 ok, 1 usage error or unknown command, 2 the command failed, 3 the broker is not running.",
+                     "", "Commands:"]
+        for (_, usage) in Broker.builtinCommandUsages {
+            for u in usage.split(separator: "\n") { lines.append("  \(u)") }
+        }
+        return lines.joined(separator: "\n")
     }
 
     static func encode(_ command: String, _ args: [String]) -> String {

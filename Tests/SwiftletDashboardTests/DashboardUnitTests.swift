@@ -53,7 +53,6 @@ final class DashboardUnitTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let pool = NIOThreadPool(numberOfThreads: 1)
         pool.start()
-        defer { try? pool.syncShutdownGracefully() }
         let path = dir.appendingPathComponent("dashboard.json").path
         let store = AdminStore(path: path, pool: pool)
         try await store.load(defaultUsername: "admin", defaultPassword: "public")
@@ -85,5 +84,6 @@ final class DashboardUnitTests: XCTestCase {
         try "garbage".write(toFile: path, atomically: true, encoding: .utf8)
         do { try await AdminStore(path: path, pool: pool).load(defaultUsername: "admin", defaultPassword: "public"); XCTFail("garbage accepted") } catch {}
         XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), "garbage")
+        try await pool.shutdownGracefully()
     }
 }

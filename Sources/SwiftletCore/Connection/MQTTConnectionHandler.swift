@@ -194,6 +194,13 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func send(_ packet: Packet) {
         guard let transport else { return }
+        // The common case, no Maximum Packet Size from the client (every 3.x client): no copy
+        // of the packet through the state machine (measured: ~1,500 instructions per ack).
+        guard machine.clientMaxPacketSize != .max else {
+            ctx.stats.packetsSent += 1
+            write(packet.encoded(version: version, allocator: transport.transportAllocator))
+            return
+        }
         let (fitting, mustClose) = machine.fitting(packet)
         guard let fitting else {
             logger.info("packet exceeds the client's Maximum Packet Size, not sent",
@@ -312,7 +319,11 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     /// Called by the loop's `ConnectionSweep` once a second.
     func sweep(now: NIODeadline) {
         let action = machine.tick(now: now.uptimeNanoseconds)
-        if action == .close, state == .awaitingConnect { logger.debug("no CONNECT within idle_timeout, closing") }
+        switch action {
+        case .none: return  // nearly every tick: nothing due (no Action comparison, no dispatch)
+        case .close where state == .awaitingConnect: logger.debug("no CONNECT within idle_timeout, closing")
+        default: break
+        }
         execute(action)
     }
 

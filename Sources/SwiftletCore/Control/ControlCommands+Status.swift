@@ -3,6 +3,18 @@ import NIOCore
 
 /// `status`, `listeners`, `help`.
 extension Broker {
+    static let pluginsUsage = "plugins list | load <name> | unload <name> | reload <name>"
+    public static let adminsUsage = "admins list\nadmins add <username> <password>\nadmins passwd <username> <password>\nadmins del <username>"
+
+    /// The commands the broker itself registers (and the dashboard's), in `help`'s order:
+    /// what `swiftlet-ctl help` prints when no broker is running to ask.
+    public static var builtinCommandUsages: [(command: String, usage: String)] {
+        [("acl", aclUsage), ("admins", adminsUsage), ("banned", bannedUsage), ("cache", cacheUsage), ("clients", clientsUsage),
+         ("help", "help"), ("listeners", "listeners"), ("plugins", pluginsUsage), ("retained", retainedUsage),
+         ("sessions", sessionsUsage), ("status", "status"), ("subscriptions", subscriptionsUsage), ("topics", "topics list"),
+         ("users", usersUsage)]
+    }
+
     func registerStatusCommands() {
         builtin("status", usage: "status") { b, args, loop in
             guard args.isEmpty else { return loop.reply(.usage("status")) }

@@ -38,7 +38,7 @@ extension SidecarHub {
 extension Supervisor {
     /// `swiftlet-ctl plugins list | load <name> | unload <name> | reload <name>`.
     func registerPluginsCommand() {
-        let usage = "plugins list | load <name> | unload <name> | reload <name>"
+        let usage = Broker.pluginsUsage
         control.register("plugins", usage: usage, owner: "broker") { [weak self] args, loop in
             guard let self else { return loop.makeSucceededFuture(ControlReply(status: 2, text: "shutting down")) }
             switch (args.first, args.count) {
