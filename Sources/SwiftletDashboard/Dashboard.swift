@@ -90,8 +90,15 @@ public final class Dashboard: BrokerPart, @unchecked Sendable {
         let router = makeRouter()
         let server: HTTPServerBuilder
         if let cert = config.certFile, let key = config.keyFile {
-            let chain = try NIOSSLCertificate.fromPEMFile(cert).map { NIOSSLCertificateSource.certificate($0) }
-            var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .file(key))
+            let chain: [NIOSSLCertificateSource]
+            let privateKey: NIOSSLPrivateKey
+            do { chain = try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) } } catch {
+                throw APIError(.internalServerError, "INTERNAL_ERROR", "dashboard.certfile \(cert): \(error)")
+            }
+            do { privateKey = try NIOSSLPrivateKey(file: key, format: .pem) } catch {
+                throw APIError(.internalServerError, "INTERNAL_ERROR", "dashboard.keyfile \(key): \(error)")
+            }
+            var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(privateKey))
             tls.minimumTLSVersion = .tlsv12
             server = try .tls(.http1(), tlsConfiguration: tls)
         } else {

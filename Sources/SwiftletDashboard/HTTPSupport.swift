@@ -20,7 +20,7 @@ struct DashboardContext: RequestContext {
 }
 
 /// An error as the API answers it: `{"code": ..., "message": ...}` with a status.
-struct APIError: Error, HTTPResponseError {
+struct APIError: Error, HTTPResponseError, CustomStringConvertible {
     static let maxBody = 64 * 1024
 
     var status: HTTPResponse.Status
@@ -33,6 +33,8 @@ struct APIError: Error, HTTPResponseError {
         self.code = code
         self.message = message
     }
+
+    var description: String { "\(code): \(message)" }
 
     static func badRequest(_ m: String) -> APIError { APIError(.badRequest, "BAD_REQUEST", m) }
     static func notFound(_ m: String, code: String = "NOT_FOUND") -> APIError { APIError(.notFound, code, m) }

@@ -398,3 +398,33 @@ def test_dashboard_port_in_use_is_a_clear_start_error(broker_factory):
         assert "dashboard" in b.log_text().lower() and ("in use" in b.log_text().lower() or "address" in b.log_text().lower())
     finally:
         s.close()
+
+
+def test_dashboard_over_tls_and_a_missing_key_names_the_key(broker_factory, tmp_path):
+    import ssl
+    import subprocess
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    port = free_port()
+    broker_factory(extra=f'\n[dashboard]\nlistener = "127.0.0.1:{port}"\ncertfile = "{cert}"\nkeyfile = "{key}"\n')
+    ctx = ssl.create_default_context(cafile=str(cert))
+    ctx.check_hostname = False
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with urllib.request.urlopen(f"https://127.0.0.1:{port}/status", context=ctx, timeout=5) as r:
+                assert json.loads(r.read())["status"] == "running"
+            break
+        except (urllib.error.URLError, ConnectionError, OSError):
+            assert time.monotonic() < deadline, "no HTTPS dashboard"
+            time.sleep(0.1)
+    req = urllib.request.Request(f"https://127.0.0.1:{port}/api/v5/login", method="POST",
+                                 data=json.dumps({"username": "admin", "password": "public"}).encode())
+    with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+        assert "Secure" in r.headers["Set-Cookie"]
+    port2 = free_port()
+    b = broker_factory(extra=f'\n[dashboard]\nlistener = "127.0.0.1:{port2}"\ncertfile = "{cert}"\nkeyfile = "{tmp_path}/missing.pem"\n',
+                       wait=False)
+    assert b.wait_exit(timeout=20) != 0
+    assert "dashboard.keyfile" in b.log_text(), b.tail()
