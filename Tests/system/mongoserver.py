@@ -68,8 +68,12 @@ class Mongo:
     """One secantusd-py process on 127.0.0.1:<free port>, data in its own temporary folder,
     users `root` (admin) and `mqtt` (readWrite on `mqtt`), then running with --auth."""
 
-    def __init__(self):
+    def __init__(self, tls=False):
         self.dir = Path(tempfile.mkdtemp(prefix="swmongo", dir="/tmp"))
+        # With tls: a CA, a server certificate for 127.0.0.1 signed by it, and a client
+        # certificate with its key in one PEM file (libmongoc's tlsCertificateKeyFile); the
+        # server then accepts TLS only and requires the client certificate.
+        self.tls = make_certificates(self.dir) if tls else None
         self.data = self.dir / "data"
         self.log = self.dir / "secantusd.log"
         self.port = free_port()
@@ -80,7 +84,7 @@ class Mongo:
         """Starts without auth, creates the users, restarts with --auth."""
         import pymongo
         self.start(auth=False)
-        c = pymongo.MongoClient(f"mongodb://127.0.0.1:{self.port}/", serverSelectionTimeoutMS=10000)
+        c = pymongo.MongoClient(f"mongodb://127.0.0.1:{self.port}/", serverSelectionTimeoutMS=10000, **self._tls_args())
         c.admin.command("createUser", ADMIN_USER, pwd=ADMIN_PASSWORD, roles=["root"], mechanisms=MECHANISMS)
         c[DATABASE].command("createUser", DB_USER, pwd=DB_PASSWORD,
                             roles=[{"role": "readWrite", "db": DATABASE}], mechanisms=MECHANISMS)
@@ -94,6 +98,9 @@ class Mongo:
                 "--standalone", "--log-level", "WARNING", "--cache-size", "64M"]
         if auth:
             args.append("--auth")
+        if self.tls:
+            args += ["--tls-cert-file", self.tls["server_cert"], "--tls-key-file", self.tls["server_key"],
+                     "--tls-ca-file", self.tls["ca"], "--tls-require-client-cert"]
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True)
         logf.close()
@@ -145,6 +152,10 @@ class Mongo:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def stop_client(self):
+        """Closes the test's own connection (the server keeps running)."""
+        self._drop_client()
+
     def _drop_client(self):
         if self._client is not None:
             self._client.close()
@@ -157,14 +168,38 @@ class Mongo:
         if self._client is None:
             self._client = pymongo.MongoClient(
                 f"mongodb://{ADMIN_USER}:{ADMIN_PASSWORD}@127.0.0.1:{self.port}/?authSource=admin",
-                serverSelectionTimeoutMS=20000)
+                serverSelectionTimeoutMS=20000, **self._tls_args())
         return self._client[DATABASE]
+
+    def _tls_args(self):
+        if not self.tls:
+            return {}
+        return {"tls": True, "tlsCAFile": self.tls["ca"], "tlsCertificateKeyFile": self.tls["client_pem"]}
 
     def log_tail(self, n=40):
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return ""
+
+
+def make_certificates(d):
+    """A CA, a server certificate (127.0.0.1) and a client certificate with its key in one PEM,
+    made with openssl in folder `d`; also a second CA that signed none of them."""
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    f = {k: str(d / f"{k}.pem") for k in ["ca", "ca_key", "other_ca", "other_ca_key", "server_cert", "server_key",
+                                          "server_csr", "client_cert", "client_key", "client_csr", "client_pem"]}
+    ext = d / "san.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+    for ca, key, cn in [("ca", "ca_key", "swiftlet test CA"), ("other_ca", "other_ca_key", "another CA")]:
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", f[key], "-out", f[ca], "-subj", f"/CN={cn}")
+    for who, cn in [("server", "127.0.0.1"), ("client", "swiftlet-auth-mongo")]:
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f[f"{who}_key"], "-out", f[f"{who}_csr"], "-subj", f"/CN={cn}")
+        run("x509", "-req", "-in", f[f"{who}_csr"], "-CA", f["ca"], "-CAkey", f["ca_key"], "-CAcreateserial",
+            "-days", "2", "-out", f[f"{who}_cert"], *(["-extfile", str(ext)] if who == "server" else []))
+    Path(f["client_pem"]).write_text(Path(f["client_cert"]).read_text() + Path(f["client_key"]).read_text())
+    return f
 
 
 if __name__ == "__main__":

@@ -498,6 +498,49 @@ def test_bad_configuration_is_refused_with_its_key(broker_factory, mongo):
     b.assert_alive()
 
 
+@pytest.fixture(scope="module")
+def tls_mongo():
+    """A server that speaks TLS only and requires a client certificate."""
+    from mongoserver import Mongo, available
+    why = available()
+    if why:
+        pytest.skip(why)
+    m = Mongo(tls=True).create()
+    yield m
+    m.destroy()
+
+
+def test_tls_with_ca_and_client_certificate(broker_factory, tls_mongo):
+    user = uname("tls")
+    add_user(tls_mongo, user, acl=[{"pubsub": [f"{user}/#"]}])
+    t = tls_mongo.tls
+    b = start_broker(broker_factory, tls_mongo, pool={"ssl": True, "ssl_opts": {"cafile": t["ca"], "certfile": t["client_pem"]}})
+    c, _ = raw(b, 5, user, "pw")
+    assert c.publish(f"{user}/x", b"x", qos=1, pid=1).rc in OK
+    c.close()
+    assert not connects(b, user, "wrong")
+
+
+@pytest.mark.parametrize("case", ["plain-tcp", "unknown-ca", "no-client-certificate"])
+def test_tls_refusals_answer_error_and_are_logged_once(broker_factory, tls_mongo, case):
+    user = uname("tls")
+    add_user(tls_mongo, user)
+    t = tls_mongo.tls
+    pool = {"plain-tcp": {},
+            "unknown-ca": {"ssl": True, "ssl_opts": {"cafile": t["other_ca"], "certfile": t["client_pem"]}},
+            "no-client-certificate": {"ssl": True, "ssl_opts": {"cafile": t["ca"]}}}[case]
+    b = start_broker(broker_factory, tls_mongo, pool=pool)
+    for i in range(2):
+        raw(b, 5, user, "pw", client_id=f"{case}-{i}", expect_rc=0x86)[0].close()
+    wait_for(lambda: "requests answer error until it is back" in b.log_text(), msg="refusal logged")
+    lines = [l for l in b.log_text().splitlines() if "requests answer error until it is back" in l]
+    assert len(lines) == 1, lines
+    if case == "unknown-ca":
+        assert "TLS handshake failed: certificate verify failed" in lines[0], lines[0]
+    assert registrations(b, NAME) == 1
+    b.assert_alive()
+
+
 # -- MongoDB stopped, started, hanging -----------------------------------------------------------
 
 def test_server_stopped_and_started_mid_test(broker_factory, own_mongo):
