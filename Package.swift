@@ -264,7 +264,6 @@ let package = Package(
             dependencies: [
                 "AuthBackends", "SidecarKit", "SwiftletIPC",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]

@@ -1,6 +1,5 @@
 import AuthBackends
 import Logging
-import NIOPosix
 import SidecarKit
 import SwiftletIPC
 
@@ -59,7 +58,7 @@ public struct MongoAuthService: Sendable {
         var superResult: Result<[MongoDocument], BackendError>?
         do {
             if !merged, let sq = superQuery, let superFilter = sq.query.selector.render(values),
-               case .digest = check.scheme, let password {
+               !check.isSlow, let password {
                 // A digest is cheap: checked while the client is held, and superquery asked with
                 // it right away (one pool round trip per CONNECT instead of two).
                 let superFind = MongoFind(collection: sq.query.collection, filter: superFilter,
@@ -88,15 +87,7 @@ public struct MongoAuthService: Sendable {
         case .ok(let (p, s)?): (stored, salt) = (p, s)
         }
         guard let password else { return .deny("no password", ttlMs: settings.ttlMs) }
-        let ok: Bool
-        switch check.scheme {
-        case .bcrypt, .pbkdf2:
-            // Slow on purpose: off the cooperative threads.
-            ok = (try? await NIOThreadPool.singleton.runIfActive { check.verify(password, stored: stored, salt: salt) }) ?? false
-        case .digest:
-            ok = check.verify(password, stored: stored, salt: salt)
-        }
-        guard ok else { return .deny("bad password", ttlMs: settings.ttlMs) }
+        guard await check.verifyOffloaded(password, stored: stored, salt: salt) else { return .deny("bad password", ttlMs: settings.ttlMs) }
         let superuser: Bool
         if let sq = superQuery {
             if merged {

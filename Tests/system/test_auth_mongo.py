@@ -11,13 +11,13 @@ import json
 import os
 import signal
 import time
-import warnings
 
 import pytest
 
 from brokers import swiftlet_path
 from clients import wait_for
 from ctl import ctl_config, ctl_ok, run_ctl
+from hashforms import HASH_FORMS, VARIANT_PASSWORD, digest
 from mqttraw import RawClient
 from sidecars import (ConnectLoad, managed_pid, raw_login, registrations, shipped_plugin_broker, short_dir, sidecar_config,
                       wait_registered)
@@ -68,34 +68,7 @@ def own_mongo():
 
 # -- stored passwords -------------------------------------------------------------------------
 
-def digest(name, data):
-    return data.decode() if name == "plain" else hashlib.new({"sha": "sha1"}.get(name, name), data).hexdigest()
-
-
-def bcrypt_hash(password):
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import crypt
-        h = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
-        if h and h.startswith("$2"):
-            return h
-    except ImportError:
-        pass
-    assert password == "U*U", "no bcrypt here: only the published vector"
-    return "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW"
-
-
-# Every password_hash form: (tag, TOML value, function(password, salt) -> stored value).
-VARIANTS = []
-for _d in ["plain", "md5", "sha", "sha256", "sha512"]:
-    VARIANTS.append((_d, _d, lambda p, s, d=_d: digest(d, p.encode())))
-    VARIANTS.append((f"{_d}-pre", ["salt", _d], lambda p, s, d=_d: digest(d, (s + p).encode())))
-    VARIANTS.append((f"{_d}-suf", [_d, "salt"], lambda p, s, d=_d: digest(d, (p + s).encode())))
-VARIANTS.append(("pbkdf2", ["pbkdf2", "sha256", 1000, 20],
-                 lambda p, s: hashlib.pbkdf2_hmac("sha256", p.encode(), s.encode(), 1000, 20).hex()))
-VARIANTS.append(("bcrypt", "bcrypt", lambda p, s: bcrypt_hash(p)))
-VARIANT_PASSWORD = "U*U"   # the bcrypt vector's, should crypt be missing
+VARIANTS = HASH_FORMS
 
 
 def sha256(pw):
