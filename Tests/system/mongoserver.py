@@ -68,8 +68,11 @@ class Mongo:
     """One secantusd-py process on 127.0.0.1:<free port>, data in its own temporary folder,
     users `root` (admin) and `mqtt` (readWrite on `mqtt`), then running with --auth."""
 
-    def __init__(self, tls=False):
+    def __init__(self, tls=False, standalone=True):
         self.dir = Path(tempfile.mkdtemp(prefix="swmongo", dir="/tmp"))
+        # standalone=False: the server says it is the primary of a one-member replica set
+        # "secantus" (hosts: 127.0.0.1:<port>), so drivers given several seeds find it.
+        self.standalone = standalone
         # With tls: a CA, a server certificate for 127.0.0.1 signed by it, and a client
         # certificate with its key in one PEM file (libmongoc's tlsCertificateKeyFile); the
         # server then accepts TLS only and requires the client certificate.
@@ -84,7 +87,8 @@ class Mongo:
         """Starts without auth, creates the users, restarts with --auth."""
         import pymongo
         self.start(auth=False)
-        c = pymongo.MongoClient(f"mongodb://127.0.0.1:{self.port}/", serverSelectionTimeoutMS=10000, **self._tls_args())
+        c = pymongo.MongoClient(f"mongodb://127.0.0.1:{self.port}/", serverSelectionTimeoutMS=10000,
+                                directConnection=True, **self._tls_args())
         c.admin.command("createUser", ADMIN_USER, pwd=ADMIN_PASSWORD, roles=["root"], mechanisms=MECHANISMS)
         c[DATABASE].command("createUser", DB_USER, pwd=DB_PASSWORD,
                             roles=[{"role": "readWrite", "db": DATABASE}], mechanisms=MECHANISMS)
@@ -95,7 +99,9 @@ class Mongo:
 
     def start(self, auth=True):
         args = [str(install()), "--host", "127.0.0.1", "--port", str(self.port), "--storage-path", str(self.data),
-                "--standalone", "--log-level", "WARNING", "--cache-size", "64M"]
+                "--log-level", "WARNING", "--cache-size", "64M"]
+        if self.standalone:
+            args.append("--standalone")
         if auth:
             args.append("--auth")
         if self.tls:
@@ -167,7 +173,7 @@ class Mongo:
         import pymongo
         if self._client is None:
             self._client = pymongo.MongoClient(
-                f"mongodb://{ADMIN_USER}:{ADMIN_PASSWORD}@127.0.0.1:{self.port}/?authSource=admin",
+                f"mongodb://{ADMIN_USER}:{ADMIN_PASSWORD}@127.0.0.1:{self.port}/?authSource=admin&directConnection=true",
                 serverSelectionTimeoutMS=20000, **self._tls_args())
         return self._client[DATABASE]
 

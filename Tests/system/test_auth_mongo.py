@@ -57,8 +57,8 @@ def own_mongo():
         pytest.skip(why)
     made = []
 
-    def make():
-        m = Mongo().create()
+    def make(**kw):
+        m = Mongo(**kw).create()
         made.append(m)
         return m
     yield make
@@ -535,6 +535,19 @@ def test_server_stopped_and_started_mid_test(broker_factory, own_mongo):
     assert "database reachable" in b.log_text()
     assert registrations(b, NAME) == 1
     c.close()
+
+
+def test_several_hosts_find_the_one_that_answers(broker_factory, own_mongo):
+    """host = [...]: a seed list; the first host refuses, the second (the primary of a
+    one-member replica set) answers."""
+    from brokers import free_port
+    m = own_mongo(standalone=False)
+    user = uname("rs")
+    add_user(m, user)
+    b = start_broker(broker_factory, m, pool={"host": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{m.port}"], "port": None})
+    assert connects(b, user, "pw")
+    assert not connects(b, user, "nope")
+    assert registrations(b, NAME) == 1
 
 
 def test_hanging_server_answers_error_and_recovers(broker_factory, own_mongo):
