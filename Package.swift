@@ -22,6 +22,7 @@ let package = Package(
         .executable(name: "swiftlet-auth-http", targets: ["swiftlet-auth-http"]),
         .executable(name: "swiftlet-auth-sql", targets: ["swiftlet-auth-sql"]),
         .executable(name: "swiftlet-auth-redis", targets: ["swiftlet-auth-redis"]),
+        .executable(name: "swiftlet-auth-mongo", targets: ["swiftlet-auth-mongo"]),
         .library(name: "SidecarKit", targets: ["SidecarKit"]),
         .library(name: "MQTTCodec", targets: ["MQTTCodec"]),
         .library(name: "SwiftletCore", targets: ["SwiftletCore"]),
@@ -315,6 +316,33 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .systemLibrary(
+            name: "CMongoc",
+            path: "Sources/CMongoc",
+            pkgConfig: "libmongoc-1.0",
+            providers: [.apt(["libmongoc-dev", "libbson-dev"])]
+        ),
+        // emqttd_auth_mongo's options, selectors and document -> decision, without libmongoc
+        // (unit-tested against a fake database).
+        .target(
+            name: "AuthMongo",
+            dependencies: [
+                "AuthBackends", "SidecarKit", "SwiftletIPC",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .executableTarget(
+            name: "swiftlet-auth-mongo",
+            dependencies: [
+                "AuthMongo", "AuthBackends", "SidecarKit", "CMongoc",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/sidecar-auth-mongo",
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .systemLibrary(
             name: "CMariaDB",
             path: "Sources/CMariaDB",
             pkgConfig: "libmariadb",
@@ -398,6 +426,12 @@ let package = Package(
             name: "AuthSQLTests",
             dependencies: ["AuthSQL", "AuthBackends", "SidecarKit", "SwiftletIPC",
                            .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
+            name: "AuthMongoTests",
+            dependencies: ["AuthMongo", "AuthBackends", "SidecarKit", "SwiftletIPC",
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(
             name: "MQTTCodecTests",

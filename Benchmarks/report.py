@@ -566,6 +566,8 @@ AUTH_ROWS = [
     ("auth-pgsql-cached", "PostgreSQL, sha256, cached", 0.9),
     ("auth-redis-cold", "Redis, sha256, cold (authcmd, supercmd, subcmd per CONNECT)", 0.6),
     ("auth-redis-cached", "Redis, sha256, cached", 0.9),
+    ("auth-mongo-cold", "MongoDB (SecantusDB), sha256, cold (one find per CONNECT)", None),
+    ("auth-mongo-cached", "MongoDB (SecantusDB), sha256, cached", None),
 ]
 
 
@@ -610,12 +612,15 @@ def write_auth(w, runs):
     base_run = runs.get(("auth-builtin", "swiftlet"))
     base = metric(base_run, "connrate")
     base_rss = (base_run or {}).get("brokerProcess", {}).get("rssAfterBytes")
-    w("## CONNECT with database auth (swiftlet-auth-sql, swiftlet-auth-redis)")
+    w("## CONNECT with database auth (swiftlet-auth-sql, swiftlet-auth-redis, swiftlet-auth-mongo)")
     w("")
-    w("swiftlet alone, 10,000 CONNECTs at 200 in progress, against MariaDB, PostgreSQL and Redis")
-    w("started by `scripts/bench` on this machine (the seed's tables and queries, or its Redis keys")
-    w("and commands, `password_hash = \"sha256\"`, `pool_size = 8`). Cold: every CONNECT a user of")
-    w("its own, each a database lookup (Redis: authcmd, supercmd and subcmd in one round trip);")
+    w("swiftlet alone, 10,000 CONNECTs at 200 in progress, against MariaDB, PostgreSQL, Redis and")
+    w("SecantusDB (a MongoDB wire-protocol server in Python, from PyPI: MongoDB is not in Debian)")
+    w("started by `scripts/bench` on this machine (the seed's tables and queries, its Redis keys")
+    w("and commands, or its MongoDB collections and queries, `password_hash = \"sha256\"`,")
+    w("`pool_size = 8`). Cold: every CONNECT a user of")
+    w("its own, each a database lookup (Redis: authcmd, supercmd and subcmd in one round trip;")
+    w("MongoDB: authquery and superquery in one find);")
     w("cached: the same client ids, users, passwords and source addresses again on the same")
     w("broker, answered by its decision cache. Targets: SQL (issue 11) cold at least 50 %, Redis")
     w("(issue 12) cold at least 60 %, cached at least 90 % of built-in, broker RSS unchanged by the")
@@ -724,7 +729,8 @@ def report(res):
     w("```")
     w("")
     for name, lang in (("swiftlet.toml", "toml"), ("mosquitto.conf", ""), ("auth_mysql.toml", "toml"),
-                       ("auth_pgsql.toml", "toml"), ("auth_redis.toml", "toml")):
+                       ("auth_pgsql.toml", "toml"), ("auth_redis.toml", "toml"),
+                       ("auth_mongo.toml", "toml")):
         p = res / name
         if p.exists():
             w(f"`{name}`:")

@@ -14,7 +14,8 @@ import NIOPosix
 ///   in the background with capped exponential backoff (`reconnect`: 0.1 s doubling up to
 ///   `auto_reconnect`), the request retried once on another connection.
 /// - While no connection is up, calls fail at once with `BackendError.unavailable`: the
-///   broker applies its cache and fallback instead of waiting.
+///   broker applies its cache and fallback instead of waiting. Only at start (no connection
+///   opened or failed yet) do calls wait for the first connections.
 /// - Idle connections are pinged every `keepAlive` (when set), so a restarted database is
 ///   noticed before a client's request finds out.
 /// - Transitions (database reachable / unreachable) are logged once each, not per request.
@@ -167,7 +168,7 @@ public final class ConnectionPool<Connection: Sendable>: Sendable {
             for (i, slot) in s.slots.enumerated() {
                 if case .idle(let c) = slot { s.slots[i] = .busy; return .got(i, c) }
             }
-            guard Self.anyLive(s.slots) else { return .fail(.unavailable(s.lastError)) }
+            guard Self.anyLive(s.slots), s.reachable != false else { return .fail(.unavailable(s.lastError)) }
             guard s.waiters.count < options.maxQueue else {
                 return .fail(.overloaded("\(options.size) queries running and \(s.waiters.count) queued"))
             }
@@ -184,7 +185,7 @@ public final class ConnectionPool<Connection: Sendable>: Sendable {
                 for (i, slot) in s.slots.enumerated() {
                     if case .idle(let c) = slot { s.slots[i] = .busy; continuation.resume(returning: (i, c)); return nil }
                 }
-                guard Self.anyLive(s.slots) else { return .unavailable(s.lastError) }
+                guard Self.anyLive(s.slots), s.reachable != false else { return .unavailable(s.lastError) }
                 guard s.waiters.count < options.maxQueue else { return .overloaded("queue full") }
                 let id = s.nextWaiter
                 s.nextWaiter += 1
@@ -244,15 +245,18 @@ public final class ConnectionPool<Connection: Sendable>: Sendable {
         scheduleReconnect(index, after: options.reconnectInitial)
     }
 
-    /// After a slot went down: the transition is logged once; with no live slot left every
-    /// waiter fails (returned, to be resumed outside the lock).
+    /// After a slot went down: with no connection up the transition is logged once and every
+    /// waiter fails (returned, to be resumed outside the lock). Slots still reconnecting do
+    /// not keep them waiting: a reconnect to a database that is down may block for its whole
+    /// connect timeout (libmongoc's server selection does), and meanwhile the broker's cache
+    /// and fallback should answer, not the acquire timeout.
     private func noteDown(_ s: inout State) -> Deque<Waiter> {
         let anyUp = s.slots.contains { switch $0 { case .idle, .busy: return true; default: return false } }
-        if !anyUp && s.reachable != false {
+        guard !anyUp else { return [] }
+        if s.reachable != false {
             s.reachable = false
             logger.warning("database unreachable: \(s.lastError); requests answer error until it is back")
         }
-        guard !Self.anyLive(s.slots) else { return [] }
         let w = s.waiters
         s.waiters = []
         return w

@@ -1,6 +1,7 @@
 import _CryptoExtras
 import Crypto
 import HummingbirdBcrypt
+import NIOPosix
 
 /// emqttd's `password_hash`: how the stored password was made, and the check of a
 /// CONNECT's password against it. Cryptography is swift-crypto's (digests, PBKDF2) and
@@ -71,6 +72,20 @@ public struct PasswordCheck: Sendable, Equatable, CustomStringConvertible {
             guard let expected = make(password, salt: salt) else { return false }
             return Self.constantTimeEqual(Array(expected.utf8), Array(stored.lowercased().utf8))
         }
+    }
+
+    /// `verify` for a request handler: bcrypt and PBKDF2, slow on purpose, run on NIO's
+    /// blocking thread pool instead of a cooperative thread; digests run right here.
+    public func verifyOffloaded(_ password: [UInt8], stored: String?, salt: String?) async -> Bool {
+        guard isSlow else { return verify(password, stored: stored, salt: salt) }
+        let check = self
+        return (try? await NIOThreadPool.singleton.runIfActive { check.verify(password, stored: stored, salt: salt) }) ?? false
+    }
+
+    /// bcrypt and PBKDF2: expensive by design (cost, iterations).
+    public var isSlow: Bool {
+        if case .digest = scheme { return false }
+        return true
     }
 
     /// The value emqttd stored for `password` and `salt` (lowercase hex for digests and

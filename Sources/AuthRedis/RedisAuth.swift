@@ -130,7 +130,7 @@ public struct RedisAuth: Sendable {
             }
         }
         guard let password = request.password else { return .deny("no password", ttlMs: settings.ttlMs) }
-        guard settings.passwordHash.verify(password, stored: stored, salt: salt) else {
+        guard await settings.passwordHash.verifyOffloaded(password, stored: stored, salt: salt) else {
             return .deny("bad password", ttlMs: settings.ttlMs)
         }
         var superuser = false

@@ -1,6 +1,5 @@
 import AuthBackends
 import Logging
-import NIOPosix
 import SidecarKit
 
 /// emqttd_auth_mysql / emqttd_auth_pgsql decisions over a `SQLDatabase`:
@@ -37,7 +36,7 @@ public struct SQLAuthService: Sendable {
         let result: SQLResult
         var superResult: Result<SQLResult, BackendError>?
         do {
-            if case .digest = check.scheme, let superQuery = settings.superQuery, let password {
+            if !check.isSlow, let superQuery = settings.superQuery, let password {
                 // A digest is cheap: checked while the connection is held, and superquery asked
                 // on it right away (one pool round trip per CONNECT instead of two).
                 (result, superResult) = try await database.run(
@@ -55,15 +54,7 @@ public struct SQLAuthService: Sendable {
         guard !result.rows.isEmpty else { return .ignore }
         guard let (stored, salt) = Self.credentials(result, check) else { return .error("authquery returned no column") }
         guard let password else { return .deny("no password", ttlMs: settings.ttlMs) }
-        let ok: Bool
-        switch check.scheme {
-        case .bcrypt, .pbkdf2:
-            // Slow on purpose: off the cooperative threads.
-            ok = (try? await NIOThreadPool.singleton.runIfActive { check.verify(password, stored: stored, salt: salt) }) ?? false
-        case .digest:
-            ok = check.verify(password, stored: stored, salt: salt)
-        }
-        guard ok else { return .deny("bad password", ttlMs: settings.ttlMs) }
+        guard await check.verifyOffloaded(password, stored: stored, salt: salt) else { return .deny("bad password", ttlMs: settings.ttlMs) }
         let superuser: Bool
         if let superResult {
             superuser = superuserAnswer(superResult, request.client)

@@ -7,6 +7,10 @@ import XCTest
 /// A database in memory: connects while `up`, counts what runs at once.
 private final class FakeDB: Sendable {
     let state = NIOLockedValueBox((up: true, running: 0, maxRunning: 0, connects: 0, generation: 0))
+    /// A connect made while down waits until the database is up again (a client library that
+    /// waits out its own timeout, as libmongoc's server selection does, taken to the limit).
+    let connectWaitsWhileDown: Bool
+    init(connectWaitsWhileDown: Bool = false) { self.connectWaitsWhileDown = connectWaitsWhileDown }
     final class Conn: Sendable {
         let generation: Int
         init(_ g: Int) { generation = g }
@@ -14,7 +18,8 @@ private final class FakeDB: Sendable {
 
     var driver: ConnectionPool<Conn>.Driver {
         ConnectionPool<Conn>.Driver(connect: {
-            try self.state.withLockedValue { s in
+            while self.connectWaitsWhileDown && !self.state.withLockedValue({ $0.up }) { usleep(5_000) }
+            return try self.state.withLockedValue { s in
                 guard s.up else { throw BackendError.unavailable("connection refused") }
                 s.connects += 1
                 return Conn(s.generation)
@@ -104,6 +109,30 @@ final class ConnectionPoolTests: XCTestCase {
         try await waitUntil("reconnected") { pool.isReachable }
         let g = try await pool.withConnection { try db.query($0) }
         XCTAssertEqual(g, 1, "a fresh connection")
+        await pool.shutdown()
+    }
+
+    func testSlowReconnectsDoNotHoldRequests() async throws {
+        let db = FakeDB(connectWaitsWhileDown: true)
+        let pool = makePool(db, size: 2)   // acquireTimeout 10 s
+        pool.start()
+        try await waitUntil("connected") { pool.isReachable }
+        db.set(up: false)
+        for _ in 0..<4 { _ = try? await pool.withConnection { try db.query($0) } }
+        try await waitUntil("unreachable") { !pool.isReachable }
+        // Both slots are reconnecting, blocked until the database is back: requests are
+        // answered unavailable, not queued until the acquire timeout (overloaded).
+        for _ in 0..<5 {
+            do {
+                _ = try await pool.withConnection { try db.query($0) }
+                XCTFail("should fail while down")
+            } catch let e as BackendError {
+                guard case .unavailable = e else { return XCTFail("\(e)") }
+            }
+        }
+        db.set(up: true)
+        try await waitUntil("reconnected") { pool.isReachable }
+        _ = try await pool.withConnection { try db.query($0) }
         await pool.shutdown()
     }
 }

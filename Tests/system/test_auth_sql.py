@@ -5,13 +5,11 @@ superusers, the seed's ACL rows, `eq #`, %u/%c with wildcard names, injection at
 database stopped / restarted / slow, 200 concurrent CONNECTs on pool_size 8, kill -9 under
 load, and `swiftlet-ctl <plugin> invalidate user NAME`."""
 
-import hashlib
 import json
 import os
 import signal
 import threading
 import uuid
-import warnings
 
 import pytest
 
@@ -20,6 +18,7 @@ from brokers import REPO, swiftlet_path
 from clients import wait_for
 from ctl import ctl_config, ctl_ok, run_ctl
 from dbservers import MariaDB, PostgreSQL, require_root, sql_literal
+from hashforms import HASH_FORMS, VARIANT_PASSWORD, digest
 from sidecars import short_dir, sidecar_config, wait_registered
 
 DBS = ["mysql", "pgsql"]
@@ -45,34 +44,8 @@ pytestmark = pytest.mark.skipif(not sidecar_binary().exists(),
 
 # -- passwords as emqttd stored them ---------------------------------------------------------
 
-def digest(name, data):
-    return data.decode() if name == "plain" else hashlib.new({"sha": "sha1"}.get(name, name), data).hexdigest()
-
-
-def bcrypt_hash(password):
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import crypt
-        h = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
-        if h and h.startswith("$2"):
-            return h
-    except ImportError:
-        pass
-    assert password == "U*U", "no bcrypt here: only the published vector"
-    return "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW"
-
-
-# Every password_hash form: (tag, TOML value, function(password, salt) -> stored value).
-VARIANTS = []
-for _d in ["plain", "md5", "sha", "sha256", "sha512"]:
-    VARIANTS.append((_d, json.dumps(_d), lambda p, s, d=_d: digest(d, p.encode())))
-    VARIANTS.append((f"{_d}-pre", json.dumps(["salt", _d]), lambda p, s, d=_d: digest(d, (s + p).encode())))
-    VARIANTS.append((f"{_d}-suf", json.dumps([_d, "salt"]), lambda p, s, d=_d: digest(d, (p + s).encode())))
-VARIANTS.append(("pbkdf2", '["pbkdf2", "sha256", 1000, 20]',
-                 lambda p, s: hashlib.pbkdf2_hmac("sha256", p.encode(), s.encode(), 1000, 20).hex()))
-VARIANTS.append(("bcrypt", '"bcrypt"', lambda p, s: bcrypt_hash(p)))
-VARIANT_PASSWORD = "U*U"   # the bcrypt vector's, should crypt be missing
+# Every password_hash form: (tag, TOML text, function(password, salt) -> stored value).
+VARIANTS = [(tag, json.dumps(form), make) for tag, form, make in HASH_FORMS]
 
 
 # -- the database contents -------------------------------------------------------------------
