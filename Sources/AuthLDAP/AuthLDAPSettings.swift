@@ -81,13 +81,6 @@ public struct LDAPSearchMode: Sendable, Equatable {
         [(publishAttribute, EmqttdACL.Access.publish), (subscribeAttribute, .subscribe), (pubsubAttribute, .pubsub)]
             .compactMap { n, a in n.map { ($0, a) } }
     }
-
-    public static func == (a: Self, b: Self) -> Bool {
-        a.bindDN == b.bindDN && a.bindPassword == b.bindPassword && a.baseDN == b.baseDN && a.filter == b.filter
-            && a.scope == b.scope && a.unknownUserDenies == b.unknownUserDenies && a.superuserGroup == b.superuserGroup
-            && a.publishAttribute == b.publishAttribute && a.subscribeAttribute == b.subscribeAttribute
-            && a.pubsubAttribute == b.pubsubAttribute
-    }
 }
 
 public enum LDAPMode: Sendable, Equatable {

@@ -52,13 +52,20 @@ final class LDAPConnection: @unchecked Sendable {
             throw LDAPConnectError(description: "\(uri): \(text(rc))")
         }
         let c = LDAPConnection(handle, server: server, timeout: s.timeout)
+        // libldap reports a failed TLS handshake or certificate check as "Can't contact LDAP
+        // server" with no detail of its own: say what else it may mean.
+        let tlsHint = "; a TLS handshake or certificate check that failed looks the same: check sslopts, and that the certificate names the server as written in servers"
         do {
             try c.configure(s)
             let rc = ldap_connect(handle)
-            guard rc == LDAP_SUCCESS else { throw LDAPConnectError(description: c.failure("connect", rc)) }
+            guard rc == LDAP_SUCCESS else {
+                throw LDAPConnectError(description: c.failure("connect", rc) + (s.ssl && rc == LDAP_SERVER_DOWN ? tlsHint : ""))
+            }
             if s.startTLS {
                 let rc = ldap_start_tls_s(handle, nil, nil)
-                guard rc == LDAP_SUCCESS else { throw LDAPConnectError(description: c.failure("StartTLS", rc)) }
+                guard rc == LDAP_SUCCESS else {
+                    throw LDAPConnectError(description: c.failure("StartTLS", rc) + (rc == LDAP_CONNECT_ERROR || rc == LDAP_SERVER_DOWN ? tlsHint : ""))
+                }
             }
             if let (dn, password) = bindAs {
                 let r = try c.bind(dn: dn, password: Array(password.utf8))
@@ -244,6 +251,7 @@ final class LDAPConnection: @unchecked Sendable {
         if ldap_get_option(ld, LDAP_OPT_DIAGNOSTIC_MESSAGE, &p) == LDAP_OPT_SUCCESS, let p {
             detail = String(cString: p)
             ldap_memfree(p)
+            if detail.hasPrefix("("), detail.hasSuffix(")") { detail = String(detail.dropFirst().dropLast()) }
         }
         return "\(what): \(Self.text(rc))\(detail.isEmpty ? "" : " (\(detail))")"
     }

@@ -389,6 +389,7 @@ def test_ldaps_checks_the_server_name(broker_factory, own_slapd, ca):
     b = start_broker(broker_factory, f"127.0.0.1:{s.tls_port}", ssl=True, sslopts={"cacertfile": ca.ca})
     assert not allowed(b, user, "pw")
     wait_for(lambda: "unreachable" in b.log_text(), msg="TLS failure logged")
+    assert "certificate check that failed" in b.log_text()
     b2 = start_broker(broker_factory, f"127.0.0.1:{s.tls_port}", ssl=True, sslopts={"cacertfile": ca.ca, "verify": "verify_none"})
     assert allowed(b2, user, "pw")
 
