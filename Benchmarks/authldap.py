@@ -9,11 +9,10 @@ users uid=bench0..bench<N-1>,ou=People,dc=example,dc=com, password "bench-pw" st
 """
 
 import json
-import os
-import shutil
-import signal
 import sys
 from pathlib import Path
+
+from authredis import stop  # the same state file: port, pid, directory
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Tests" / "system"))
 
@@ -25,15 +24,6 @@ def start(state, n):
     ldif = "".join(user_ldif(f"bench{i}", PASSWORD, uid_number=100000 + i) for i in range(n))
     s = Slapd(ldif=ldif).start()
     Path(state).write_text(json.dumps({"port": s.port, "pid": s.proc.pid, "dir": str(s.dir)}))
-
-
-def stop(state):
-    info = json.loads(Path(state).read_text())
-    try:
-        os.kill(info["pid"], signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    shutil.rmtree(info["dir"], ignore_errors=True)
 
 
 if __name__ == "__main__":
