@@ -58,7 +58,7 @@ public struct LDAPAuth: Sendable {
             guard let dn = Self.render(userDN, values, escape: LDAPEscape.dnValue) else {
                 return .deny("no value for user_dn", ttlMs: settings.ttlMs)
             }
-            return await bind(dn, password, client) { .allow(ttlMs: settings.ttlMs, reason: "bind") }
+            return await bind(dn, password, client) ?? .allow(ttlMs: settings.ttlMs, reason: "bind")
         case .search(let m):
             let entry: LDAPEntry
             switch await findEntry(m, values, attributes: [], client) {
@@ -71,22 +71,20 @@ public struct LDAPAuth: Sendable {
             // The group is read with the service account while the user's bind runs; its answer
             // is used only when the bind succeeded.
             async let superuser = isSuperuser(m, entry: entry, username: client.username ?? "", client)
-            let refused = await bind(entry.dn, password, client) { .allow(ttlMs: settings.ttlMs, reason: "search and bind") }
-            guard refused.decision == .allow else { return refused }
+            if let refused = await bind(entry.dn, password, client) { return refused }
             return .allow(superuser: await superuser, ttlMs: settings.ttlMs, reason: "search and bind")
         }
     }
 
-    /// Binds as `dn`: `allowed()` on success, deny on a refusal, error otherwise.
-    private func bind(_ dn: String, _ password: [UInt8], _ client: IPCClient,
-                      allowed: () -> AuthnAnswer) async -> AuthnAnswer {
+    /// Binds as `dn`: nil on success, else the answer (deny on a refusal, error otherwise).
+    private func bind(_ dn: String, _ password: [UInt8], _ client: IPCClient) async -> AuthnAnswer? {
         let result: LDAPBindResult
         do {
             result = try await directory.bind(dn: dn, password: password)
         } catch {
             return .error(failed("bind", error, client))
         }
-        if result.code == .success { return allowed() }
+        if result.code == .success { return nil }
         let detail = result.message.isEmpty ? "\(result.code)" : "\(result.code): \(result.message)"
         if result.code.refusesCredentials {
             // invalidDNSyntax for every user would be a bad user_dn: worth a warning.
