@@ -23,6 +23,7 @@ let package = Package(
         .executable(name: "swiftlet-auth-sql", targets: ["swiftlet-auth-sql"]),
         .executable(name: "swiftlet-auth-redis", targets: ["swiftlet-auth-redis"]),
         .executable(name: "swiftlet-auth-mongo", targets: ["swiftlet-auth-mongo"]),
+        .executable(name: "swiftlet-auth-ldap", targets: ["swiftlet-auth-ldap"]),
         .library(name: "SidecarKit", targets: ["SidecarKit"]),
         .library(name: "MQTTCodec", targets: ["MQTTCodec"]),
         .library(name: "SwiftletCore", targets: ["SwiftletCore"]),
@@ -343,6 +344,31 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .systemLibrary(
+            name: "CLDAP",
+            path: "Sources/CLDAP",
+            pkgConfig: "ldap",
+            providers: [.apt(["libldap-dev"])]
+        ),
+        // emqttd_auth_ldap's options, RFC 4514 / 4515 escaping and decisions (bind mode, search
+        // mode, superuser group, ACL attributes), without libldap (unit-tested).
+        .target(
+            name: "AuthLDAP",
+            dependencies: ["AuthBackends", "SidecarKit", "SwiftletIPC", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .executableTarget(
+            name: "swiftlet-auth-ldap",
+            dependencies: [
+                "AuthLDAP",
+                "AuthBackends",
+                "SidecarKit",
+                "CLDAP",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/sidecar-auth-ldap",
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .systemLibrary(
             name: "CMariaDB",
             path: "Sources/CMariaDB",
             pkgConfig: "libmariadb",
@@ -415,6 +441,12 @@ let package = Package(
             name: "AuthRedisTests",
             dependencies: ["AuthRedis", "AuthBackends", "SidecarKit", "SwiftletIPC",
                            .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
+            name: "AuthLDAPTests",
+            dependencies: ["AuthLDAP", "AuthBackends", "SidecarKit", "SwiftletIPC",
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(
             name: "AuthBackendsTests",

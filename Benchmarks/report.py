@@ -568,6 +568,8 @@ AUTH_ROWS = [
     ("auth-redis-cached", "Redis, sha256, cached", 0.9),
     ("auth-mongo-cold", "MongoDB (SecantusDB), sha256, cold (one find per CONNECT)", None),
     ("auth-mongo-cached", "MongoDB (SecantusDB), sha256, cached", None),
+    ("auth-ldap-cold", "LDAP (slapd), bind mode, cold (a simple bind per CONNECT)", None),
+    ("auth-ldap-cached", "LDAP (slapd), bind mode, cached", None),
 ]
 
 
@@ -605,22 +607,22 @@ def write_dashboard(w, res):
 
 
 def write_auth(w, runs):
-    """CONNECT with swiftlet-auth-sql (issue 11) and swiftlet-auth-redis (issue 12), next to
-    built-in auth on the same machine."""
+    """CONNECT with swiftlet-auth-sql (issue 11), swiftlet-auth-redis (issue 12) and
+    swiftlet-auth-ldap (issue 16), next to built-in auth on the same machine."""
     if not any((k, "swiftlet") in runs for k, _, _ in AUTH_ROWS):
         return
     base_run = runs.get(("auth-builtin", "swiftlet"))
     base = metric(base_run, "connrate")
     base_rss = (base_run or {}).get("brokerProcess", {}).get("rssAfterBytes")
-    w("## CONNECT with database auth (swiftlet-auth-sql, swiftlet-auth-redis, swiftlet-auth-mongo)")
+    w("## CONNECT with database auth (swiftlet-auth-sql, -redis, -mongo, -ldap)")
     w("")
-    w("swiftlet alone, 10,000 CONNECTs at 200 in progress, against MariaDB, PostgreSQL, Redis and")
-    w("SecantusDB (a MongoDB wire-protocol server in Python, from PyPI: MongoDB is not in Debian)")
-    w("started by `scripts/bench` on this machine (the seed's tables and queries, its Redis keys")
-    w("and commands, or its MongoDB collections and queries, `password_hash = \"sha256\"`,")
-    w("`pool_size = 8`). Cold: every CONNECT a user of")
-    w("its own, each a database lookup (Redis: authcmd, supercmd and subcmd in one round trip;")
-    w("MongoDB: authquery and superquery in one find);")
+    w("swiftlet alone, 10,000 CONNECTs at 200 in progress, against MariaDB, PostgreSQL, Redis,")
+    w("SecantusDB (a MongoDB wire-protocol server in Python, from PyPI: MongoDB is not in Debian) and")
+    w("slapd, started by `scripts/bench` on this machine (the seed's tables and queries, its Redis keys")
+    w("and commands, its MongoDB collections and queries, `password_hash = \"sha256\"`, or the seed's")
+    w("LDAP `user_dn` with `{SSHA}` passwords; `pool_size = 8`). Cold: every CONNECT a user of")
+    w("its own, each a database lookup (Redis: authcmd, supercmd and subcmd in one round trip; LDAP:")
+    w("one simple bind);")
     w("cached: the same client ids, users, passwords and source addresses again on the same")
     w("broker, answered by its decision cache. Targets: SQL (issue 11) cold at least 50 %, Redis")
     w("(issue 12) cold at least 60 %, cached at least 90 % of built-in, broker RSS unchanged by the")
@@ -730,7 +732,7 @@ def report(res):
     w("")
     for name, lang in (("swiftlet.toml", "toml"), ("mosquitto.conf", ""), ("auth_mysql.toml", "toml"),
                        ("auth_pgsql.toml", "toml"), ("auth_redis.toml", "toml"),
-                       ("auth_mongo.toml", "toml")):
+                       ("auth_mongo.toml", "toml"), ("auth_ldap.toml", "toml")):
         p = res / name
         if p.exists():
             w(f"`{name}`:")

@@ -349,3 +349,24 @@ class ConnectLoad:
         self._stop.set()
         for t in self._threads:
             t.join(15)
+
+
+def kill9_under_load(broker, name, user, password, clients=200):
+    """SIGKILLs managed sidecar `name` while `clients` threads CONNECT as user/password in a
+    loop (ConnectLoad): the supervisor must restart it (a second registration, a new pid, the
+    exit logged), CONNECTs must be served again, and the broker must stay up."""
+    import signal
+    from clients import wait_for
+    first = managed_pid(broker, name)
+    load = ConnectLoad(broker, clients, user, password)
+    try:
+        wait_for(lambda: load.ok >= clients, timeout=60, msg=f"{clients} concurrent CONNECTs served")
+        os.kill(first, signal.SIGKILL)
+        wait_registered(broker, name, count=2, timeout=20)
+        ok_at_restart = load.ok
+        wait_for(lambda: load.ok >= ok_at_restart + clients, timeout=60, msg="served again after the restart")
+    finally:
+        load.stop()
+    assert managed_pid(broker, name) != first
+    assert "sidecar exited unexpectedly" in broker.log_text()
+    broker.assert_alive()

@@ -7,7 +7,6 @@ killed with -9 under load, ctl invalidation."""
 import hashlib
 import json
 import os
-import signal
 import socket
 import time
 
@@ -18,7 +17,7 @@ from clients import Client, wait_for
 from ctl import ctl_config, ctl_ok, run_ctl
 from mqttraw import RawClient
 from redisserver import REDIS_SERVER, Redis, encode, read_reply
-from sidecars import (ConnectLoad, managed_pid, raw_login, registrations, shipped_plugin_broker, short_dir, sidecar_config,
+from sidecars import (kill9_under_load, raw_login, registrations, shipped_plugin_broker, short_dir, sidecar_config,
                       wait_registered)
 
 NAME = "auth_redis"
@@ -122,10 +121,6 @@ def start_broker(broker_factory, r, mqtt=None, pool=None, **options):
     b.ctl = d / "ctl.sock"
     wait_registered(b, NAME)
     return b
-
-
-def sidecar_pid(b):
-    return managed_pid(b, NAME)
 
 
 raw = raw_login
@@ -422,17 +417,7 @@ def test_kill9_under_200_concurrent_connects_is_restarted_and_serves(broker_fact
     b = start_broker(broker_factory, redis)
     user = uname()
     add_user(redis, user, "pw")
-    first = sidecar_pid(b)
-    load = ConnectLoad(b, 200, user, "pw")
-    wait_for(lambda: load.ok >= 200, timeout=60, msg="200 concurrent CONNECTs served")
-    os.kill(first, signal.SIGKILL)
-    wait_registered(b, NAME, count=2, timeout=20)
-    ok_at_restart = load.ok
-    wait_for(lambda: load.ok >= ok_at_restart + 200, timeout=60, msg="served again after the restart")
-    load.stop()
-    assert sidecar_pid(b) != first
-    assert "sidecar exited unexpectedly" in b.log_text()
-    b.assert_alive()
+    kill9_under_load(b, NAME, user, "pw")
     raw(b, 5, user, "pw")[0].close()
 
 
