@@ -285,6 +285,20 @@ let package = Package(
             path: "Sources/sidecar-auth-sql",
             swiftSettings: swiftSettings
         ),
+        // What every gateway of swiftlet-gateways shares: the MQTT client side of a gateway
+        // session (BrokerClient, a state machine) and its bridge onto SidecarKit's sessions,
+        // listener addresses, counters.
+        .target(
+            name: "GatewayKit",
+            dependencies: [
+                "MQTTCodec", "SidecarKit", "StrictTOML",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .executableTarget(
             name: "swiftlet-ctl",
             dependencies: [
@@ -333,6 +347,10 @@ let package = Package(
             name: "AuthSQLTests",
             dependencies: ["AuthSQL", "AuthBackends", "SidecarKit", "SwiftletIPC",
                            .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
+            name: "GatewayTests",
+            dependencies: ["GatewayKit", "MQTTCodec", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
             name: "MQTTCodecTests",
