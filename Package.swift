@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "swiftlet-auth-http", targets: ["swiftlet-auth-http"]),
         .executable(name: "swiftlet-auth-sql", targets: ["swiftlet-auth-sql"]),
         .executable(name: "swiftlet-auth-redis", targets: ["swiftlet-auth-redis"]),
+        .executable(name: "swiftlet-gateways", targets: ["swiftlet-gateways"]),
         .library(name: "SidecarKit", targets: ["SidecarKit"]),
         .library(name: "MQTTCodec", targets: ["MQTTCodec"]),
         .library(name: "SwiftletCore", targets: ["SwiftletCore"]),
@@ -299,6 +300,29 @@ let package = Package(
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // emqttd_stomp: STOMP 1.0/1.1/1.2 frame codec, the channel state machine, and the
+        // connection driver shared by the TCP listener and SockJS.
+        .target(
+            name: "GatewaySTOMP",
+            dependencies: [
+                "GatewayKit", "MQTTCodec", "SwiftletRouting", "StrictTOML",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "swiftlet-gateways",
+            dependencies: [
+                "GatewayKit", "GatewaySTOMP", "SidecarKit",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/sidecar-gateways",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "swiftlet-ctl",
             dependencies: [
@@ -350,7 +374,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GatewayTests",
-            dependencies: ["GatewayKit", "MQTTCodec", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["GatewayKit", "GatewaySTOMP", "MQTTCodec", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
             name: "MQTTCodecTests",

@@ -115,7 +115,6 @@ public final class SessionBridge: Sendable {
             logger.info("gateway session not opened: \(error)", metadata: ["gateway.peer": "\(origin.peerAddress)"])
             return notifyClosed("broker unavailable: \(error)")
         }
-        session.onClose { [self] reason in notifyClosed(reason) }
         let reader = Task { await self.read(session) }
         state.withLockedValue { $0.reader = reader }
         while true {
@@ -160,7 +159,10 @@ public final class SessionBridge: Sendable {
         }
     }
 
+    /// Hands the broker's packets over in order; `onClosed` follows the last of them (the
+    /// session's stream finishes when the broker's GW_CLOSE came, or the connection was lost).
     private func read(_ session: GatewaySession) async {
+        defer { notifyClosed(session.closeReason ?? state.withLockedValue { $0.closeReason } ?? "closed") }
         var decoder = MQTTDecoder(version: .v5, maxPacketSize: maxPacketSize, strictUTF8: false)
         var buffer = ByteBuffer()
         for await chunk in session.inbound {

@@ -1,0 +1,142 @@
+import GatewayKit
+import GatewaySTOMP
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The STOMP listener (`[stomp]`, port 61613): one `StompConnection` per TCP connection.
+final class StompServer {
+    let group: MultiThreadedEventLoopGroup
+    let channel: Channel
+
+    private init(group: MultiThreadedEventLoopGroup, channel: Channel) {
+        self.group = group
+        self.channel = channel
+    }
+
+    static func start(settings: StompSettings, opener: any SessionOpener, stats: GatewayStats,
+                      logger: Logger) async throws -> StompServer {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.acceptors)
+        let listener = "stomp:tcp:\(settings.listener)"
+        let high = settings.maxOutboundBytes
+        do {
+            let channel = try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 256)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.writeBufferWaterMark, value: .init(low: high / 2, high: high))
+                .childChannelInitializer { ch in
+                    ch.eventLoop.makeCompletedFuture {
+                        try ch.pipeline.syncOperations.addHandler(
+                            StompTCPHandler(settings: settings, opener: opener, stats: stats, logger: logger, listener: listener))
+                    }
+                }
+                .bind(host: settings.listener.host, port: settings.listener.port).get()
+            logger.info("STOMP listening", metadata: ["gateway.listener": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+            return StompServer(group: group, channel: channel)
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+    }
+
+    func stop() async {
+        try? await channel.close()
+        try? await group.shutdownGracefully()
+    }
+}
+
+/// One TCP client: bytes to its `StompConnection`, frames back; reads stop while the
+/// connection says so (its broker side is behind).
+final class StompTCPHandler: ChannelDuplexHandler, StompTransport {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let settings: StompSettings
+    private let opener: any SessionOpener
+    private let stats: GatewayStats
+    private let logger: Logger
+    private let listener: String
+    private var context: ChannelHandlerContext?
+    private var connection: StompConnection?
+    private var reading = true
+    private var readPending = false
+
+    init(settings: StompSettings, opener: any SessionOpener, stats: GatewayStats, logger: Logger, listener: String) {
+        self.settings = settings
+        self.opener = opener
+        self.stats = stats
+        self.logger = logger
+        self.listener = listener
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.context = context
+        guard stats.admit(limit: settings.maxClients) else {
+            let error = StompFrame("ERROR", [("message", "too many clients"), ("content-type", "text/plain")])
+            context.writeAndFlush(wrapOutboundOut(error.encoded(version: .v1_0))).whenComplete { _ in
+                context.close(promise: nil)
+            }
+            return
+        }
+        let peer = context.remoteAddress
+        let origin = ClientOrigin(protocolName: "stomp", peerAddress: peer?.ipAddress ?? "", peerPort: UInt16(peer?.port ?? 0),
+                                  listener: listener)
+        connection = StompConnection(transport: self, eventLoop: context.eventLoop, opener: opener, origin: origin,
+                                     settings: settings, stats: stats, logger: logger, clientId: newClientId(prefix: "stomp"))
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        connection?.received(&bytes)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        connection?.transportClosed()
+        connection = nil
+        self.context = nil
+        context.fireChannelInactive()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        connection?.writabilityChanged()
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if reading {
+            context.read()
+        } else {
+            readPending = true
+        }
+    }
+
+    // MARK: StompTransport
+
+    func write(_ bytes: ByteBuffer) {
+        context?.write(wrapOutboundOut(bytes), promise: nil)
+    }
+
+    func flush() { context?.flush() }
+
+    func close() {
+        guard let context else { return }
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer())).whenComplete { _ in context.close(promise: nil) }
+    }
+
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+
+    func setReading(_ on: Bool) {
+        reading = on
+        if on && readPending, let context {
+            readPending = false
+            context.read()
+        }
+    }
+}
