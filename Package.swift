@@ -312,10 +312,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // emqttd_sn: the MQTT-SN 1.2 datagram codec and the per-client channel state machine.
+        .target(
+            name: "GatewayMQTTSN",
+            dependencies: [
+                "GatewayKit", "MQTTCodec", "StrictTOML",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .executableTarget(
             name: "swiftlet-gateways",
             dependencies: [
-                "GatewayKit", "GatewaySTOMP", "SidecarKit",
+                "GatewayKit", "GatewayMQTTSN", "GatewaySTOMP", "SidecarKit", "MQTTCodec",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -374,7 +384,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GatewayTests",
-            dependencies: ["GatewayKit", "GatewaySTOMP", "MQTTCodec", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["GatewayKit", "GatewayMQTTSN", "GatewaySTOMP", "MQTTCodec", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
             name: "MQTTCodecTests",

@@ -31,6 +31,15 @@ public final class GatewayStats: Sendable {
         }
     }
 
+    /// Counts a client admitted by the caller's own limit.
+    public func join() {
+        box.withLockedValue {
+            $0.clients += 1
+            $0.accepted += 1
+        }
+    }
+
+    public func refuse() { box.withLockedValue { $0.refused += 1 } }
     public func left() { box.withLockedValue { $0.clients -= 1 } }
     public func drop(_ n: Int = 1) { box.withLockedValue { $0.dropped += n } }
     public func malformed(_ n: Int = 1) { box.withLockedValue { $0.malformed += n } }

@@ -1,18 +1,21 @@
+import GatewayMQTTSN
 import GatewaySTOMP
 import SidecarKit
 
 /// etc/plugins/gateways.toml: one table per gateway (`[sidecar]` belongs to the broker).
 struct GatewaysSettings: Sendable {
     var stomp = StompSettings()
+    var mqttsn = SNSettings()
 
     init() {}
 
     init(_ config: PluginConfig) throws {
-        for key in config.pluginKeys where !["stomp"].contains(key) {
-            throw SidecarConfigError(file: config.file, key: key, message: "unknown table (gateways: [stomp])")
+        for key in config.pluginKeys where !["stomp", "mqttsn"].contains(key) {
+            throw SidecarConfigError(file: config.file, key: key, message: "unknown table (gateways: [mqttsn], [stomp])")
         }
         if let s = try config.section("stomp") { stomp = try StompSettings(s) }
+        if let s = try config.section("mqttsn") { mqttsn = try SNSettings(s) }
     }
 
-    var anyEnabled: Bool { stomp.enabled }
+    var anyEnabled: Bool { stomp.enabled || mqttsn.enabled }
 }

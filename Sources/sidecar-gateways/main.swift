@@ -1,9 +1,10 @@
 import Foundation
 import GatewayKit
 import Logging
+import NIOPosix
 import SidecarKit
 
-// swiftlet-gateways: the seed's emqttd_stomp (and, as they land, emqttd_sn and emqttd_sockjs)
+// swiftlet-gateways: the seed's emqttd_sn and emqttd_stomp (and, as it lands, emqttd_sockjs)
 // as one sidecar process. Each client of a gateway becomes an ordinary broker client through
 // a gateway session (Protocol/SPEC.md section 7). Managed by the broker from
 // etc/plugins/gateways.toml, or external: `swiftlet-gateways --socket PATH --config FILE`
@@ -22,10 +23,12 @@ do {
 if !settings.anyEnabled { logger.warning("no gateway is enabled in the configuration") }
 
 let stompStats = GatewayStats(name: "stomp")
-let allStats = [stompStats]
+let snStats = GatewayStats(name: "mqtt-sn")
+let allStats = [snStats, stompStats]
 
 var handlers = SidecarHandlers()
 if settings.stomp.enabled { handlers.gateway(protocol: "stomp") }
+if settings.mqttsn.enabled { handlers.gateway(protocol: "mqtt-sn") }
 handlers.addCommand("gateways", usage: "gateways: clients and counters of each gateway of swiftlet-gateways") { _ in
     var text = ""
     var rows: [String] = []
@@ -47,7 +50,12 @@ do {
 }
 
 var stomp: StompServer?
+var mqttsn: MQTTSNServer?
 do {
+    if settings.mqttsn.enabled {
+        mqttsn = try await MQTTSNServer.start(settings: settings.mqttsn, opener: sidecar, stats: snStats, logger: logger,
+                                              group: MultiThreadedEventLoopGroup.singleton)
+    }
     if settings.stomp.enabled {
         stomp = try await StompServer.start(settings: settings.stomp, opener: sidecar, stats: stompStats, logger: logger)
     }
@@ -58,3 +66,4 @@ do {
 
 await sidecar.run()
 await stomp?.stop()
+await mqttsn?.stop()
