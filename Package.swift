@@ -322,12 +322,20 @@ let package = Package(
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // emqttd_sockjs: SockJS 0.3 frames, transports and paths, and the demo page's assets.
+        .target(
+            name: "GatewaySockJS",
+            dependencies: ["GatewayKit", "StrictTOML"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .executableTarget(
             name: "swiftlet-gateways",
             dependencies: [
-                "GatewayKit", "GatewayMQTTSN", "GatewaySTOMP", "SidecarKit", "MQTTCodec",
+                "GatewayKit", "GatewayMQTTSN", "GatewaySTOMP", "GatewaySockJS", "SidecarKit", "MQTTCodec",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/sidecar-gateways",
@@ -384,7 +392,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GatewayTests",
-            dependencies: ["GatewayKit", "GatewayMQTTSN", "GatewaySTOMP", "MQTTCodec", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["GatewayKit", "GatewayMQTTSN", "GatewaySTOMP", "GatewaySockJS", "MQTTCodec", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
             name: "MQTTCodecTests",

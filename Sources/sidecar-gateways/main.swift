@@ -4,7 +4,7 @@ import Logging
 import NIOPosix
 import SidecarKit
 
-// swiftlet-gateways: the seed's emqttd_sn and emqttd_stomp (and, as it lands, emqttd_sockjs)
+// swiftlet-gateways: the seed's emqttd_sn, emqttd_stomp and emqttd_sockjs
 // as one sidecar process. Each client of a gateway becomes an ordinary broker client through
 // a gateway session (Protocol/SPEC.md section 7). Managed by the broker from
 // etc/plugins/gateways.toml, or external: `swiftlet-gateways --socket PATH --config FILE`
@@ -24,11 +24,13 @@ if !settings.anyEnabled { logger.warning("no gateway is enabled in the configura
 
 let stompStats = GatewayStats(name: "stomp")
 let snStats = GatewayStats(name: "mqtt-sn")
-let allStats = [snStats, stompStats]
+let sockjsStats = GatewayStats(name: "sockjs")
+let allStats = [snStats, stompStats, sockjsStats]
 
 var handlers = SidecarHandlers()
 if settings.stomp.enabled { handlers.gateway(protocol: "stomp") }
 if settings.mqttsn.enabled { handlers.gateway(protocol: "mqtt-sn") }
+if settings.sockjs.enabled { handlers.gateway(protocol: "sockjs") }
 handlers.addCommand("gateways", usage: "gateways: clients and counters of each gateway of swiftlet-gateways") { _ in
     var text = ""
     var rows: [String] = []
@@ -51,7 +53,12 @@ do {
 
 var stomp: StompServer?
 var mqttsn: MQTTSNServer?
+var sockjs: SockJSServer?
 do {
+    if settings.sockjs.enabled {
+        sockjs = try await SockJSServer.start(settings: settings.sockjs, stomp: settings.stomp, opener: sidecar, stats: sockjsStats,
+                                              logger: logger)
+    }
     if settings.mqttsn.enabled {
         mqttsn = try await MQTTSNServer.start(settings: settings.mqttsn, opener: sidecar, stats: snStats, logger: logger,
                                               group: MultiThreadedEventLoopGroup.singleton)
@@ -67,3 +74,4 @@ do {
 await sidecar.run()
 await stomp?.stop()
 await mqttsn?.stop()
+await sockjs?.stop()

@@ -144,6 +144,7 @@ class SnRaw:
 def gateway_config(sn_port, stomp_port, advertise_port):
     text = shipped_config({"listener = 1884 ": f"listener = \"127.0.0.1:{sn_port}\" ",
                            "listener = 61613 ": f"listener = \"127.0.0.1:{stomp_port}\" ",
+                           "listener = 61616 ": f"listener = \"127.0.0.1:{free_port()}\" ",
                            "# username = \"\"": "username = \"sn\"",
                            "# password = \"\"": f"password = \"{PASSWORDS['sn']}\"",
                            "retry_interval = 5000 ": "retry_interval = 700 ",

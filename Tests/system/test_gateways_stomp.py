@@ -41,6 +41,7 @@ def gateway_config(port, **stomp):
     text = shipped_config({"enabled = false": "enabled = true",
                            "listener = 61613 ": f"listener = \"127.0.0.1:{port}\" ",
                            "listener = 1884 ": f"listener = \"127.0.0.1:{free_port()}\" ",
+                           "listener = 61616 ": f"listener = \"127.0.0.1:{free_port()}\" ",
                            f"receive_maximum = 64 ": f"receive_maximum = {RECEIVE_MAXIMUM} "})
     for k, v in stomp.items():
         text = text.replace("[stomp]\n", f"[stomp]\n{k} = {toml_value(v)}\n", 1)
@@ -381,6 +382,7 @@ def managed(broker_factory):
                            "listener = 61613 ": f"listener = \"127.0.0.1:{port}\" ",
                            "max_clients = 512 ": "max_clients = 2 ",
                            "listener = 1884 ": f"listener = \"127.0.0.1:{free_port()}\" ",
+                           "listener = 61616 ": f"listener = \"127.0.0.1:{free_port()}\" ",
                            "initial_backoff = 0.5 ": "initial_backoff = 0.1 ",
                            "enabled = false": "enabled = true"})
     (d / "plugins" / "gateways.toml").write_text(text)
