@@ -4,27 +4,17 @@ import GatewaySTOMP
 import GatewaySockJS
 import Logging
 import NIOCore
-import NIOHTTP1
 import NIOPosix
+import NIOHTTP1
 import NIOWebSocket
 
 /// STOMP over SockJS (`[sockjs]`, port 61616; emqttd_sockjs): the SockJS 0.3 endpoint under
 /// `prefix`, each SockJS session one `StompConnection`, plus the demo page. Sessions outlive
 /// the HTTP requests of the polling and streaming transports, so the listener and all its
 /// sessions share one event loop: every session is touched on that loop only.
-final class SockJSServer {
-    let group: MultiThreadedEventLoopGroup
-    let channel: Channel
-
-    private init(group: MultiThreadedEventLoopGroup, channel: Channel) {
-        self.group = group
-        self.channel = channel
-    }
-
+enum SockJSServer {
     static func start(settings: SockJSSettings, stomp: StompSettings, opener: any SessionOpener, stats: GatewayStats,
-                      logger: Logger) async throws -> SockJSServer {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let loop = group.next()
+                      logger: Logger) async throws -> TCPListener {
         var script: ByteBuffer?
         if let data = FileManager.default.contents(atPath: settings.sockjsClient) {
             script = ByteBuffer(bytes: data)
@@ -32,30 +22,12 @@ final class SockJSServer {
             logger.warning("the SockJS browser client is missing: the demo page and the iframe transport need it",
                            metadata: ["gateway.sockjs_client": "\(settings.sockjsClient)"])
         }
-        let registry = SockJSRegistry(settings: settings, stomp: stomp, opener: opener, stats: stats, logger: logger, loop: loop,
-                                      listener: "stomp-sockjs:http:\(settings.listener)", script: script)
-        do {
-            let channel = try await ServerBootstrap(group: group)
-                .serverChannelOption(.backlog, value: 256)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                .childChannelInitializer { ch in
-                    ch.eventLoop.makeCompletedFuture {
-                        try registry.configure(ch)
-                    }
-                }
-                .bind(host: settings.listener.host, port: settings.listener.port).get()
-            logger.info("STOMP over SockJS listening", metadata: ["gateway.listener": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
-            return SockJSServer(group: group, channel: channel)
-        } catch {
-            try? await group.shutdownGracefully()
-            throw error
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let registry = SockJSRegistry(settings: settings, stomp: stomp, opener: opener, stats: stats, logger: logger,
+                                      loop: group.next(), listener: "stomp-sockjs:http:\(settings.listener)", script: script)
+        return try await TCPListener.start("STOMP over SockJS", address: settings.listener, group: group, logger: logger) { ch in
+            try registry.configure(ch)
         }
-    }
-
-    func stop() async {
-        try? await channel.close()
-        try? await group.shutdownGracefully()
     }
 }
 

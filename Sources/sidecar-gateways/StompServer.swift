@@ -5,44 +5,16 @@ import NIOCore
 import NIOPosix
 
 /// The STOMP listener (`[stomp]`, port 61613): one `StompConnection` per TCP connection.
-final class StompServer {
-    let group: MultiThreadedEventLoopGroup
-    let channel: Channel
-
-    private init(group: MultiThreadedEventLoopGroup, channel: Channel) {
-        self.group = group
-        self.channel = channel
-    }
-
+enum StompServer {
     static func start(settings: StompSettings, opener: any SessionOpener, stats: GatewayStats,
-                      logger: Logger) async throws -> StompServer {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: settings.acceptors)
+                      logger: Logger) async throws -> TCPListener {
         let listener = "stomp:tcp:\(settings.listener)"
-        let high = settings.maxOutboundBytes
-        do {
-            let channel = try await ServerBootstrap(group: group)
-                .serverChannelOption(.backlog, value: 256)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                .childChannelOption(.writeBufferWaterMark, value: .init(low: high / 2, high: high))
-                .childChannelInitializer { ch in
-                    ch.eventLoop.makeCompletedFuture {
-                        try ch.pipeline.syncOperations.addHandler(
-                            StompTCPHandler(settings: settings, opener: opener, stats: stats, logger: logger, listener: listener))
-                    }
-                }
-                .bind(host: settings.listener.host, port: settings.listener.port).get()
-            logger.info("STOMP listening", metadata: ["gateway.listener": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
-            return StompServer(group: group, channel: channel)
-        } catch {
-            try? await group.shutdownGracefully()
-            throw error
+        return try await TCPListener.start("STOMP", address: settings.listener,
+                                           group: MultiThreadedEventLoopGroup(numberOfThreads: settings.acceptors),
+                                           writeHighWater: settings.maxOutboundBytes, logger: logger) { ch in
+            try ch.pipeline.syncOperations.addHandler(
+                StompTCPHandler(settings: settings, opener: opener, stats: stats, logger: logger, listener: listener))
         }
-    }
-
-    func stop() async {
-        try? await channel.close()
-        try? await group.shutdownGracefully()
     }
 }
 

@@ -51,9 +51,9 @@ do {
     exit(2)
 }
 
-var stomp: StompServer?
+var stomp: TCPListener?
 var mqttsn: MQTTSNServer?
-var sockjs: SockJSServer?
+var sockjs: TCPListener?
 do {
     if settings.sockjs.enabled {
         sockjs = try await SockJSServer.start(settings: settings.sockjs, stomp: settings.stomp, opener: sidecar, stats: sockjsStats,

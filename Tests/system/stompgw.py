@@ -7,8 +7,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from brokers import free_port, swiftlet_path
-from sidecars import ROOT, wait_registered
+from brokers import free_port, swiftlet_path, toml_value
+from ctl import ctl_config
+from sidecars import ROOT, sidecar_config, short_dir, wait_registered
 
 
 def gateways_binary():
@@ -22,6 +23,20 @@ def shipped_config(replacements):
         assert old in text, f"{old!r} not in etc/plugins/gateways.toml"
         text = text.replace(old, new)
     return text
+
+
+def auth_broker(factory, passwords, acl, plugins_dir=None, d=None):
+    """A broker with a sidecar socket, a ctl socket, built-in users `passwords` (name ->
+    password) and ACL text `acl`; returns (broker, its folder)."""
+    from test_builtin_auth import pbkdf2_sha512
+    d = d or short_dir()
+    users = d / "users.toml"
+    users.write_text("\n".join(f"[users.{n}]\npassword = {toml_value(pbkdf2_sha512(p))}\n" for n, p in passwords.items()))
+    (d / "acl.toml").write_text(acl)
+    managed = f"plugins_dir = {toml_value(str(plugins_dir))}\n" if plugins_dir else ""
+    b = factory(extra=sidecar_config(d / "sc.sock") + managed + ctl_config(d / "ctl.sock")
+                + f"\n[auth]\nusers_file = {toml_value(str(users))}\nacl_file = {toml_value(str(d / 'acl.toml'))}\n")
+    return b, d
 
 
 class GatewayProcess:
@@ -242,5 +257,5 @@ def stomp_client(port, version="1.2", login=None, passcode=None, heartbeats=(0, 
     return c, col
 
 
-__all__ = ["GatewayProcess", "RawStomp", "Collector", "stomp_client", "wait_port", "free_port", "shipped_config",
+__all__ = ["auth_broker", "GatewayProcess", "RawStomp", "Collector", "stomp_client", "wait_port", "free_port", "shipped_config",
            "gateways_binary"]

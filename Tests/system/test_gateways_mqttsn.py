@@ -12,12 +12,10 @@ import time
 
 import pytest
 
-from brokers import free_port, toml_value
-from clients import Client, wait_for
-from ctl import ctl_config, ctl_ok
-from sidecars import short_dir, sidecar_config
-from stompgw import GatewayProcess, gateways_binary, shipped_config
-from test_builtin_auth import pbkdf2_sha512
+from brokers import free_port
+from clients import Client
+from ctl import ctl_ok
+from stompgw import GatewayProcess, auth_broker, gateways_binary, shipped_config
 
 pytestmark = pytest.mark.skipif(not gateways_binary().exists(),
                                 reason=f"{gateways_binary()} not built (swift build --product swiftlet-gateways)")
@@ -158,12 +156,7 @@ def gateway_config(sn_port, stomp_port, advertise_port):
 
 @pytest.fixture(scope="module")
 def sn(module_broker_factory):
-    d = short_dir()
-    users = d / "users.toml"
-    users.write_text("\n".join(f"[users.{n}]\npassword = {toml_value(pbkdf2_sha512(p))}\n" for n, p in PASSWORDS.items()))
-    (d / "acl.toml").write_text(ACL)
-    b = module_broker_factory(extra=sidecar_config(d / "sc.sock") + ctl_config(d / "ctl.sock")
-                              + f"\n[auth]\nusers_file = {toml_value(str(users))}\nacl_file = {toml_value(str(d / 'acl.toml'))}\n")
+    b, d = auth_broker(module_broker_factory, PASSWORDS, ACL)
     adv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     adv.bind(("127.0.0.1", 0))
     port = free_port()

@@ -8,19 +8,16 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import time
 import urllib.parse
 from pathlib import Path
 
 import pytest
 
-from brokers import REPO, free_port, toml_value
+from brokers import REPO, free_port
 from clients import Client, wait_for
-from ctl import ctl_config, ctl_ok
-from sidecars import short_dir, sidecar_config
-from stompgw import GatewayProcess, gateways_binary, shipped_config, wait_port
-from test_builtin_auth import pbkdf2_sha512
+from ctl import ctl_ok
+from stompgw import GatewayProcess, auth_broker, gateways_binary, shipped_config, wait_port
 
 pytestmark = pytest.mark.skipif(not gateways_binary().exists(),
                                 reason=f"{gateways_binary()} not built (swift build --product swiftlet-gateways)")
@@ -41,12 +38,7 @@ PREFIX = "/stomp"
 
 @pytest.fixture(scope="module")
 def sj(module_broker_factory):
-    d = short_dir()
-    users = d / "users.toml"
-    users.write_text("\n".join(f"[users.{n}]\npassword = {toml_value(pbkdf2_sha512(p))}\n" for n, p in PASSWORDS.items()))
-    (d / "acl.toml").write_text(ACL)
-    b = module_broker_factory(extra=sidecar_config(d / "sc.sock") + ctl_config(d / "ctl.sock")
-                              + f"\n[auth]\nusers_file = {toml_value(str(users))}\nacl_file = {toml_value(str(d / 'acl.toml'))}\n")
+    b, d = auth_broker(module_broker_factory, PASSWORDS, ACL)
     port = free_port()
     text = shipped_config({"listener = 61613 ": f"listener = \"127.0.0.1:{free_port()}\" ",
                            "listener = 1884 ": f"listener = \"127.0.0.1:{free_port()}\" ",

@@ -13,10 +13,9 @@ import pytest
 
 from brokers import free_port, toml_value
 from clients import Client, wait_for
-from ctl import ctl_config, ctl_ok
-from sidecars import managed_pid, short_dir, sidecar_config, wait_registered
-from stompgw import GatewayProcess, RawStomp, gateways_binary, shipped_config, stomp_client, wait_port
-from test_builtin_auth import pbkdf2_sha512
+from ctl import ctl_ok
+from sidecars import managed_pid, short_dir, wait_registered
+from stompgw import GatewayProcess, auth_broker, RawStomp, gateways_binary, shipped_config, stomp_client, wait_port
 
 pytestmark = pytest.mark.skipif(not gateways_binary().exists(),
                                 reason=f"{gateways_binary()} not built (swift build --product swiftlet-gateways)")
@@ -49,19 +48,9 @@ def gateway_config(port, **stomp):
     return text
 
 
-def broker_extra(d, plugins_dir=None):
-    users = d / "users.toml"
-    users.write_text("\n".join(f"[users.{n}]\npassword = {toml_value(pbkdf2_sha512(p))}\n" for n, p in PASSWORDS.items()))
-    (d / "acl.toml").write_text(ACL)
-    managed = f"plugins_dir = {toml_value(str(plugins_dir))}\n" if plugins_dir else ""
-    return (sidecar_config(d / "sc.sock") + managed + ctl_config(d / "ctl.sock")
-            + f"\n[auth]\nusers_file = {toml_value(str(users))}\nacl_file = {toml_value(str(d / 'acl.toml'))}\n")
-
-
 @pytest.fixture(scope="module")
 def gw(module_broker_factory):
-    d = short_dir()
-    b = module_broker_factory(extra=broker_extra(d))
+    b, d = auth_broker(module_broker_factory, PASSWORDS, ACL)
     port = free_port()
     g = GatewayProcess(d, d / "sc.sock", gateway_config(port)).start(b)
     wait_port(port)
@@ -386,7 +375,7 @@ def managed(broker_factory):
                            "initial_backoff = 0.5 ": "initial_backoff = 0.1 ",
                            "enabled = false": "enabled = true"})
     (d / "plugins" / "gateways.toml").write_text(text)
-    b = broker_factory(extra=broker_extra(d, plugins_dir=d / "plugins"))
+    b, _ = auth_broker(broker_factory, PASSWORDS, ACL, plugins_dir=d / "plugins", d=d)
     wait_registered(b, "gateways")
     wait_port(port)
     return b, port, d
