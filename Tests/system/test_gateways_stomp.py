@@ -30,7 +30,7 @@ topics = ["secret/#"]
 
 [[rules]]
 permission = "allow"
-topics = ["#"]
+topics = ["#", "$SYS/#"]
 """
 
 RECEIVE_MAXIMUM = 4
@@ -358,6 +358,67 @@ def test_gateway_clients_in_sys_and_hooks_counts(gw):
     wait_for(lambda: len(ctl_ok(d / "ctl.sock", "clients", "list", json_out=True)) == before, msg="gone")
     out = ctl_ok(d / "ctl.sock", "gateways")
     assert "stomp: clients=" in out
+
+
+def test_sys_event_and_hooks_see_the_stomp_client(gw, uniq):
+    """$SYS client events and the hooks of a sidecar report a STOMP client like any other."""
+    import json
+    from sidecars import PySidecar
+    b, port, d, _ = gw
+    hooks = PySidecar(d / "sc.sock", d, name=f"hooks{uniq[-4:]}", users={"users": {}, "acl": []}).start(b)
+    try:
+        sys_events = watcher(b)
+        assert sys_events.subscribe(f"$SYS/brokers/{b.node}/clients/+/connected", qos=1) == [1]
+        c, _ = stomp_login(port)
+        client_id = None
+        deadline = time.monotonic() + 5
+        while client_id is None and time.monotonic() < deadline:
+            for m in sys_events.drain(0.2):
+                ev = json.loads(m.payload)
+                if str(ev.get("clientid", "")).startswith("stomp-") and ev.get("username") == "alice":
+                    client_id = ev["clientid"]
+        assert client_id, "no $SYS connected event for the STOMP client"
+        wait_for(lambda: f"client_id='{client_id}'" in hooks.log() and "event client.connected" in hooks.log(),
+                 msg="client.connected hook event for the STOMP client")
+        c.disconnect()
+    finally:
+        hooks.stop()
+
+
+def test_a_slow_stomp_subscriber_is_bounded_and_others_are_served(gw, uniq):
+    """A STOMP subscriber that stops reading: its QoS 0 messages are dropped and counted by the
+    gateway once its socket is full (not buffered without end); other clients are served."""
+    b, port, d, g = gw
+    slow = RawStomp(port)
+    assert slow.connect("1.2", login="alice", passcode=PASSWORDS["alice"]).command == "CONNECTED"
+    slow.frame("SUBSCRIBE", [("destination", f"{uniq}/flood"), ("id", "1"), ("receipt", "s")])
+    assert slow.read().headers["receipt-id"] == "s"
+    before = int(ctl_ok(d / "ctl.sock", "gateways").split("stomp:")[1].split("dropped=")[1].split()[0])
+    w = watcher(b)
+    n, size = 6000, 4000  # 24 MB: more than the socket buffers of both ends hold
+    for i in range(n):
+        w.publish(f"{uniq}/flood", bytes([i % 256]) * size, qos=0, wait=False)
+    w.publish(f"{uniq}/flood-done", b"", qos=1)
+    wait_for(lambda: int(ctl_ok(d / "ctl.sock", "gateways").split("stomp:")[1].split("dropped=")[1].split()[0]) > before,
+             msg="dropped QoS 0 messages counted")
+    # Meanwhile another STOMP client gets its receipts and messages at once.
+    other, col = stomp_login(port)
+    other.subscribe(destination=f"/topic/{uniq}/other", id="o", headers={"receipt": "r"})
+    assert col.receipt() == "r"
+    w.publish(f"{uniq}/other", b"still served", qos=1)
+    assert col.get().body == "still served"
+    other.disconnect()
+    # The slow one reads again: what arrives is whole frames, fewer than were published.
+    got = 0
+    try:
+        while True:
+            f = slow.read(timeout=2)
+            assert f.command == "MESSAGE" and len(f.body) == size
+            got += 1
+    except TimeoutError:
+        pass
+    assert 0 < got < n, got
+    assert g.alive()
 
 
 # -- managed by the broker, max_clients, kill -9 ------------------------------------------
