@@ -37,6 +37,12 @@ protocol SockJSReceiver: AnyObject {
     /// streaming response reached its byte limit) and the session must detach it.
     func send(_ frame: SockJSFrame) -> Bool
     func end()
+    /// Stop (false) or resume (true) reading the client, where the transport can (WebSocket).
+    func setReading(_ on: Bool)
+}
+
+extension SockJSReceiver {
+    func setReading(_ on: Bool) {}
 }
 
 /// The sessions of one listener, on its one event loop.
@@ -251,6 +257,7 @@ final class SockJSSession: StompTransport {
 
     func setReading(_ on: Bool) {
         reading = on
+        if bound { receiver?.setReading(on) }
         while reading, !held.isEmpty { held.removeFirst()() }
     }
 }
@@ -539,6 +546,8 @@ final class SockJSWebSocketHandler: ChannelDuplexHandler, SockJSReceiver {
     private var context: ChannelHandlerContext?
     private var session: SockJSSession?
     private var closed = false
+    private var reading = true
+    private var readPending = false
 
     init(registry: SockJSRegistry, sessionId: String?) {
         self.registry = registry
@@ -593,6 +602,22 @@ final class SockJSWebSocketHandler: ChannelDuplexHandler, SockJSReceiver {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         context.close(promise: nil)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if reading {
+            context.read()
+        } else {
+            readPending = true
+        }
+    }
+
+    func setReading(_ on: Bool) {
+        reading = on
+        if on && readPending, let context {
+            readPending = false
+            context.read()
+        }
     }
 
     func send(_ frame: SockJSFrame) -> Bool {
