@@ -310,7 +310,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         // emqttd_sn: the MQTT-SN 1.2 datagram codec and the per-client channel state machine.
         .target(

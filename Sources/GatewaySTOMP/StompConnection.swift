@@ -19,8 +19,9 @@ public protocol StompTransport: AnyObject {
 
 /// Runs one STOMP client on its event loop: decodes its bytes, feeds `StompChannel`, carries
 /// its MQTT side through a `SessionBridge` and executes the channel's actions. Shared by the
-/// TCP listener and the SockJS transports.
-public final class StompConnection {
+/// TCP listener and the SockJS transports. Confined to `eventLoop`: every entry point runs
+/// there (the bridge's callbacks are delivered on it), hence `@unchecked Sendable`.
+public final class StompConnection: @unchecked Sendable {
     public let eventLoop: any EventLoop
     private weak var transport: (any StompTransport)?
     private var machine: StompChannel
