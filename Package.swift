@@ -433,6 +433,7 @@ if Context.environment["SWIFTLET_FUZZ"] != nil {
         .executable(name: "fuzz-mqtt", targets: ["fuzz-mqtt"]),
         .executable(name: "fuzz-ipc", targets: ["fuzz-ipc"]),
         .executable(name: "fuzz-config", targets: ["fuzz-config"]),
+        .executable(name: "fuzz-gateways", targets: ["fuzz-gateways"]),
     ]
     package.targets += [
         .systemLibrary(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"),
@@ -450,6 +451,11 @@ if Context.environment["SWIFTLET_FUZZ"] != nil {
             name: "fuzz-config",
             dependencies: ["CLibFuzzer", "SwiftletConfig"],
             path: "Fuzz/fuzz-config"
+        ),
+        .executableTarget(
+            name: "fuzz-gateways",
+            dependencies: ["CLibFuzzer", "GatewaySTOMP", "GatewayMQTTSN", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Fuzz/fuzz-gateways"
         ),
     ]
 }
