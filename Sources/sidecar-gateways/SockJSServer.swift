@@ -546,8 +546,7 @@ final class SockJSWebSocketHandler: ChannelDuplexHandler, SockJSReceiver {
     private var context: ChannelHandlerContext?
     private var session: SockJSSession?
     private var closed = false
-    private var reading = true
-    private var readPending = false
+    private var gate = ReadGate()
 
     init(registry: SockJSRegistry, sessionId: String?) {
         self.registry = registry
@@ -605,19 +604,11 @@ final class SockJSWebSocketHandler: ChannelDuplexHandler, SockJSReceiver {
     }
 
     func read(context: ChannelHandlerContext) {
-        if reading {
-            context.read()
-        } else {
-            readPending = true
-        }
+        gate.read(context)
     }
 
     func setReading(_ on: Bool) {
-        reading = on
-        if on && readPending, let context {
-            readPending = false
-            context.read()
-        }
+        gate.set(on, context)
     }
 
     func send(_ frame: SockJSFrame) -> Bool {

@@ -32,8 +32,7 @@ final class StompTCPHandler: ChannelDuplexHandler, StompTransport {
     private let listener: String
     private var context: ChannelHandlerContext?
     private var connection: StompConnection?
-    private var reading = true
-    private var readPending = false
+    private var gate = ReadGate()
 
     init(settings: StompSettings, opener: any SessionOpener, stats: GatewayStats, logger: Logger, listener: String) {
         self.settings = settings
@@ -82,11 +81,7 @@ final class StompTCPHandler: ChannelDuplexHandler, StompTransport {
     }
 
     func read(context: ChannelHandlerContext) {
-        if reading {
-            context.read()
-        } else {
-            readPending = true
-        }
+        gate.read(context)
     }
 
     // MARK: StompTransport
@@ -105,10 +100,6 @@ final class StompTCPHandler: ChannelDuplexHandler, StompTransport {
     var isWritable: Bool { context?.channel.isWritable ?? false }
 
     func setReading(_ on: Bool) {
-        reading = on
-        if on && readPending, let context {
-            readPending = false
-            context.read()
-        }
+        gate.set(on, context)
     }
 }
