@@ -24,6 +24,7 @@ let package = Package(
         .executable(name: "swiftlet-auth-redis", targets: ["swiftlet-auth-redis"]),
         .executable(name: "swiftlet-auth-mongo", targets: ["swiftlet-auth-mongo"]),
         .executable(name: "swiftlet-auth-ldap", targets: ["swiftlet-auth-ldap"]),
+        .executable(name: "swiftlet-gateways", targets: ["swiftlet-gateways"]),
         .library(name: "SidecarKit", targets: ["SidecarKit"]),
         .library(name: "MQTTCodec", targets: ["MQTTCodec"]),
         .library(name: "SwiftletCore", targets: ["SwiftletCore"]),
@@ -403,6 +404,61 @@ let package = Package(
             path: "Sources/sidecar-auth-sql",
             swiftSettings: swiftSettings
         ),
+        // What every gateway of swiftlet-gateways shares: the MQTT client side of a gateway
+        // session (BrokerClient, a state machine) and its bridge onto SidecarKit's sessions,
+        // listener addresses, counters.
+        .target(
+            name: "GatewayKit",
+            dependencies: [
+                "MQTTCodec", "SidecarKit", "StrictTOML",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        // emqttd_stomp: STOMP 1.0/1.1/1.2 frame codec, the channel state machine, and the
+        // connection driver shared by the TCP listener and SockJS.
+        .target(
+            name: "GatewaySTOMP",
+            dependencies: [
+                "GatewayKit", "MQTTCodec", "SwiftletRouting", "StrictTOML",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        // emqttd_sn: the MQTT-SN 1.2 datagram codec and the per-client channel state machine.
+        .target(
+            name: "GatewayMQTTSN",
+            dependencies: [
+                "GatewayKit", "MQTTCodec", "StrictTOML",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        // emqttd_sockjs: SockJS 0.3 frames, transports and paths, and the demo page's assets.
+        .target(
+            name: "GatewaySockJS",
+            dependencies: ["GatewayKit", "StrictTOML"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .executableTarget(
+            name: "swiftlet-gateways",
+            dependencies: [
+                "GatewayKit", "GatewayMQTTSN", "GatewaySTOMP", "GatewaySockJS", "SidecarKit", "MQTTCodec",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/sidecar-gateways",
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "swiftlet-ctl",
             dependencies: [
@@ -466,6 +522,10 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(
+            name: "GatewayTests",
+            dependencies: ["GatewayKit", "GatewayMQTTSN", "GatewaySTOMP", "GatewaySockJS", "MQTTCodec", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
             name: "MQTTCodecTests",
             dependencies: ["MQTTCodec", .product(name: "NIOCore", package: "swift-nio")]
         ),
@@ -526,6 +586,7 @@ if Context.environment["SWIFTLET_FUZZ"] != nil {
         .executable(name: "fuzz-mqtt", targets: ["fuzz-mqtt"]),
         .executable(name: "fuzz-ipc", targets: ["fuzz-ipc"]),
         .executable(name: "fuzz-config", targets: ["fuzz-config"]),
+        .executable(name: "fuzz-gateways", targets: ["fuzz-gateways"]),
     ]
     package.targets += [
         .systemLibrary(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"),
@@ -543,6 +604,11 @@ if Context.environment["SWIFTLET_FUZZ"] != nil {
             name: "fuzz-config",
             dependencies: ["CLibFuzzer", "SwiftletConfig"],
             path: "Fuzz/fuzz-config"
+        ),
+        .executableTarget(
+            name: "fuzz-gateways",
+            dependencies: ["CLibFuzzer", "GatewaySTOMP", "GatewayMQTTSN", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Fuzz/fuzz-gateways"
         ),
     ]
 }
