@@ -76,6 +76,7 @@ let package = Package(
         .target(
             name: "AuthBackends",
             dependencies: [
+                "SwiftletIPC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -1,3 +1,4 @@
+import SwiftletIPC
 /// emqttd's placeholders: `%u` username, `%c` client id, `%a` IP address, `%C` TLS
 /// certificate common name, `%d` certificate subject, `%P` password.
 public enum Placeholder: Character, Sendable, Equatable, CaseIterable {
@@ -172,5 +173,14 @@ public struct PreparedQuery: Sendable, Equatable {
         }
         sql = out
         parameters = params
+    }
+}
+
+extension PlaceholderValues {
+    /// The values a sidecar's request carries: `%u`, `%c`, `%a`, `%C`, `%d` (and `%P` where
+    /// a query needs the password).
+    public init(_ c: IPCClient, password: [UInt8]? = nil) {
+        self.init(username: c.username, clientId: c.clientId, ipAddress: c.peerAddress,
+                  certCommonName: c.certCommonName, certSubject: c.certSubject, password: password)
     }
 }

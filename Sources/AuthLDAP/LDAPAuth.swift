@@ -31,8 +31,7 @@ public struct LDAPAuth: Sendable {
     }
 
     static func values(_ c: IPCClient) -> PlaceholderValues {
-        PlaceholderValues(username: c.username, clientId: c.clientId, ipAddress: c.peerAddress,
-                          certCommonName: c.certCommonName, certSubject: c.certSubject)
+        PlaceholderValues(c)
     }
 
     /// `template` with each value escaped by `escape`; nil when a placeholder it uses has no

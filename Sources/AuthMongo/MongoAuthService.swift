@@ -27,8 +27,7 @@ public struct MongoAuthService: Sendable {
     }
 
     static func values(_ c: IPCClient) -> PlaceholderValues {
-        PlaceholderValues(username: c.username, clientId: c.clientId, ipAddress: c.peerAddress,
-                          certCommonName: c.certCommonName, certSubject: c.certSubject)
+        PlaceholderValues(c)
     }
 
     /// What a stored document says, or why it cannot be read.

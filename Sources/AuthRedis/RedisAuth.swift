@@ -33,8 +33,7 @@ public struct RedisAuth: Sendable {
     }
 
     static func values(_ c: IPCClient) -> PlaceholderValues {
-        PlaceholderValues(username: c.username, clientId: c.clientId, ipAddress: c.peerAddress,
-                          certCommonName: c.certCommonName, certSubject: c.certSubject)
+        PlaceholderValues(c)
     }
 
     private enum Outcome {

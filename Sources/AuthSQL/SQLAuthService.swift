@@ -20,8 +20,7 @@ public struct SQLAuthService: Sendable {
     }
 
     static func values(_ c: IPCClient, password: [UInt8]? = nil) -> PlaceholderValues {
-        PlaceholderValues(username: c.username, clientId: c.clientId, ipAddress: c.peerAddress,
-                          certCommonName: c.certCommonName, certSubject: c.certSubject, password: password)
+        PlaceholderValues(c, password: password)
     }
 
     func parameters(_ q: PreparedQuery, _ v: PlaceholderValues) -> [[UInt8]?] { q.parameters.map { v[$0] } }
