@@ -79,13 +79,19 @@ public struct StompDecoder: Sendable {
             let start = pos
             pos = nl + 1
             if end == start && !lines.isEmpty { break }  // the empty line ends the headers
+            // Each line is judged as soon as it is whole, so garbage is refused at once rather
+            // than waited on until a limit is reached (found by a flaky random-bytes test).
+            if lines.isEmpty {
+                guard end > start, view[start..<end].allSatisfy({ $0 >= 0x41 && $0 <= 0x5A }) else {
+                    throw StompDecodeError.malformed("bad command line")
+                }
+            } else if !view[start..<end].contains(UInt8(ascii: ":")) {
+                throw StompDecodeError.malformed("header line without a colon")
+            }
             lines.append((start, end))
             if lines.count > limits.maxHeaders + 1 { throw StompDecodeError.tooManyHeaders(limit: limits.maxHeaders) }
         }
         let command = String(decoding: view[lines[0].0..<lines[0].1], as: UTF8.self)
-        guard !command.isEmpty, command.utf8.allSatisfy({ $0 >= 0x41 && $0 <= 0x5A }) else {
-            throw StompDecodeError.malformed("bad command line")
-        }
         let escape = StompFrame.escapes(command, version: version)
         var headers: [(String, String)] = []
         headers.reserveCapacity(lines.count - 1)

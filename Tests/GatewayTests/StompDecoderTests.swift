@@ -100,6 +100,20 @@ final class StompDecoderTests: XCTestCase {
         }
     }
 
+    /// A bad command or header line is refused as soon as the line is whole, not when a limit
+    /// is reached: the frame's end may never come (a flaky test sent random bytes with few
+    /// newlines and no blank line; the gateway waited).
+    func testGarbageIsRefusedAtItsFirstWholeLine() throws {
+        for text in ["\u{1}x\nmore", "CONNECT\nno colon\nmore", "Connect\n"] {
+            var d = StompDecoder()
+            var b = ByteBuffer(string: text)
+            XCTAssertThrowsError(try d.decode(buffer: &b), text.debugDescription)
+        }
+        var d = StompDecoder()
+        var b = ByteBuffer(string: "CONNECT\naccept-version:1.2\n")
+        XCTAssertNil(try d.decode(buffer: &b), "a good start waits for the rest")
+    }
+
     func testIncompleteInputIsNotConsumed() throws {
         var d = StompDecoder()
         var b = ByteBuffer(string: "SEND\ndestination:a\n\nbo")
