@@ -89,6 +89,10 @@ public final class Sidecar: Sendable {
             return !s.started
         }
         precondition(first, "Sidecar.run() may be called once")
+        // Database client libraries (hiredis, libldap, libpq, ...) write to their sockets with
+        // write(2): a server that closed its end must be an error on that connection, not a
+        // SIGPIPE that ends the whole sidecar.
+        signal(SIGPIPE, SIG_IGN)
         if options.handleSignals { installSignalHandlers() }
         logger.info("sidecar starting", metadata: ["sidecar.socket": "\(socketPath)"])
         await withTaskCancellationHandler {

@@ -63,6 +63,9 @@ struct SwiftletCommand: AsyncParsableCommand {
             return h
         }
         let logger = Logger(label: "swiftlet")
+        // Writes to a peer that went away (a sidecar's pipe, a socket) are errors on that
+        // channel, never a signal that ends the broker.
+        signal(SIGPIPE, SIG_IGN)
         let broker = Broker(config: cfg, logger: logger)
         if cfg.dashboard.enabled {
             broker.add(Dashboard(config: cfg, control: broker.control, broker: .init(

@@ -10,9 +10,8 @@ import SidecarKit
 // settings from [auth_ldap] in its plugin file (etc/plugins/auth_ldap.toml,
 // docs/plugins/auth-ldap.md).
 
-// libldap writes to its sockets with write(2): a server that closed the connection must be an
-// error on that connection, not a SIGPIPE that ends the sidecar.
-signal(SIGPIPE, SIG_IGN)
+// SIGPIPE is ignored by SidecarKit (Sidecar.run): libldap's writes to a closed server socket
+// are errors on that connection.
 
 let environment = SidecarEnvironment.current
 let logger = SidecarLogging.makeLogger(name: environment.name ?? "auth_ldap", environment: environment)
