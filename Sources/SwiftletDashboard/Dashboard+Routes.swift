@@ -283,7 +283,7 @@ extension Dashboard {
                        "uptime": Int(Date().timeIntervalSince(startedAt))])
     }
 
-    func status() async throws -> [String: Any] { try await ctl("status", []) as? [String: Any] ?? [:] }
+    func status() async throws -> [String: Any] { try await broker.status() }
 
     func node() async throws -> [String: Any] {
         let s = try await status()

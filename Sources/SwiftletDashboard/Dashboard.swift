@@ -42,11 +42,15 @@ public final class Dashboard: BrokerPart, @unchecked Sendable {
         public var nodeName: String
         public var version: String
         public var publish: @Sendable (_ topic: String, _ payload: ByteBuffer, _ qos: Int, _ retain: Bool) -> Void
+        /// The counters `swiftlet-ctl status` shows, read directly (sampled once a second).
+        public var status: @Sendable () async throws -> [String: Int]
         public init(nodeName: String, version: String,
-                    publish: @escaping @Sendable (_ topic: String, _ payload: ByteBuffer, _ qos: Int, _ retain: Bool) -> Void) {
+                    publish: @escaping @Sendable (_ topic: String, _ payload: ByteBuffer, _ qos: Int, _ retain: Bool) -> Void,
+                    status: @escaping @Sendable () async throws -> [String: Int]) {
             self.nodeName = nodeName
             self.version = version
             self.publish = publish
+            self.status = status
         }
     }
 

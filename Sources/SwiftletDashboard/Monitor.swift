@@ -55,7 +55,7 @@ final class Monitor: @unchecked Sendable {
         func run() async throws {
             try? await cancelWhenGracefulShutdown {
                 while !Task.isCancelled {
-                    if let status = try? await dashboard.ctl("status", []) as? [String: Any] {
+                    if let status = try? await dashboard.status() {
                         monitor.record(status: status)
                         dashboard.metrics.update(status: status)
                     }

@@ -73,7 +73,7 @@ struct SwiftletCommand: AsyncParsableCommand {
                 publish: { [unowned broker] topic, payload, qos, retain in
                     broker.publish(Message(topic: topic, payload: payload, qos: QoS(rawValue: UInt8(qos)) ?? .atMostOnce,
                                            retain: retain, now: .now()))
-                }), logger: logger))
+                }, status: { [unowned broker] in try await broker.status().get().values }), logger: logger))
         }
         let group = ServiceGroup(configuration: .init(
             services: broker.services,

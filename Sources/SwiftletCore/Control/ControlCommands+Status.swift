@@ -1,8 +1,35 @@
 import Foundation
 import NIOCore
 
+/// The broker's counters in one read: what `swiftlet-ctl status` shows and the dashboard
+/// samples once a second (without going through the ctl command's JSON).
+public struct BrokerStatus: Sendable {
+    /// In `status`'s order: uptime_seconds, clients, clients_max, sessions, subscriptions,
+    /// retained, sidecars, messages_received/sent/dropped, bytes_received/sent.
+    public var fields: [(String, Int)]
+    public var values: [String: Int] { Dictionary(fields, uniquingKeysWith: { a, _ in a }) }
+}
+
 /// `status`, `listeners`, `help`.
 extension Broker {
+    /// Sums every loop's counters (one task per loop) with the broker's gauges.
+    public func status() -> EventLoopFuture<BrokerStatus> {
+        collectStats().map { stats in
+            BrokerStatus(fields: [
+                ("uptime_seconds", Int(Date().timeIntervalSince(self.startedAt))),
+                ("clients", self.clientsConnected.load(ordering: .relaxed)),
+                ("clients_max", self.clientsMax.load(ordering: .relaxed)),
+                ("sessions", self.registry.count),
+                ("subscriptions", self.router.subscriptionCount.load(ordering: .relaxed)),
+                ("retained", self.retained.count),
+                ("sidecars", self.sidecars.connected.count),
+                ("messages_received", stats.messagesReceived), ("messages_sent", stats.messagesSent),
+                ("messages_dropped", stats.messagesDropped),
+                ("bytes_received", stats.bytesReceived), ("bytes_sent", stats.bytesSent),
+            ])
+        }
+    }
+
     static let pluginsUsage = "plugins list | load <name> | unload <name> | reload <name>"
     public static let adminsUsage = "admins list\nadmins add <username> <password>\nadmins passwd <username> <password>\nadmins del <username>"
 
@@ -18,24 +45,11 @@ extension Broker {
     func registerStatusCommands() {
         builtin("status", usage: "status") { b, args, loop in
             guard args.isEmpty else { return loop.reply(.usage("status")) }
-            return b.collectStats().hop(to: loop).map { stats in
-                let uptime = Int(Date().timeIntervalSince(b.startedAt))
-                let values: [(String, Any)] = [
-                    ("node", b.config.nodeName), ("version", Broker.version), ("uptime_seconds", uptime),
-                    ("clients", b.clientsConnected.load(ordering: .relaxed)),
-                    ("clients_max", b.clientsMax.load(ordering: .relaxed)),
-                    ("sessions", b.registry.count),
-                    ("subscriptions", b.router.subscriptionCount.load(ordering: .relaxed)),
-                    ("retained", b.retained.count),
-                    ("sidecars", b.sidecars.connected.count),
-                    ("messages_received", stats.messagesReceived), ("messages_sent", stats.messagesSent),
-                    ("messages_dropped", stats.messagesDropped),
-                    ("bytes_received", stats.bytesReceived), ("bytes_sent", stats.bytesSent),
-                ]
-                var json: [String: Any] = ["running": true]
-                for (k, v) in values { json[k] = v }
+            return b.status().hop(to: loop).map { status in
+                var json: [String: Any] = ["running": true, "node": b.config.nodeName, "version": Broker.version]
+                for (k, v) in status.fields { json[k] = v }
                 let text = "swiftlet \(Broker.version) is running on node \(b.config.nodeName)\n"
-                    + TextTable.fields(values.dropFirst(2).map { ($0.0, "\($0.1)") })
+                    + TextTable.fields(status.fields.map { ($0.0, "\($0.1)") })
                 return .done(text, json)
             }
         }
