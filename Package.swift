@@ -10,6 +10,12 @@ let swiftSettings: [SwiftSetting] = []
 /// specialised and inlined into the runtime as they were when they lived in it (measured with
 /// callgrind, docs/decisions/0003-module-split.md).
 let hotPathModule: [SwiftSetting] = [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
+/// SwiftletCore in release: no runtime exclusivity checks. `MQTTConnectionHandler` is a class whose
+/// stored structs (`machine`, `ctx.stats`) are mutated on every packet; with checking on, each of
+/// those accesses is a `swift_beginAccess`/`swift_endAccess` pair (measured with callgrind, see the
+/// commit that added this). Static (compile-time) exclusivity diagnostics are unaffected; debug
+/// builds and tests keep the runtime checks.
+let coreSwiftSettings: [SwiftSetting] = swiftSettings + [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
 
 let package = Package(
     name: "swiftlet",
@@ -203,7 +209,7 @@ let package = Package(
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: coreSwiftSettings
         ),
         .executableTarget(
             name: "swiftlet",
