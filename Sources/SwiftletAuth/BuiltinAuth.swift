@@ -1,3 +1,4 @@
+import AuthBackends
 import SwiftletConfig
 import Foundation
 import NIOConcurrencyHelpers
@@ -149,26 +150,104 @@ public final class BuiltinAuth: AuthProvider, @unchecked Sendable {
         var rules: [ACLRule] = []
         for (i, v) in array.enumerated() {
             guard let t = v.table else { throw ConfigError(key: "rules[\(i + 1)]", line: nil, message: "not a table in \(path)") }
-            let key = "rules[\(i + 1)]"
-            let perm = t["permission"]?.string ?? ""
-            guard perm == "allow" || perm == "deny" else {
-                throw ConfigError(key: "\(key).permission", line: nil, message: "must be allow or deny in \(path)")
-            }
-            var who = ACLRule.Who.all
-            if let u = t["user"]?.string { who = .user(u) }
-            else if let c = t["clientid"]?.string { who = .clientId(c) }
-            else if let ip = t["ipaddr"]?.string {
-                guard let cidr = CIDR(ip) else { throw ConfigError(key: "\(key).ipaddr", line: nil, message: "bad address \(ip)") }
-                who = .ipaddr(cidr)
-            }
-            let accessName = t["access"]?.string ?? "pubsub"
-            guard let access = ACLRule.Access(rawValue: accessName) else {
-                throw ConfigError(key: "\(key).access", line: nil, message: "must be publish, subscribe or pubsub")
-            }
-            var topics = ["#"]
+            var topics: [String]? = nil
             if let ta = t["topics"]?.array { topics = ta.compactMap { $0.string } }
-            rules.append(ACLRule(allow: perm == "allow", who: who, access: access, topics: topics))
+            let permission: String = t["permission"]?.string ?? ""
+            let user: String? = t["user"]?.string
+            let clientId: String? = t["clientid"]?.string
+            let ipaddr: String? = t["ipaddr"]?.string
+            let access: String? = t["access"]?.string
+            let rule = try ACLRule.parse(permission: permission, user: user, clientId: clientId, ipaddr: ipaddr,
+                                         access: access, topics: topics, key: "rules[\(i + 1)]", in: " in \(path)")
+            rules.append(rule)
         }
         return rules
+    }
+
+    /// Writes the rules as the ACL file reads them, replacing the file atomically (comments in
+    /// the old file are not kept: the file says it is managed by `swiftlet-ctl acl`).
+    public static func saveRules(_ rules: [ACLRule], to path: String) throws {
+        var out = "# Swiftlet built-in ACL: the first rule that matches decides.\n"
+            + "# Managed by `swiftlet-ctl acl add|set|del|move` and the dashboard; edits by hand are read by `acl reload`.\n"
+        for (i, r) in rules.enumerated() {
+            out += "\n[[rules]]\npermission = \"\(r.allow ? "allow" : "deny")\"\n"
+            switch r.who {
+            case .all: break
+            case .user(let u): out += "user = \(tomlQuote(u))\n"
+            case .clientId(let c): out += "clientid = \(tomlQuote(c))\n"
+            case .ipaddr(let cidr): out += "ipaddr = \(tomlQuote(cidr.text))\n"
+            case .and:
+                throw ConfigError(key: "rules[\(i + 1)]", line: nil, message: "a rule for several conditions cannot be written to the ACL file")
+            }
+            out += "access = \"\(r.access.rawValue)\"\ntopics = [\(r.topics.map(tomlQuote).joined(separator: ", "))]\n"
+        }
+        let tmp = path + ".tmp"
+        try out.write(toFile: tmp, atomically: false, encoding: .utf8)
+        chmod(tmp, 0o644)
+        guard rename(tmp, path) == 0 else {
+            let why = String(cString: strerror(errno))
+            unlink(tmp)
+            throw ConfigError(key: "auth.acl_file", line: nil, message: "cannot write \(path): \(why)")
+        }
+    }
+
+    /// Changes the rules and writes them to the ACL file (`swiftlet-ctl acl add|set|del|move`,
+    /// the dashboard). The file is written before the new rules take effect; on any error
+    /// neither changes. Returns the new rules.
+    @discardableResult
+    public func editRules(_ change: (inout [ACLRule]) throws -> Void) throws -> [ACLRule] {
+        guard let aclPath else { throw ConfigError(key: "auth.acl_file", line: nil, message: "no ACL file is configured") }
+        return try state.withLockedValue { s in
+            var rules = s.rules
+            try change(&rules)
+            try Self.saveRules(rules, to: aclPath)
+            s.rules = rules
+            return rules
+        }
+    }
+}
+
+extension EmqttdACL.Rule {
+    /// One rule from its written fields, as the ACL file, ctl and the REST API give them: at
+    /// most one of user / clientid / ipaddr (none: everyone), access publish|subscribe|pubsub
+    /// (default pubsub), topics (default `#`). `key` names the rule in errors.
+    public static func parse(permission: String, user: String?, clientId: String?, ipaddr: String?,
+                             access: String?, topics: [String]?, key: String, in place: String = "") throws -> Self {
+        guard permission == "allow" || permission == "deny" else {
+            throw ConfigError(key: "\(key).permission", line: nil, message: "must be allow or deny\(place)")
+        }
+        guard [user, clientId, ipaddr].compactMap({ $0 }).count <= 1 else {
+            throw ConfigError(key: key, line: nil, message: "name at most one of user, clientid and ipaddr\(place)")
+        }
+        var who = Who.all
+        if let u = user { who = .user(u) }
+        else if let c = clientId { who = .clientId(c) }
+        else if let ip = ipaddr {
+            guard let cidr = CIDR(ip) else { throw ConfigError(key: "\(key).ipaddr", line: nil, message: "bad address \(ip)\(place)") }
+            who = .ipaddr(cidr)
+        }
+        let accessName = access ?? "pubsub"
+        guard let a = Access(rawValue: accessName) else {
+            throw ConfigError(key: "\(key).access", line: nil, message: "must be publish, subscribe or pubsub\(place)")
+        }
+        let t = topics ?? ["#"]
+        guard !t.isEmpty, t.allSatisfy({ !$0.isEmpty }) else {
+            throw ConfigError(key: "\(key).topics", line: nil, message: "needs at least one non-empty topic filter\(place)")
+        }
+        return Self(allow: permission == "allow", who: who, access: a, topics: t)
+    }
+}
+
+extension CIDR {
+    /// `a.b.c.d/n` or `x:x:...:x/n` (uncompressed, which `CIDR(_:)` reads back).
+    public var text: String {
+        let addr: String
+        if bytes.count == 4 {
+            addr = bytes.map { "\($0)" }.joined(separator: ".")
+        } else {
+            addr = stride(from: 0, to: bytes.count, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }
+                .joined(separator: ":")
+        }
+        return "\(addr)/\(prefix)"
     }
 }

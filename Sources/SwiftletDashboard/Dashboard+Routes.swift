@@ -222,8 +222,28 @@ extension Dashboard {
             _ = try await self.ctl("users", ["del", try ctx.parameters.require("user_id")], notFound: "NOT_FOUND")
             return JSON.noContent()
         }
-        api.get("authorization/sources/built_in_database/rules") { _, _ in
-            JSON.response(try await self.ctl("acl", ["list"]))
+        let rules = api.group("authorization/sources/built_in_database/rules")
+        rules.get { _, _ in JSON.response(try await self.ctl("acl", ["list"])) }
+        rules.post { req, _ in
+            let b = try await Body.read(req, allowed: Self.aclRuleFields.union(["position"]), required: ["permission"])
+            let at = try b.int("position", 1...1_000_000).map { ["--at", "\($0)"] } ?? []
+            let o = try await self.ctl("acl", ["add"] + (try Self.aclRuleArgs(b)) + at)
+            return JSON.response(o, status: .created)
+        }
+        rules.put("{n}") { req, ctx in
+            let n = try Self.ruleNumber(ctx)
+            let b = try await Body.read(req, allowed: Self.aclRuleFields, required: ["permission"])
+            return JSON.response(try await self.ctl("acl", ["set", n] + (try Self.aclRuleArgs(b)), notFound: "NOT_FOUND"))
+        }
+        rules.delete("{n}") { _, ctx in
+            _ = try await self.ctl("acl", ["del", try Self.ruleNumber(ctx)], notFound: "NOT_FOUND")
+            return JSON.noContent()
+        }
+        rules.post("{n}/move") { req, ctx in
+            let n = try Self.ruleNumber(ctx)
+            let b = try await Body.read(req, allowed: ["position"], required: ["position"])
+            let to = try b.int("position", 1...1_000_000) ?? 1
+            return JSON.response(try await self.ctl("acl", ["move", n, "\(to)"], notFound: "NOT_FOUND"))
         }
         api.post("authorization/sources/built_in_database/reload") { _, _ in
             JSON.response(try await self.ctl("acl", ["reload"]))
@@ -472,6 +492,32 @@ extension Dashboard {
         let t = raw.removingPercentEncoding ?? raw
         guard !t.isEmpty else { throw APIError.badRequest("empty topic") }
         return t
+    }
+
+    /// A built-in ACL rule in a request body: `permission` allow|deny; at most one of
+    /// `username` (or `user`), `clientid`, `ipaddr` (none: everyone); `action` (EMQX's name) or
+    /// `access`: publish, subscribe, pubsub or all; `topics` (or EMQX's `topic`).
+    static let aclRuleFields: Set<String> = ["permission", "username", "user", "clientid", "ipaddr", "action", "access", "topic", "topics"]
+
+    /// The ctl arguments of `acl add|set` for a rule body; checked again by the broker.
+    static func aclRuleArgs(_ b: Body) throws -> [String] {
+        let permission = try b.required("permission")
+        var who = ["all"]
+        let named = try [("user", b.string("username") ?? b.string("user")), ("clientid", b.string("clientid")),
+                         ("ipaddr", b.string("ipaddr"))].compactMap { k, v in v.map { "\(k)=\($0)" } }
+        guard named.count <= 1 else { throw APIError.badRequest("name at most one of username, clientid and ipaddr") }
+        if let w = named.first { who = [w] }
+        var access = try b.string("action") ?? b.string("access") ?? "pubsub"
+        if access == "all" { access = "pubsub" }
+        let topics = try b.strings("topics") ?? b.strings("topic") ?? ["#"]
+        guard !topics.isEmpty else { throw APIError.badRequest("\"topics\" needs at least one topic filter") }
+        return [permission] + who + [access] + topics
+    }
+
+    static func ruleNumber(_ ctx: DashboardContext) throws -> String {
+        let raw = try ctx.parameters.require("n")
+        guard let n = Int(raw), n >= 1 else { throw APIError.badRequest("rules are numbered from 1, not \(raw)") }
+        return "\(n)"
     }
 
     static func adminJSON(_ a: AdminStore.Admin) -> [String: Any] {

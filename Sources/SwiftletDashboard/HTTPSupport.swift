@@ -140,6 +140,20 @@ struct Body {
         }
     }
 
+    /// A string or an array of strings (EMQX's `topic` and our `topics`).
+    func strings(_ k: String) throws -> [String]? {
+        switch object[k] {
+        case nil, .null?: return nil
+        case .string(let s)?: return [s]
+        case .array(let a)?:
+            return try a.map {
+                guard case .string(let s) = $0 else { throw APIError.badRequest("\"\(k)\" must be a string or an array of strings") }
+                return s
+            }
+        default: throw APIError.badRequest("\"\(k)\" must be a string or an array of strings")
+        }
+    }
+
     func required(_ k: String) throws -> String {
         guard let s = try string(k), !s.isEmpty else { throw APIError.badRequest("\"\(k)\" must be a non-empty string") }
         return s

@@ -280,6 +280,50 @@ final class ACLRuleTests: XCTestCase {
         }
     }
 
+    func testSavedRulesReadBackTheSame() throws {
+        let path = try tempDir().appendingPathComponent("acl.toml").path
+        let rules = ACLRule.emqttdDefaults + [
+            ACLRule(allow: false, who: .clientId("dev \"7\"\\x"), access: .publish, topics: ["a/\"b\"", "eq #", "%u/+"]),
+            ACLRule(allow: true, who: .ipaddr(CIDR("2001:db8::/32")!), access: .subscribe, topics: ["t\nu"]),
+        ]
+        try BuiltinAuth.saveRules(rules, to: path)
+        XCTAssertEqual(try BuiltinAuth.loadRules(path), rules)
+        XCTAssertThrowsError(try BuiltinAuth.saveRules([ACLRule(allow: true, who: .and([.user("a"), .clientId("b")]))], to: path))
+        XCTAssertEqual(try BuiltinAuth.loadRules(path), rules, "a rule the file cannot hold leaves the file as it was")
+    }
+
+    func testEditRulesWritesTheFileFirstAndKeepsTheRulesOnError() throws {
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        defer { try? pool.syncShutdownGracefully() }
+        let path = try tempDir().appendingPathComponent("acl.toml").path
+        try "[[rules]]\npermission = \"allow\"\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let b = BuiltinAuth(usersPath: nil, aclPath: path, order: 1000, pool: pool)
+        _ = try b.reloadACL()
+        let deny = ACLRule(allow: false, who: .user("u"), access: .subscribe, topics: ["x/#"])
+        try b.editRules { $0.insert(deny, at: 0) }
+        XCTAssertEqual(b.rules, [deny, ACLRule(allow: true)])
+        XCTAssertEqual(try BuiltinAuth.loadRules(path), b.rules)
+        struct Refused: Error {}
+        XCTAssertThrowsError(try b.editRules { $0.removeAll(); throw Refused() })
+        XCTAssertEqual(b.rules.count, 2)
+        XCTAssertThrowsError(try b.editRules { $0 = [ACLRule(allow: true, who: .and([]))] })
+        XCTAssertEqual(b.rules.count, 2, "a rule the file cannot hold changes nothing")
+        // emqttd's defaults (no acl_file) are read-only.
+        let d = BuiltinAuth(usersPath: nil, aclPath: nil, order: 1000, pool: pool)
+        XCTAssertThrowsError(try d.editRules { $0.removeAll() }) { XCTAssertTrue("\($0)".contains("acl_file")) }
+    }
+
+    func testParsedRuleFieldsAreChecked() throws {
+        XCTAssertEqual(try ACLRule.parse(permission: "deny", user: nil, clientId: nil, ipaddr: "10.0.0.0/8", access: nil, topics: nil, key: "r"),
+                       ACLRule(allow: false, who: .ipaddr(CIDR("10.0.0.0/8")!), access: .pubsub, topics: ["#"]))
+        for (p, u, c, ip, a, t) in [("yes", nil, nil, nil, nil, nil), ("allow", "a", "b", nil, nil, nil),
+                                    ("allow", nil, nil, "1.2.3", nil, nil), ("allow", nil, nil, nil, "read", nil),
+                                    ("allow", nil, nil, nil, nil, []), ("allow", nil, nil, nil, nil, [""])] as [(String, String?, String?, String?, String?, [String]?)] {
+            XCTAssertThrowsError(try ACLRule.parse(permission: p, user: u, clientId: c, ipaddr: ip, access: a, topics: t, key: "r"))
+        }
+    }
+
     func testShippedExampleFileEqualsTheEmbeddedDefaults() throws {
         let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let rules = try BuiltinAuth.loadRules(repo.appendingPathComponent("etc/acl.toml").path)

@@ -423,6 +423,9 @@ def test_users_without_users_file_fail(env):
     b, sock = env
     r = run_ctl(sock, "users", "add", "x", "y")
     assert r.rc == 2 and "users_file" in r.err, r
+    r = run_ctl(sock, "acl", "add", "deny", "all", "pubsub", "#")
+    assert r.rc == 2 and "acl_file" in r.err, r
+    assert len(ctl_ok(sock, "acl", "list", json_out=True)["rules"]) == 5
     assert ctl_ok(sock, "users", "list", json_out=True) == []
 
 
@@ -439,7 +442,7 @@ def test_acl_list_and_reload(auth_env):
     j = ctl_ok(sock, "acl", "reload", json_out=True)
     assert j["rules"] == 2
     rules = ctl_ok(sock, "acl", "list", json_out=True)["rules"]
-    assert rules[0] == {"permission": "deny", "access": "subscribe", "topics": ["secret/#"]}
+    assert rules[0] == {"n": 1, "permission": "deny", "access": "subscribe", "topics": ["secret/#"]}
     c = Client(b, username="frank", password="pw")
     assert c.subscribe("secret/b") == [0x87]
     assert c.subscribe("public/b") == [0]
@@ -450,6 +453,54 @@ def test_acl_list_and_reload(auth_env):
     r = run_ctl(sock, "acl", "reload")
     assert r.rc == 2 and "old rules kept" in r.err, r
     assert len(ctl_ok(sock, "acl", "list", json_out=True)["rules"]) == 2
+    b.assert_alive()
+
+
+def test_acl_add_set_move_del(auth_env):
+    b, sock, d = auth_env
+    ctl_ok(sock, "users", "add", "gina", "pw")
+    c = Client(b, username="gina", password="pw")
+    assert c.subscribe("vault/a") == [0]
+    # a deny rule in front of the open one takes effect at once (the cached answer is dropped)
+    out = ctl_ok(sock, "acl", "add", "deny", "user=gina", "subscribe", "vault/#", "other/+", "--at", "1")
+    assert "rule 1 added" in out, out
+    assert c.subscribe("vault/a") == [0x87]
+    assert c.subscribe("other/x") == [0x87]
+    assert c.subscribe("public/x") == [0]
+    rules = ctl_ok(sock, "acl", "list", json_out=True)["rules"]
+    assert rules[0] == {"n": 1, "permission": "deny", "user": "gina", "access": "subscribe", "topics": ["vault/#", "other/+"]}
+    assert rules[1]["permission"] == "allow" and len(rules) == 2
+    # the file holds the rules: a reload reads back the same list
+    assert "vault/#" in (d / "acl.toml").read_text()
+    ctl_ok(sock, "acl", "reload")
+    assert ctl_ok(sock, "acl", "list", json_out=True)["rules"] == rules
+
+    # replace, move behind the open rule (no longer reached), delete
+    ctl_ok(sock, "acl", "set", "1", "deny", "clientid=" + c.client_id, "pubsub", "vault/#")
+    assert ctl_ok(sock, "acl", "list", json_out=True)["rules"][0]["clientid"] == c.client_id
+    assert c.subscribe("vault/b") == [0x87]
+    ctl_ok(sock, "acl", "move", "1", "2")
+    assert c.subscribe("vault/b") == [0]
+    ctl_ok(sock, "acl", "del", "1")
+    assert [r["permission"] for r in ctl_ok(sock, "acl", "list", json_out=True)["rules"]] == ["deny"]
+    ctl_ok(sock, "acl", "add", "allow", "ipaddr=127.0.0.0/8", "pubsub", "#")
+    assert ctl_ok(sock, "acl", "list", json_out=True)["rules"][1]["ipaddr"] == "127.0.0.0/8"
+    c.disconnect()
+
+    # bad input: a clear error, nothing changed
+    before = ctl_ok(sock, "acl", "list", json_out=True)["rules"]
+    for args, why in [(("del", "9"), "no rule 9"), (("move", "1", "5"), "position 5 is outside 1 to 2"),
+                      (("add", "maybe", "all", "pubsub", "#"), "allow or deny"),
+                      (("add", "allow", "host=x", "pubsub", "#"), "who must be"),
+                      (("add", "allow", "ipaddr=10.0.0.300", "pubsub", "#"), "bad address"),
+                      (("add", "allow", "all", "read", "#"), "publish, subscribe or pubsub"),
+                      (("add", "allow", "all", "pubsub", ""), "topic"),
+                      (("add", "allow", "all", "pubsub", "#", "--at", "7"), "position 7"),
+                      (("set", "3", "allow", "all", "pubsub", "#"), "no rule 3")]:
+        r = run_ctl(sock, "acl", *args)
+        assert r.rc == 2 and why in r.err, (args, r)
+    assert run_ctl(sock, "acl", "add", "allow").rc == 2
+    assert ctl_ok(sock, "acl", "list", json_out=True)["rules"] == before
     b.assert_alive()
 
 

@@ -83,9 +83,10 @@ def dash(module_broker_factory):
     port = free_port()
     users = d / "users.toml"
     users.write_text("")
+    (d / "acl.toml").write_text('[[rules]]\npermission = "allow"\n')
     extra = (sidecar_config(d / "sc.sock", mqtt={"allow_anonymous": True}) + f'plugins_dir = "{plugins}"\n'
              + ctl_config(d / "ctl.sock")
-             + f'\n[auth]\nusers_file = "{users}"\n'
+             + f'\n[auth]\nusers_file = "{users}"\nacl_file = "{d}/acl.toml"\n'
              + f'\n[dashboard]\nlistener = "127.0.0.1:{port}"\nlogin_attempts_per_minute = 20\n')
     b = module_broker_factory(extra=extra)
     api = API(port).wait()
@@ -300,6 +301,53 @@ def test_builtin_users_acl_cache(dash, uniq):
     stats = api.ok("GET", "/api/v5/authorization/cache")
     assert "authn" in stats and "providers" in stats
     api.ok("DELETE", "/api/v5/authorization/cache", status=204)
+
+
+def test_acl_rules_crud(dash, uniq):
+    b, api, _ = dash
+    base = "/api/v5/authorization/sources/built_in_database/rules"
+    c = Client(b, version=5, client_id=f"{uniq}-acl")
+    assert c.subscribe(f"{uniq}/secret") == [0]
+    # EMQX's field names (action, topic) and ours (access, topics) both work; position 1 goes first
+    out = api.ok("POST", base, {"permission": "deny", "clientid": f"{uniq}-acl", "action": "subscribe",
+                                "topic": f"{uniq}/secret", "position": 1}, status=201)
+    assert out["rules"] == 2 and "rule 1 added" in out["change"]
+    assert c.subscribe(f"{uniq}/secret") == [0x87]
+    rules = api.ok("GET", base)["rules"]
+    assert rules[0] == {"n": 1, "permission": "deny", "clientid": f"{uniq}-acl", "access": "subscribe",
+                        "topics": [f"{uniq}/secret"]}
+    api.ok("POST", base, {"permission": "allow", "username": "nobody", "access": "pubsub", "topics": ["a/#", "b/+"]}, status=201)
+    assert api.ok("GET", base)["rules"][2]["user"] == "nobody"
+    # replace rule 1 (now denies publish only), move it last, delete the others
+    api.ok("PUT", f"{base}/1", {"permission": "deny", "clientid": f"{uniq}-acl", "action": "publish", "topic": f"{uniq}/secret"})
+    assert c.subscribe(f"{uniq}/secret") == [0]
+    api.ok("POST", f"{base}/1/move", {"position": 3})
+    assert [r["permission"] for r in api.ok("GET", base)["rules"]] == ["allow", "allow", "deny"]
+    api.ok("DELETE", f"{base}/3", status=204)
+    api.ok("DELETE", f"{base}/2", status=204)
+    assert len(api.ok("GET", base)["rules"]) == 1
+    # the file was written: a reload reads back the same rules
+    api.ok("POST", "/api/v5/authorization/sources/built_in_database/reload")
+    assert api.ok("GET", base)["rules"] == [{"n": 1, "permission": "allow", "access": "pubsub", "topics": ["#"]}]
+    # bad input: 400 or 404 with a reason, nothing changed
+    for method, path, body, want in [
+        ("DELETE", f"{base}/9", None, 404), ("PUT", f"{base}/9", {"permission": "allow"}, 404),
+        ("DELETE", f"{base}/0", None, 400), ("DELETE", f"{base}/x", None, 400),
+        ("POST", base, {"permission": "perhaps"}, 400), ("POST", base, {}, 400),
+        ("POST", base, {"permission": "allow", "username": "a", "clientid": "b"}, 400),
+        ("POST", base, {"permission": "allow", "ipaddr": "300.1.1.1"}, 400),
+        ("POST", base, {"permission": "allow", "action": "read"}, 400),
+        ("POST", base, {"permission": "allow", "topics": []}, 400),
+        ("POST", base, {"permission": "allow", "topics": [1]}, 400),
+        ("POST", base, {"permission": "allow", "colour": "red"}, 400),
+        ("POST", base, {"permission": "allow", "position": 5}, 400),
+        ("POST", f"{base}/1/move", {"position": 4}, 400), ("POST", f"{base}/7/move", {"position": 1}, 404),
+    ]:
+        code, err, _ = api.call(method, path, body)
+        assert code == want and err and err.get("message"), (method, path, body, code, err)
+    assert len(api.ok("GET", base)["rules"]) == 1
+    c.disconnect()
+    b.assert_alive()
 
 
 def test_banned_refuses_at_connect_and_kicks(dash, uniq):

@@ -110,8 +110,10 @@ def dash(module_broker_factory):
     text = text.replace("enabled = false", "enabled = true")
     (plugins / "template.toml").write_text(text)
     port = free_port()
+    shutil.copy(REPO / "etc" / "acl.toml", d / "acl.toml")  # emqttd's defaults, editable on the ACL page
     extra = (sidecar_config(d / "sc.sock") + f'plugins_dir = "{plugins}"\n'
              + f'\n[auth]\nusers_file = "{d}/users.toml"\n'  # the built-in users the Users page manages
+             + f'acl_file = "{d}/acl.toml"\n'
              + f'\n[dashboard]\nenabled = true\nlistener = "127.0.0.1:{port}"\n')
     b = module_broker_factory(extra=extra)
     dsh = Dashboard(b, port, plugins)
@@ -455,7 +457,27 @@ def test_every_page_shows_live_data(dash, browser, subscriber):
 
     open_page(d, "acl")
     wait_until(lambda: present(d, "table[data-table=acl] tbody tr"), "the ACL rules")
+    rules = len(d.find_elements(By.CSS_SELECTOR, "table[data-table=acl] tbody tr"))
+    # A rule added in front denies ui-user's subscription at once; deleting it lifts the denial.
+    click(d, "button[data-action=add-rule]")
+    form = css(d, "dialog[open] form")
+    Select(form.find_element(By.NAME, "permission")).select_by_value("deny")
+    Select(form.find_element(By.NAME, "kind")).select_by_value("username")
+    fill(form, "who", "ui-user")
+    Select(form.find_element(By.NAME, "action")).select_by_value("subscribe")
+    fill(form, "topics", "ui/secret/#")
+    fill(form, "position", "1")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait_until(lambda: "ui/secret/#" in css(d, "tr[data-key='1']").text, "the new rule first")
+    assert len(d.find_elements(By.CSS_SELECTOR, "table[data-table=acl] tbody tr")) == rules + 1
+    c = Client(dash.broker, username="ui-user", password="ui-secret-2")
+    assert c.subscribe("ui/secret/a") == [0x87]
     shot(d, "acl")
+    click(d, "tr[data-key='1'] button[data-action=delete]")
+    confirm(d)
+    wait_until(lambda: len(d.find_elements(By.CSS_SELECTOR, "table[data-table=acl] tbody tr")) == rules, "the rule gone")
+    assert c.subscribe("ui/secret/a") == [0]
+    c.disconnect()
 
     open_page(d, "cache")
     wait_until(lambda: present(d, "[data-cache]") or present(d, ".cache-body table"), "the cache statistics")

@@ -2,10 +2,17 @@ import SwiftletAuth
 import Foundation
 import NIOCore
 
-/// `cache stats | clear [--client ID | --user NAME]`, `acl reload | list`.
+/// `cache stats | clear [--client ID | --user NAME]`, `acl reload | list | add | set | del | move`.
 extension Broker {
     static let cacheUsage = "cache stats\ncache clear [--client <clientid> | --user <username>]"
-    static let aclUsage = "acl reload\nacl list"
+    static let aclUsage = """
+        acl reload
+        acl list
+        acl add <allow|deny> <all|user=NAME|clientid=ID|ipaddr=CIDR> <publish|subscribe|pubsub> <topic>... [--at N]
+        acl set N <allow|deny> <all|user=NAME|clientid=ID|ipaddr=CIDR> <publish|subscribe|pubsub> <topic>...
+        acl del N
+        acl move N M
+        """
 
     func registerAuthCommands() {
         builtin("cache", usage: Self.cacheUsage) { b, args, loop in
@@ -43,9 +50,118 @@ extension Broker {
                     return .done("ACL reloaded: \(n) rule(s) from \(b.config.auth.aclFile ?? "(emqttd defaults)")",
                                  ["rules": n, "file": b.config.auth.aclFile.map { $0 as Any } ?? NSNull()])
                 }.recover { .failure("ACL not reloaded (old rules kept): \($0)") }
-            default: return loop.reply(.usage(Self.aclUsage.replacingOccurrences(of: "\n", with: " | ")))
+            default:
+                guard let edit = ACLEdit(args) else { return loop.reply(.usage(Self.aclUsage.replacingOccurrences(of: "\n", with: " | "))) }
+                return b.aclEdit(edit, loop)
             }
         }
+    }
+
+    /// One change to the built-in rules, from ctl arguments (positions are 1-based, as listed).
+    enum ACLEdit {
+        case add(ACLRule, at: Int?)
+        case set(Int, ACLRule)
+        case del(Int)
+        case move(Int, Int)
+        case invalid(String)
+
+        init?(_ args: [String]) {
+            func rule(_ a: ArraySlice<String>) -> Result<ACLRule, Error> {
+                let a = Array(a)
+                guard a.count >= 4 else { return .failure(ControlWireError("a rule is: <allow|deny> <who> <access> <topic>...")) }
+                var user: String?, client: String?, ip: String?
+                let who = a[1]
+                if who != "all" {
+                    let parts = who.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+                    guard parts.count == 2, !parts[1].isEmpty else {
+                        return .failure(ControlWireError("who must be all, user=NAME, clientid=ID or ipaddr=CIDR, not \(who)"))
+                    }
+                    switch parts[0] {
+                    case "user", "username": user = parts[1]
+                    case "clientid": client = parts[1]
+                    case "ipaddr": ip = parts[1]
+                    default: return .failure(ControlWireError("who must be all, user=NAME, clientid=ID or ipaddr=CIDR, not \(who)"))
+                    }
+                }
+                return Result { try ACLRule.parse(permission: a[0], user: user, clientId: client, ipaddr: ip,
+                                                  access: a[2], topics: Array(a[3...]), key: "rule") }
+            }
+            func wrap(_ r: Result<ACLRule, Error>, _ make: (ACLRule) -> ACLEdit) -> ACLEdit {
+                switch r {
+                case .success(let rule): return make(rule)
+                case .failure(let e): return .invalid("\(e)")
+                }
+            }
+            switch args.first {
+            case "add":
+                var rest = Array(args.dropFirst())
+                var at: Int?
+                if let i = rest.firstIndex(of: "--at") {
+                    guard i + 1 < rest.count, let n = Int(rest[i + 1]) else { self = .invalid("--at needs a rule number"); return }
+                    at = n
+                    rest.removeSubrange(i...(i + 1))
+                }
+                self = wrap(rule(rest[...])) { .add($0, at: at) }
+            case "set":
+                guard args.count >= 2, let n = Int(args[1]) else { return nil }
+                self = wrap(rule(args[2...])) { .set(n, $0) }
+            case "del":
+                guard args.count == 2, let n = Int(args[1]) else { return nil }
+                self = .del(n)
+            case "move":
+                guard args.count == 3, let n = Int(args[1]), let m = Int(args[2]) else { return nil }
+                self = .move(n, m)
+            default: return nil
+            }
+        }
+    }
+
+    private func aclEdit(_ edit: ACLEdit, _ loop: EventLoop) -> EventLoopFuture<ControlReply> {
+        if case .invalid(let why) = edit { return loop.reply(.failure(why)) }
+        guard let path = config.auth.aclFile else {
+            return loop.reply(.failure("no ACL file is configured ([auth] acl_file): the emqttd default rules are built in and read-only"))
+        }
+        let auth = builtinAuth
+        return threadPool.runIfActive(eventLoop: loop) { () -> (String, Int) in
+            var what = ""
+            let rules = try auth.editRules { rules in
+                /// A rule that must exist (a missing one reads "no rule N", which the API answers 404).
+                func index(_ n: Int) throws -> Int {
+                    guard n >= 1, n <= rules.count else {
+                        throw ControlWireError(rules.isEmpty ? "no rule \(n): there are no rules" : "no rule \(n) (rules are numbered 1 to \(rules.count))")
+                    }
+                    return n - 1
+                }
+                /// A place to put a rule: 1 to `last`.
+                func position(_ n: Int, last: Int) throws -> Int {
+                    guard n >= 1, n <= last else { throw ControlWireError("position \(n) is outside 1 to \(last)") }
+                    return n - 1
+                }
+                switch edit {
+                case .add(let r, let at):
+                    let i = try at.map { try position($0, last: rules.count + 1) } ?? rules.count
+                    rules.insert(r, at: i)
+                    what = "rule \(i + 1) added"
+                case .set(let n, let r):
+                    rules[try index(n)] = r
+                    what = "rule \(n) replaced"
+                case .del(let n):
+                    rules.remove(at: try index(n))
+                    what = "rule \(n) deleted"
+                case .move(let n, let m):
+                    let from = try index(n), to = try position(m, last: rules.count)
+                    rules.insert(rules.remove(at: from), at: to)
+                    what = "rule \(n) moved to \(m)"
+                case .invalid: break
+                }
+            }
+            return (what, rules.count)
+        }.map { what, count in
+            let dropped = self.auth.invalidate(.all)
+            self.logger.info("ACL changed by swiftlet-ctl", metadata: ["auth.acl_change": "\(what)", "auth.acl_rules": "\(count)",
+                                                                       "auth.cache_dropped": "\(dropped)"])
+            return .done("\(what); \(count) rule(s) in \(path)", ["rules": count, "file": path, "change": what])
+        }.recover { e in .failure(e is ControlWireError ? "\(e); ACL not changed" : "ACL not changed: \(e)") }
     }
 
     private func cacheStats(connectionHits: [Int]) -> ControlReply {
@@ -96,32 +212,18 @@ extension Broker {
             case .all: who = ("all", "")
             case .user(let u): who = ("user", u)
             case .clientId(let c): who = ("clientid", c)
-            case .ipaddr(let cidr): who = ("ipaddr", cidr.ctlText)
+            case .ipaddr(let cidr): who = ("ipaddr", cidr.text)
             case .and(let all): who = ("and", all.map { "\($0)" }.joined(separator: ", "))
             }
             let perm = r.allow ? "allow" : "deny"
             rows.append(["\(i + 1)", perm, who.1.isEmpty ? who.0 : "\(who.0) \(who.1)", r.access.rawValue,
                          r.topics.joined(separator: ", ")])
-            var o: [String: Any] = ["permission": perm, "access": r.access.rawValue, "topics": r.topics]
+            var o: [String: Any] = ["n": i + 1, "permission": perm, "access": r.access.rawValue, "topics": r.topics]
             if !who.1.isEmpty { o[who.0] = who.1 }
             json.append(o)
         }
         let text = TextTable.render(["#", "PERMISSION", "WHO", "ACCESS", "TOPICS"], rows)
             + "\n\(rules.count) rule(s) from \(config.auth.aclFile ?? "(emqttd defaults)")"
         return .done(text, ["file": config.auth.aclFile.map { $0 as Any } ?? NSNull(), "rules": json])
-    }
-}
-
-extension CIDR {
-    /// `a.b.c.d/n` or `x:x:...:x/n` (uncompressed) for ctl listings.
-    fileprivate var ctlText: String {
-        let addr: String
-        if bytes.count == 4 {
-            addr = bytes.map { "\($0)" }.joined(separator: ".")
-        } else {
-            addr = stride(from: 0, to: bytes.count, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }
-                .joined(separator: ":")
-        }
-        return "\(addr)/\(prefix)"
     }
 }

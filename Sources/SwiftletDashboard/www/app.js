@@ -1186,26 +1186,76 @@
         : r.and !== undefined ? { and: r.and } : 'all');
     return typeof w === 'string' ? w : scalar(w);
   }
+  const RULES_PATH = '/authorization/sources/built_in_database/rules';
+  function aclFields(r = {}) {
+    const kind = r.user !== undefined ? 'username' : r.clientid !== undefined ? 'clientid' : r.ipaddr !== undefined ? 'ipaddr' : 'all';
+    return [
+      { name: 'permission', label: 'Permission', type: 'select', options: [['allow', 'allow'], ['deny', 'deny']], value: r.permission ?? 'allow' },
+      { name: 'kind', label: 'Who', type: 'select', value: kind,
+        options: [['all', 'everyone'], ['username', 'user name'], ['clientid', 'client id'], ['ipaddr', 'address (CIDR)']] },
+      { name: 'who', label: 'User name, client id or address', value: r.user ?? r.clientid ?? r.ipaddr ?? '',
+        hint: 'Empty for everyone.' },
+      { name: 'action', label: 'Action', type: 'select', value: r.access ?? 'pubsub',
+        options: [['pubsub', 'publish and subscribe'], ['publish', 'publish'], ['subscribe', 'subscribe']] },
+      { name: 'topics', label: 'Topic filters, one per line', type: 'textarea', required: true,
+        value: (r.topics ?? ['#']).join('\n'), hint: '%u and %c stand for the user name and client id; “eq t” matches t literally.' },
+    ];
+  }
+  function aclBody(v) {
+    const body = { permission: v.permission, action: v.action, topics: v.topics.split('\n').map((t) => t.trim()).filter((t) => t) };
+    if (v.kind !== 'all') body[v.kind] = v.who.trim();
+    return body;
+  }
   pages.acl = (page, ctx) => {
+    const add = () => formDialog('Add an ACL rule', [...aclFields(),
+      { name: 'position', label: 'Position (empty: last)', type: 'number', min: 1, inputmode: 'numeric' }], 'Add', async (v) => {
+      const body = aclBody(v);
+      if (v.position) body.position = Number(v.position);
+      await api('POST', RULES_PATH, body);
+      toast('Rule added.', 'ok');
+      load();
+    });
+    const edit = (r) => formDialog(`ACL rule ${r.n}`, aclFields(r), 'Save', async (v) => {
+      await api('PUT', `${RULES_PATH}/${r.n}`, aclBody(v));
+      toast(`Rule ${r.n} replaced.`, 'ok');
+      load();
+    });
+    const del = async (r) => {
+      if (!await confirmDialog(`Delete ACL rule ${r.n}?`, 'Delete')) return;
+      try { await api('DELETE', `${RULES_PATH}/${r.n}`); toast(`Rule ${r.n} deleted.`, 'ok'); } catch (e) { toast(describe(e), 'error'); }
+      load();
+    };
+    const move = async (r, to) => {
+      try { await api('POST', `${RULES_PATH}/${r.n}/move`, { position: to }); } catch (e) { toast(describe(e), 'error'); }
+      load();
+    };
+    let count = 0;
     const table = dataTable([
       { key: 'n', label: '#', cls: 'num' },
       { key: 'permission', label: 'Permission', render: (r) => badge(r.permission || '–', r.permission === 'allow' ? 'ok' : 'bad') },
       { key: 'who', label: 'Who', render: aclWho },
       { key: 'action', label: 'Action', render: (r) => r.action ?? r.access ?? '–' },
       { key: 'topics', label: 'Topics', cls: 'mono', render: (r) => scalar(r.topics ?? r.topic) },
-    ], { empty: 'No rules: every request falls through to the default.', name: 'acl' });
+      { key: 'x', label: '', cls: 'actions-cell', render: (r) => actions(
+        act('↑', () => move(r, r.n - 1), 'secondary small', { 'data-action': 'up', disabled: r.n <= 1, title: 'Move up' }),
+        act('↓', () => move(r, r.n + 1), 'secondary small', { 'data-action': 'down', disabled: r.n >= count, title: 'Move down' }),
+        act('Edit…', () => edit(r), 'secondary small', { 'data-action': 'edit' }),
+        act('Delete', () => del(r), 'danger small', { 'data-action': 'delete' })) },
+    ], { empty: 'No rules: every request falls through to the default.', name: 'acl', key: (r) => String(r.n) });
     const error = h('p', { class: 'error', hidden: true, role: 'alert' });
     const note = h('p', { class: 'muted' });
     async function load() {
       try {
-        const resp = await get('/authorization/sources/built_in_database/rules', { signal: ctx.signal });
-        table.update(rowsOf(resp).map((r, i) => ({ n: i + 1, ...r })));
-        note.textContent = `Rules are matched in order; the first that matches decides.${resp && resp.file ? ` Loaded from ${resp.file}.` : ''}`;
+        const resp = await get(RULES_PATH, { signal: ctx.signal });
+        const rows = rowsOf(resp).map((r, i) => ({ n: i + 1, ...r }));
+        count = rows.length;
+        table.update(rows);
+        note.textContent = `Rules are matched in order; the first that matches decides.${resp && resp.file ? ` Loaded from ${resp.file}.` : ' Built-in emqttd defaults (read-only: set [auth] acl_file to edit them here).'}`;
         error.hidden = true;
         ctx.loaded(table);
       } catch (e) { if (e.name !== 'AbortError') { error.textContent = describe(e); error.hidden = false; } }
     }
-    page.append(pageHeader('ACL rules'), note, error, table);
+    page.append(pageHeader('ACL rules', act('Add rule…', add, 'primary', { 'data-action': 'add-rule' })), note, error, table);
     load();
     ctx.every(REFRESH_MS * 2, load);
   };
