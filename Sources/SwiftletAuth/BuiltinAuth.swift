@@ -114,15 +114,20 @@ public final class BuiltinAuth: AuthProvider, @unchecked Sendable {
             let u = users[name]!
             out += "\n[users.\(tomlQuote(name))]\npassword = \(tomlQuote(u.passwordHash))\nsuperuser = \(u.superuser)\n"
         }
+        try replaceFile(path, with: out, mode: 0o600, key: "auth.users_file")
+    }
+
+    /// Writes `text` next to `path` and renames it over `path`: readers see the old file or the
+    /// new one, never half of one. rename(2), not FileManager.replaceItemAt: on Linux the latter
+    /// fails when `path` does not exist yet (the first `users add` on a fresh users_file).
+    static func replaceFile(_ path: String, with text: String, mode: mode_t, key: String) throws {
         let tmp = path + ".tmp"
-        try out.write(toFile: tmp, atomically: false, encoding: .utf8)
-        chmod(tmp, 0o600)
-        // rename(2), not FileManager.replaceItemAt: on Linux the latter fails when `path` does
-        // not exist yet (the first `users add` on a fresh users_file).
+        try text.write(toFile: tmp, atomically: false, encoding: .utf8)
+        chmod(tmp, mode)
         guard rename(tmp, path) == 0 else {
             let why = String(cString: strerror(errno))
             unlink(tmp)
-            throw ConfigError(key: "auth.users_file", line: nil, message: "cannot write \(path): \(why)")
+            throw ConfigError(key: key, line: nil, message: "cannot write \(path): \(why)")
         }
     }
 
@@ -181,14 +186,7 @@ public final class BuiltinAuth: AuthProvider, @unchecked Sendable {
             }
             out += "access = \"\(r.access.rawValue)\"\ntopics = [\(r.topics.map(tomlQuote).joined(separator: ", "))]\n"
         }
-        let tmp = path + ".tmp"
-        try out.write(toFile: tmp, atomically: false, encoding: .utf8)
-        chmod(tmp, 0o644)
-        guard rename(tmp, path) == 0 else {
-            let why = String(cString: strerror(errno))
-            unlink(tmp)
-            throw ConfigError(key: "auth.acl_file", line: nil, message: "cannot write \(path): \(why)")
-        }
+        try replaceFile(path, with: out, mode: 0o644, key: "auth.acl_file")
     }
 
     /// Changes the rules and writes them to the ACL file (`swiftlet-ctl acl add|set|del|move`,
