@@ -280,6 +280,10 @@ def test_plugins_list_unload_load_and_masked_config(dash):
     wait_for(lambda: any(p["name"] == "template" and p["connected"] for p in api.ok("GET", "/api/v5/plugins")), msg="loaded again")
     p = next(p for p in api.ok("GET", "/api/v5/plugins") if p["name"] == "template")
     assert "restarts" in p and p["state"] == "running"
+    pid = p.get("pid")
+    api.ok("PUT", "/api/v5/plugins/template/reload")
+    wait_for(lambda: any(q["name"] == "template" and q["connected"] and q.get("pid") != pid
+                         for q in api.ok("GET", "/api/v5/plugins")), msg="reloaded: a new process, connected")
     cfg = api.ok("GET", "/api/v5/plugins/template/config")["config"]
     assert 'password = "******"' in cfg and '"secret"' not in cfg
     assert api.call("PUT", "/api/v5/plugins/nothing/load")[0] in (400, 404)
@@ -371,6 +375,14 @@ def test_admins_api_keys_and_ctl(dash, uniq):
     assert api.call("POST", "/api/v5/users", {"username": f"{uniq}adm", "password": "long-enough-1"})[0] == 409
     other = API(api.base.rsplit(":", 1)[1]).wait()
     assert other.login(f"{uniq}adm", "long-enough-1")["password_change_required"] is False
+    other.ok("GET", "/api/v5/stats")
+    listed = {a["username"]: a for a in api.ok("GET", "/api/v5/users")}
+    assert listed[f"{uniq}adm"]["password_change_required"] is False and "password" not in listed[f"{uniq}adm"]
+    # Logging out revokes that token only.
+    third = API(api.base.rsplit(":", 1)[1]).wait()
+    third.login(f"{uniq}adm", "long-enough-1")
+    third.ok("POST", "/api/v5/logout", status=204)
+    assert third.call("GET", "/api/v5/stats")[0] == 401
     other.ok("GET", "/api/v5/stats")
     # An admin changes only its own password.
     code, out, _ = other.call("POST", "/api/v5/users/admin/change_pwd", {"old_pwd": NEW_PWD, "new_pwd": "whatever-123"})
