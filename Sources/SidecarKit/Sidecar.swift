@@ -421,7 +421,7 @@ public final class Sidecar: Sendable {
             return try await f.handle(client, message).message
         case .ctl(let command, let args):
             guard let c = handlers.commands[command] else { return unsupported("command \(command)") }
-            return try await c.run(args).message
+            return try await c.run(args, self).message
         }
     }
 

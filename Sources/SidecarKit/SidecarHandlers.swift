@@ -34,10 +34,15 @@ public struct PublishFilter: Sendable {
 public struct SidecarCommand: Sendable {
     /// One line for `swiftlet-ctl help`, e.g. "cmd arg1 arg2: echoes its arguments".
     public var usage: String
-    public var run: @Sendable ([String]) async throws -> CommandResult
+    /// Runs with the arguments and the sidecar serving them (for `Sidecar.invalidate`).
+    public var run: @Sendable ([String], Sidecar) async throws -> CommandResult
     public init(usage: String, run: @escaping @Sendable ([String]) async throws -> CommandResult) {
         self.usage = usage
-        self.run = run
+        self.run = { args, _ in try await run(args) }
+    }
+    public init(usage: String, sidecarRun: @escaping @Sendable ([String], Sidecar) async throws -> CommandResult) {
+        self.usage = usage
+        self.run = sidecarRun
     }
 }
 
@@ -85,6 +90,13 @@ public struct SidecarHandlers: Sendable {
     public mutating func addCommand(_ name: String, usage: String,
                                     _ run: @escaping @Sendable ([String]) async throws -> CommandResult) {
         commands[name] = SidecarCommand(usage: usage, run: run)
+    }
+
+    /// A command that needs the sidecar serving it (to send INVALIDATE, say): the handlers are
+    /// made before the `Sidecar`, so it is handed to `run` with the arguments.
+    public mutating func addCommand(_ name: String, usage: String,
+                                    sidecarRun run: @escaping @Sendable ([String], Sidecar) async throws -> CommandResult) {
+        commands[name] = SidecarCommand(usage: usage, sidecarRun: run)
     }
 
     /// What REGISTER announces, in a stable order.

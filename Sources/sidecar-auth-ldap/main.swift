@@ -34,6 +34,12 @@ handlers.onAuthenticate(order: settings.order) { await auth.authenticate($0) }
 if settings.answersACL {
     handlers.onAuthorize(order: settings.order) { await auth.authorize($0) }
 }
+handlers.addAuthPluginCommand(environment.name ?? "auth_ldap") {
+    let reachable = directory.isReachable
+    let servers = settings.servers.map { $0.host.contains(":") ? "[\($0.host)]:\($0.port)" : "\($0.host):\($0.port)" }
+    return ("LDAP \(servers.joined(separator: ", ")): \(reachable ? "reachable" : "unreachable"), pool_size \(settings.poolSize)",
+            ["servers": servers, "reachable": reachable, "pool_size": settings.poolSize])
+}
 
 do {
     let sidecar = try Sidecar(name: environment.name ?? "auth_ldap", handlers: handlers, environment: environment, logger: logger)

@@ -36,16 +36,15 @@ if settings.aclQuery != nil {
     handlers.onAuthorize(order: settings.order) { await service.authorize($0) }
 }
 
-/// The sidecar, for the ctl command (set once, before it runs).
-nonisolated(unsafe) var running: Sidecar?
-
-handlers.addCommand(pluginName, usage: MongoAdminCommand.usage(pluginName)) { args in
-    await MongoAdminCommand.run(pluginName, args, sidecar: running, reachable: database.pool.isReachable, settings: settings)
+handlers.addAuthPluginCommand(pluginName) {
+    let reachable = database.pool.isReachable
+    let p = settings.pool
+    return ("MongoDB \(p.described): \(reachable ? "reachable" : "unreachable"), pool_size \(p.size)",
+            ["mongodb": p.described, "reachable": reachable, "pool_size": p.size])
 }
 
 do {
     let sidecar = try Sidecar(name: pluginName, handlers: handlers, environment: environment, logger: logger)
-    running = sidecar
     await sidecar.run()
     // The mongoc pool is left to the process's exit: a client still out on a pool thread
     // must not outlive it.

@@ -41,9 +41,6 @@ let batcher = RedisBatcher(lanes: settings.poolSize, maxQueue: settings.maxQueue
 }
 let auth = RedisAuth(settings: settings, logger: logger) { try await batcher.execute($0) }
 
-/// The sidecar, for the ctl command (set once, before it runs).
-nonisolated(unsafe) var running: Sidecar?
-
 var handlers = SidecarHandlers()
 if settings.authcmd != nil {
     handlers.onAuthenticate(order: settings.order) { await auth.authenticate($0) }
@@ -51,13 +48,14 @@ if settings.authcmd != nil {
 if settings.aclcmd != nil {
     handlers.onAuthorize(order: settings.order) { await auth.authorize($0) }
 }
-handlers.addCommand("auth_redis", usage: "auth_redis invalidate user NAME | client ID | all; auth_redis status") { args in
-    await AdminCommand.run(args, sidecar: running, reachable: pool.isReachable, settings: settings)
+handlers.addAuthPluginCommand("auth_redis") {
+    let reachable = pool.isReachable
+    return ("Redis \(endpoint.described): \(reachable ? "reachable" : "unreachable"), pool_size \(settings.poolSize)",
+            ["redis": endpoint.described, "reachable": reachable, "pool_size": settings.poolSize])
 }
 
 do {
     let sidecar = try Sidecar(name: "auth_redis", handlers: handlers, environment: environment, logger: logger)
-    running = sidecar
     await sidecar.run()
     await pool.shutdown()
 } catch {

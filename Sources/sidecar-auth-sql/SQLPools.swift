@@ -69,12 +69,13 @@ final class PooledSQLDatabase<Connection: SQLConnection>: SQLDatabase {
     }
 }
 
-/// The database for `settings`, its pool started, and how to close it.
-func makeDatabase(_ settings: SQLSettings, logger: Logger) -> (any SQLDatabase, shutdown: @Sendable () async -> Void) {
-    func start<C: SQLConnection>(_: C.Type) -> (any SQLDatabase, shutdown: @Sendable () async -> Void) {
+/// The database for `settings`, its pool started, how to close it and whether it is reachable.
+func makeDatabase(_ settings: SQLSettings, logger: Logger)
+    -> (any SQLDatabase, shutdown: @Sendable () async -> Void, reachable: @Sendable () -> Bool) {
+    func start<C: SQLConnection>(_: C.Type) -> (any SQLDatabase, shutdown: @Sendable () async -> Void, reachable: @Sendable () -> Bool) {
         let db = PooledSQLDatabase<C>(settings: settings, logger: logger)
         db.pool.start()
-        return (db, { await db.pool.shutdown() })
+        return (db, { await db.pool.shutdown() }, { db.pool.isReachable })
     }
     switch settings.driver {
     case .mysql: return start(MariaDBConnection.self)

@@ -23,7 +23,7 @@ do {
 let where_ = settings.pool.isUnixSocket ? settings.pool.host : "\(settings.pool.host):\(settings.pool.port)"
 logger.info("\(pluginName): \(settings.driver == .mysql ? "MariaDB/MySQL" : "PostgreSQL") at \(where_), database \(settings.pool.database), pool_size \(settings.pool.size), password_hash \(settings.passwordHash), acl \(settings.aclQuery == nil ? "off" : "on, acl_nomatch \(settings.aclNomatch.rawValue)")")
 
-let (database, closeDatabase) = makeDatabase(settings, logger: logger)
+let (database, closeDatabase, reachable) = makeDatabase(settings, logger: logger)
 let service = SQLAuthService(settings: settings, database: database, logger: logger)
 var handlers = SidecarHandlers()
 if settings.authQuery != nil {
@@ -34,12 +34,13 @@ if settings.aclQuery != nil {
 }
 
 do {
-    let box = SidecarBox()
-    handlers.addCommand(pluginName, usage: "\(pluginName) invalidate user NAME | client ID | all: drops the broker's cached decisions") { args in
-        await invalidateCommand(pluginName, args, box.sidecar)
+    let server = "\(settings.driver == .mysql ? "MariaDB/MySQL" : "PostgreSQL") \(where_)/\(settings.pool.database)"
+    handlers.addAuthPluginCommand(pluginName) {
+        let up = reachable()
+        return ("\(server): \(up ? "reachable" : "unreachable"), pool_size \(settings.pool.size)",
+                ["server": server, "reachable": up, "pool_size": settings.pool.size])
     }
     let sidecar = try Sidecar(name: pluginName, handlers: handlers, environment: environment, logger: logger)
-    box.sidecar = sidecar
     await sidecar.run()
     await closeDatabase()
 } catch {

@@ -215,14 +215,4 @@ final class MongoAuthServiceTests: XCTestCase {
         XCTAssertThrowsError(try MongoSelector(templates: [("a..b", "%u")]))
         XCTAssertThrowsError(try MongoSelector(templates: []))
     }
-
-    func testAdminCommandParsing() {
-        XCTAssertEqual(MongoAdminCommand.parse(["invalidate", "user", "alice"]), .invalidate(.username("alice")))
-        XCTAssertEqual(MongoAdminCommand.parse(["invalidate", "client", "c1"]), .invalidate(.clientId("c1")))
-        XCTAssertEqual(MongoAdminCommand.parse(["invalidate", "all"]), .invalidate(.all))
-        XCTAssertEqual(MongoAdminCommand.parse(["status"]), .status)
-        XCTAssertNil(MongoAdminCommand.parse(["invalidate"]))
-        XCTAssertNil(MongoAdminCommand.parse(["status", "x"]))
-        XCTAssertNil(MongoAdminCommand.parse([]))
-    }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import SidecarKit
@@ -158,6 +159,45 @@ final class SidecarClientTests: XCTestCase {
             let got1 = try await events.pop().map { $0["client_id"] }
             XCTAssertEqual(got1, ["c5"])
             XCTAssertEqual(sidecar.droppedHookBatches, 0)
+        }
+        await broker.close()
+    }
+
+    func testAuthPluginCommandInvalidatesAndReportsStatus() async throws {
+        XCTAssertEqual(InvalidateScope(arguments: ["user", "alice"]), .username("alice"))
+        XCTAssertEqual(InvalidateScope(arguments: ["client", "c1"]), .clientId("c1"))
+        XCTAssertEqual(InvalidateScope(arguments: ["all"]), .all)
+        for bad in [[], ["user"], ["all", "x"], ["group", "g"]] { XCTAssertNil(InvalidateScope(arguments: bad)) }
+
+        let broker = try await FakeBroker()
+        var h = SidecarHandlers()
+        h.addAuthPluginCommand("auth_x") { ("db \"q\": reachable", ["reachable": true, "pool_size": 3, "server": "db \"q\""]) }
+        XCTAssertTrue(h.capabilities.contains(.ctl(command: "auth_x", usage: h.commands["auth_x"]!.usage)))
+        let sidecar = try makeSidecar(broker.path, h)
+        try await running(sidecar) {
+            let conn = try await broker.accept()
+            try await conn.handshake()
+            try await conn.send(.ctlRequest(command: "auth_x", args: ["invalidate", "user", "bob"]), id: 20)
+            var got = [try await conn.receive(), try await conn.receive()]
+            got.sort { $0.1 < $1.1 }
+            XCTAssertEqual(got[0].0, .invalidate(scope: 1, value: "bob"))
+            XCTAssertEqual(got[1].0, .ctlReply(status: 0, text: "auth_x: invalidated cached answers of user \"bob\"", json: ""))
+            XCTAssertEqual(got[1].1, 20)
+
+            try await conn.send(.ctlRequest(command: "auth_x", args: ["status"]), id: 21)
+            let (status, _) = try await conn.receive()
+            guard case .ctlReply(0, "db \"q\": reachable", let json) = status else { return XCTFail("\(status)") }
+            let o = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+            XCTAssertEqual(o?["reachable"] as? Bool, true)
+            XCTAssertEqual(o?["pool_size"] as? Int, 3)
+            XCTAssertEqual(o?["server"] as? String, "db \"q\"")
+
+            for args in [["invalidate"], ["invalidate", "bogus"], ["status", "x"], []] {
+                try await conn.send(.ctlRequest(command: "auth_x", args: args), id: 22)
+                let (reply, _) = try await conn.receive()
+                guard case .ctlReply(1, let text, _) = reply else { return XCTFail("\(args): \(reply)") }
+                XCTAssertTrue(text.contains("invalidate user NAME | client ID | all"), text)
+            }
         }
         await broker.close()
     }

@@ -13,7 +13,7 @@ import pytest
 
 from brokers import swiftlet_path, toml_value
 from clients import wait_for
-from ctl import ctl_config, ctl_ok
+from ctl import ctl_config, ctl_ok, run_ctl
 from ldapserver import (GROUPS, PEOPLE, SERVICE_DN, SERVICE_PW, Slapd, Certificates, available, user_dn,
                         user_ldif)
 from sidecars import (kill9_under_load, raw_login, registrations, shipped_plugin_broker, short_dir, sidecar_config,
@@ -163,6 +163,23 @@ def test_bind_mode_right_wrong_unknown(broker_factory, slapd, version):
     raw(b, version, user, "secret")[0].close()
     raw(b, version, user, "wrong", expect_rc=REFUSED[version])[0].close()
     raw(b, version, uname("nobody"), "secret", expect_rc=REFUSED[version])[0].close()
+
+
+def test_ctl_invalidate_and_status(broker_factory, slapd):
+    b = start_broker(broker_factory, slapd, ttl_ms=600000)
+    user = uname()
+    add_user(slapd, user, "secret")
+    assert allowed(b, user, "secret", client_id="inv")
+    add_user(slapd, user, "changed")            # the password changes in the directory ...
+    assert allowed(b, user, "secret", client_id="inv")  # ... the broker answers from its cache (same client)
+    assert "invalidated cached answers of user" in ctl_ok(b.ctl, NAME, "invalidate", "user", user)
+    assert not allowed(b, user, "secret", client_id="inv")
+    assert allowed(b, user, "changed", client_id="inv")
+    status = ctl_ok(b.ctl, NAME, "status", json_out=True)
+    assert status["reachable"] is True and status["pool_size"] == 4
+    assert status["servers"] == [f"127.0.0.1:{slapd.port}"]
+    assert "reachable" in ctl_ok(b.ctl, NAME, "status")
+    assert run_ctl(b.ctl, NAME, "invalidate", "bogus").rc != 0
 
 
 def test_empty_password_never_reaches_the_server(broker_factory, slapd):

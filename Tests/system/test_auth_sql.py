@@ -435,6 +435,8 @@ def test_ctl_invalidate_user(broker_factory, own_db, kind):
     connect(b, 5, "alice", "new-pw", client_id="inv")[0].close()
     r = run_ctl(b.ctl_sock, plugin, "invalidate")
     assert r.rc != 0 and "invalidate user NAME" in r.out + r.err
+    status = ctl_ok(b.ctl_sock, plugin, "status", json_out=True)
+    assert status["reachable"] is True and status["pool_size"] >= 1 and f"127.0.0.1:{db.port}/mqtt" in status["server"]
 
 
 def test_shipped_plugin_files_both_at_once(broker_factory, servers):
