@@ -194,7 +194,10 @@ public enum SNMessage: Sendable, Equatable {
         case 0x06: return .willTopicRequest
         case 0x07:
             if b.readableBytes == 0 { return .willTopic(flags: SNFlags(), topic: "") }
-            return .willTopic(flags: try SNFlags(byte: try u8()), topic: try text())
+            let (f, t) = (try SNFlags(byte: try u8()), try text())
+            // Flags without a topic name: read as the empty WILLTOPIC (no will), which is how
+            // it encodes (found by fuzz-gateways: the flags did not survive a round trip).
+            return .willTopic(flags: t.isEmpty ? SNFlags() : f, topic: t)
         case 0x08: return .willMessageRequest
         case 0x09: return .willMessage(rest())
         case 0x0A:
@@ -241,7 +244,8 @@ public enum SNMessage: Sendable, Equatable {
         case 0x18: return .disconnect(duration: b.readableBytes == 0 ? nil : try u16())
         case 0x1A:
             if b.readableBytes == 0 { return .willTopicUpdate(flags: SNFlags(), topic: "") }
-            return .willTopicUpdate(flags: try SNFlags(byte: try u8()), topic: try text())
+            let (f, t) = (try SNFlags(byte: try u8()), try text())
+            return .willTopicUpdate(flags: t.isEmpty ? SNFlags() : f, topic: t)  // as WILLTOPIC above
         case 0x1B:
             guard let rc = SNReturnCode(rawValue: try u8()) else { throw SNDecodeError.malformed("return code") }
             return .willTopicResponse(rc)

@@ -27,6 +27,16 @@ final class SNMessageTests: XCTestCase {
         }
     }
 
+    /// fuzz-gateways: WILLTOPIC / WILLTOPICUPD with a flags byte and no topic name is the empty
+    /// form ("no will"), so it encodes and decodes to itself.
+    func testWillTopicWithFlagsAndNoTopicIsTheEmptyForm() throws {
+        for type: UInt8 in [0x07, 0x1A] {
+            let m = try SNMessage.decode(ByteBuffer(bytes: [0x03, type, 0x08]))
+            XCTAssertEqual(m, type == 0x07 ? .willTopic(flags: SNFlags(), topic: "") : .willTopicUpdate(flags: SNFlags(), topic: ""))
+            XCTAssertEqual(try SNMessage.decode(m.encoded()), m)
+        }
+    }
+
     func testThreeByteLengthForLargeMessages() throws {
         let big = SNMessage.publish(flags: SNFlags(), topicId: 1, msgId: 0, data: ByteBuffer(repeating: 7, count: 600))
         let bytes = big.encoded()
