@@ -2,32 +2,58 @@ import NIOCore
 import NIOWebSocket
 
 /// MQTT over WebSocket: binary frames in, MQTT bytes out; MQTT bytes in, binary frames out.
-/// Frames need not align with MQTT packets (MQTT 5.0 6.0), so the decoder simply sees a
-/// byte stream.
+/// Frames need not align with MQTT packets (MQTT 5.0 6.0): a packet may span frames, a frame
+/// may hold several packets, and a message may be fragmented, so the decoder simply sees a
+/// byte stream. What RFC 6455 asks of a server is checked here; a violation is a close frame
+/// with its status code (1002 protocol error, 1003 text data), then the close.
 final class WebSocketMQTTBridge: ChannelDuplexHandler, @unchecked Sendable {
     typealias InboundIn = WebSocketFrame
     typealias InboundOut = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = WebSocketFrame
 
+    let listener: ListenerState?
     private var closeSent = false
+    /// A fragmented binary message is open: continuation frames belong to it.
+    private var inMessage = false
+
+    init(listener: ListenerState? = nil) {
+        self.listener = listener
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
+        guard !closeSent || frame.opcode == .connectionClose else { return }
+        // Section 5.1: a client masks every frame. Section 5.2: no extension was negotiated.
+        if frame.maskKey == nil { return violation(context, .protocolError, "unmasked client frame") }
+        if frame.rsv1 || frame.rsv2 || frame.rsv3 { return violation(context, .protocolError, "reserved bits set") }
         switch frame.opcode {
-        case .binary, .continuation:
+        case .binary:
+            if inMessage { return violation(context, .protocolError, "new message inside a fragmented one") }
+            inMessage = !frame.fin
+            context.fireChannelRead(wrapInboundOut(frame.unmaskedData))
+        case .continuation:
+            guard inMessage else { return violation(context, .protocolError, "continuation without a message") }
+            inMessage = !frame.fin
             context.fireChannelRead(wrapInboundOut(frame.unmaskedData))
         case .text:
             // MQTT is binary only (MQTT-6.0.0-1).
-            sendClose(context: context, code: .unacceptableData)
+            violation(context, .unacceptableData, "text frame")
         case .ping:
             let pong = WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)
             context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
-        case .connectionClose:
-            // The client's answer to our close frame ends the connection; else we answer its.
-            if closeSent { context.close(promise: nil) } else { sendClose(context: context, code: .normalClosure) }
-        default:
+        case .pong:
             break
+        case .connectionClose:
+            // The client's answer to our close frame ends the connection; else we answer its
+            // close with the same status code (section 5.5.1).
+            if closeSent { return context.close(promise: nil) }
+            var payload = frame.unmaskedData
+            guard payload.readableBytes != 1, let code = payload.readableBytes >= 2 ? payload.readWebSocketErrorCode() : .normalClosure
+            else { return violation(context, .protocolError, "close frame with a one-byte body") }
+            sendClose(context: context, code: code)
+        default:
+            violation(context, .protocolError, "unknown opcode \(frame.opcode)")
         }
     }
 
@@ -48,6 +74,12 @@ final class WebSocketMQTTBridge: ChannelDuplexHandler, @unchecked Sendable {
         var data = context.channel.allocator.buffer(capacity: 2)
         data.write(webSocketErrorCode: .normalClosure)
         context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)), promise: promise)
+    }
+
+    private func violation(_ context: ChannelHandlerContext, _ code: WebSocketErrorCode, _ why: String) {
+        listener?.malformed(peer: context.channel.remoteAddress.map(ListenerState.describe) ?? "unknown",
+                            detail: "WebSocket: \(why)", clientId: "")
+        sendClose(context: context, code: code)
     }
 
     private func sendClose(context: ChannelHandlerContext, code: WebSocketErrorCode) {
