@@ -215,6 +215,14 @@ final class WebSocketBridgeTests: XCTestCase {
         }
     }
 
+    func testFullCloseSendsNormalClosureFirst() throws {
+        let ch = try channel()
+        ch.close(promise: nil)
+        ch.embeddedEventLoop.run()
+        XCTAssertEqual(try closeCode(ch), 1000)
+        XCTAssertFalse(ch.isActive)
+    }
+
     func testClientCloseIsEchoed() throws {
         let ch = try channel()
         try ch.writeInbound(frame(.connectionClose, [0x03, 0xE9]))  // 1001 going away

@@ -65,7 +65,16 @@ final class WebSocketMQTTBridge: ChannelDuplexHandler, @unchecked Sendable {
     /// The MQTT handler half-closes after a DISCONNECT: on WebSocket that is a close frame,
     /// and the socket closes when the client answers it (or when the handler's linger ends).
     func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
-        guard mode == .output else { return context.close(mode: mode, promise: promise) }
+        guard mode == .output else {
+            // A full close (client DISCONNECT, kick, shutdown) still says goodbye with 1000.
+            guard mode == .all, !closeSent, context.channel.isActive else { return context.close(mode: mode, promise: promise) }
+            closeSent = true
+            var data = context.channel.allocator.buffer(capacity: 2)
+            data.write(webSocketErrorCode: .normalClosure)
+            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
+                .whenComplete { _ in context.close(mode: .all, promise: promise) }
+            return
+        }
         guard !closeSent else {
             promise?.succeed(())
             return
