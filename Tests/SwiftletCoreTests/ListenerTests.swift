@@ -215,6 +215,24 @@ final class WebSocketBridgeTests: XCTestCase {
         }
     }
 
+    func testWritesOfOneFlushGoOutAsOneFrame() throws {
+        let ch = try channel()
+        ch.write(ByteBuffer(bytes: [0x30, 0x03, 0x00, 0x01, 0x61]), promise: nil)
+        ch.write(ByteBuffer(bytes: [0xD0, 0x00]), promise: nil)
+        XCTAssertNil(try ch.readOutbound(as: WebSocketFrame.self), "nothing before the flush")
+        ch.flush()
+        let f = try XCTUnwrap(ch.readOutbound(as: WebSocketFrame.self))
+        XCTAssertEqual(f.opcode, .binary)
+        XCTAssertNil(f.maskKey, "a server does not mask")
+        XCTAssertEqual(Array(f.data.readableBytesView), [0x30, 0x03, 0x00, 0x01, 0x61, 0xD0, 0x00])
+        XCTAssertNil(try ch.readOutbound(as: WebSocketFrame.self))
+        // Unflushed bytes go out before a close frame.
+        ch.write(ByteBuffer(bytes: [0xE0, 0x00]), promise: nil)
+        ch.close(mode: .output, promise: nil)
+        XCTAssertEqual(Array(try XCTUnwrap(ch.readOutbound(as: WebSocketFrame.self)).data.readableBytesView), [0xE0, 0x00])
+        XCTAssertEqual(try closeCode(ch), 1000)
+    }
+
     func testFullCloseSendsNormalClosureFirst() throws {
         let ch = try channel()
         ch.close(promise: nil)

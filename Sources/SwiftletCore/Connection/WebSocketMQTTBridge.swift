@@ -57,9 +57,33 @@ final class WebSocketMQTTBridge: ChannelDuplexHandler, @unchecked Sendable {
         }
     }
 
+    /// Writes since the last flush, sent as one binary frame at the flush: the connection
+    /// writes every packet of a loop tick and flushes once, so a burst of small PUBLISHes
+    /// costs one frame header (and one frame to decode in the browser), not one per packet.
+    private var pending: ByteBuffer?
+
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let bytes = unwrapOutboundIn(data)
-        context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .binary, data: bytes)), promise: promise)
+        var bytes = unwrapOutboundIn(data)
+        guard promise == nil else {
+            writePending(context)
+            return context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .binary, data: bytes)), promise: promise)
+        }
+        if pending == nil {
+            pending = bytes
+        } else {
+            pending!.writeBuffer(&bytes)
+        }
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        writePending(context)
+        context.flush()
+    }
+
+    private func writePending(_ context: ChannelHandlerContext) {
+        guard let bytes = pending else { return }
+        pending = nil
+        context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .binary, data: bytes)), promise: nil)
     }
 
     /// The MQTT handler half-closes after a DISCONNECT: on WebSocket that is a close frame,
@@ -69,6 +93,7 @@ final class WebSocketMQTTBridge: ChannelDuplexHandler, @unchecked Sendable {
             // A full close (client DISCONNECT, kick, shutdown) still says goodbye with 1000.
             guard mode == .all, !closeSent, context.channel.isActive else { return context.close(mode: mode, promise: promise) }
             closeSent = true
+            writePending(context)
             var data = context.channel.allocator.buffer(capacity: 2)
             data.write(webSocketErrorCode: .normalClosure)
             context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
@@ -80,6 +105,7 @@ final class WebSocketMQTTBridge: ChannelDuplexHandler, @unchecked Sendable {
             return
         }
         closeSent = true
+        writePending(context)
         var data = context.channel.allocator.buffer(capacity: 2)
         data.write(webSocketErrorCode: .normalClosure)
         context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)), promise: promise)
@@ -94,6 +120,7 @@ final class WebSocketMQTTBridge: ChannelDuplexHandler, @unchecked Sendable {
     private func sendClose(context: ChannelHandlerContext, code: WebSocketErrorCode) {
         guard !closeSent else { return }
         closeSent = true
+        writePending(context)
         var data = context.channel.allocator.buffer(capacity: 2)
         data.write(webSocketErrorCode: code)
         let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
