@@ -36,12 +36,14 @@ def pki(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ws(module_broker_factory, pki):
-    ports = {k: free_port() for k in ("ws", "wss", "origin", "xff", "small", "proxy")}
+    ports = {k: free_port() for k in ("ws", "wss", "origin", "xff", "small", "proxy", "wssv")}
     d = short_dir()
     sock = d / "ctl.sock"
     text = (f'[[listeners]]\ntype = "tcp"\nbind = "127.0.0.1:{{port}}"\n\n'
             f'[[listeners]]\ntype = "ws"\nbind = "127.0.0.1:{ports["ws"]}"\npath = "/mqtt"\n\n'
             + tls_listener("wss", ports["wss"], pki, path="/mqtt")
+            + tls_listener("wss", ports["wssv"], pki, path="/mqtt", cacertfile=pki.path("ca.pem"), verify="required",
+                           peer_cert_as_username="cn")
             + f'[[listeners]]\ntype = "ws"\nbind = "127.0.0.1:{ports["origin"]}"\npath = "/mqtt"\n'
               f'allowed_origins = ["{ORIGIN}"]\nallow_origin_absence = false\n\n'
             + f'[[listeners]]\ntype = "ws"\nbind = "127.0.0.1:{ports["xff"]}"\npath = "/mqtt"\n'
@@ -373,6 +375,40 @@ def test_paho_over_ws_and_wss(ws, pki, transport, version):
     finally:
         c.disconnect()
         c.loop_stop()
+
+
+def test_wss_client_certificate_identity(ws, pki):
+    """The certificate read at the TLS handshake reaches the MQTT connection made after the
+    WebSocket upgrade: its CN is the username."""
+    i = cid()
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=i, transport="websockets")
+    c.ws_set_options(path="/mqtt")
+    c.tls_set(ca_certs=pki.path("ca.pem"), certfile=pki.path("client1.pem"), keyfile=pki.path("client1.key"),
+              cert_reqs=ssl.CERT_REQUIRED)
+    connected = queue.Queue()
+    c.on_connect = lambda cl, u, f, rc, p=None: connected.put(rc)
+    c.username_pw_set("typed-name")
+    c.connect("127.0.0.1", ws.ports["wssv"])
+    c.loop_start()
+    try:
+        assert connected.get(timeout=10) == 0
+        j = ctl_ok(ws.ctl, "clients", "show", i, json_out=True)
+        assert j["username"] == "client-1" and j["cert_subject"] == "CN=client-1,O=Swiftlet Test"
+    finally:
+        c.disconnect()
+        c.loop_stop()
+
+
+def test_hostile_input_on_wss_port(ws):
+    """Plain HTTP and plain MQTT to the wss port: the TLS handshake fails, the connection is
+    closed, the refusal counted, the broker serves on."""
+    port = ws.ports["wss"]
+    for payload in (b"GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n", connect(cid(), version=4)):
+        data = http(port, payload)
+        assert not data.startswith(b"HTTP/1.1 101") and not data.startswith(b"\x20"), data
+    l = [x for x in ctl_ok(ws.ctl, "listeners", json_out=True)["listeners"] if x["address"].endswith(f":{port}")][0]
+    assert l["refused_by_reason"]["tls_handshake"] >= 2
+    ws.assert_alive()
 
 
 PAGE = """<!doctype html><html><body><pre id="log"></pre><script>
