@@ -489,3 +489,38 @@ def test_certificate_names_reach_http_auth_as_placeholders(broker_factory, pki):
         assert service.last("/mqtt/auth")[1]["cn"] == ["client-2"]
     finally:
         service.stop()
+
+
+def test_certificate_cn_reaches_redis_as_placeholder(broker_factory, pki):
+    """swiftlet-auth-redis with authcmd keyed by `%C`: the password is looked up under the
+    client certificate's CN, whatever username the client sends."""
+    import hashlib
+    import json as _json
+    from redisserver import REDIS_SERVER, Redis
+    from test_auth_redis import NAME as RNAME, plugin_toml as redis_toml, sidecar_binary as redis_binary
+    from sidecars import sidecar_config, wait_registered
+    if not REDIS_SERVER or not redis_binary().exists():
+        pytest.skip("redis-server or swiftlet-auth-redis missing")
+    r = Redis().start()
+    try:
+        r.cmd("HSET", "mqtt_cert:client-1", "password", hashlib.sha256(b"pw").hexdigest())
+        d = short_dir()
+        plugins = d / "plugins"
+        plugins.mkdir()
+        (plugins / f"{RNAME}.toml").write_text(redis_toml(r, authcmd=["HGET", "mqtt_cert:%C", "password"],
+                                                           supercmd=None, aclcmd=None, subcmd=None))
+        port = free_port()
+        b = broker_with(broker_factory, pki,
+                        tls_listener("tls", port, pki, cacertfile=pki.path("ca.pem"), verify="required"),
+                        extra=sidecar_config(d / "sc.sock") + f'plugins_dir = "{plugins}"\n')
+        wait_registered(b, RNAME)
+        c = paho(pki, cert="client1")
+        ok, why = try_connect(c, port, username="not-the-cn", password="pw")
+        assert ok, why
+        stop(c)
+        c = paho(pki, cert="client2")
+        ok, why = try_connect(c, port, username="not-the-cn", password="pw")
+        assert not ok, why
+        stop(c)
+    finally:
+        r.stop()
