@@ -250,3 +250,48 @@ final class WebSocketBridgeTests: XCTestCase {
         XCTAssertEqual(try closeCode(one), 1002, "a one-byte close body is a protocol error")
     }
 }
+
+final class AcceptGateTests: XCTestCase {
+    private func gate(_ configure: (inout ListenerConfig) -> Void) throws -> (EmbeddedChannel, ListenerState) {
+        var c = ListenerConfig(kind: .tcp, host: "127.0.0.1", port: 1)
+        configure(&c)
+        let state = ListenerState(config: c, logger: quietLogger())
+        let loop = EmbeddedEventLoop()
+        let server = EmbeddedChannel(handler: AcceptGate(listener: state, now: loop.now), loop: loop)
+        return (server, state)
+    }
+
+    private func accept(_ server: EmbeddedChannel) throws -> (EmbeddedChannel, passed: Bool) {
+        let child = EmbeddedChannel(loop: server.embeddedEventLoop)
+        try child.connect(to: SocketAddress(ipAddress: "10.0.0.9", port: 4000)).wait()
+        try server.writeInbound(child as Channel)
+        let passed = try server.readInbound(as: Channel.self) != nil
+        server.embeddedEventLoop.run()
+        return (child, passed)
+    }
+
+    func testMaxConnectionsClosesTheExtraOneAndCountsIt() throws {
+        let (server, state) = try gate { $0.maxConnections = 2 }
+        let a = try accept(server), b = try accept(server), c = try accept(server)
+        XCTAssertTrue(a.passed && b.passed)
+        XCTAssertFalse(c.passed)
+        XCTAssertFalse(c.0.isActive, "closed before any handler was added")
+        XCTAssertEqual(state.current.load(ordering: .relaxed), 2)
+        XCTAssertEqual(state.refusedCount(.maxConnections), 1)
+        // One closes: room for one more.
+        try a.0.close().wait()
+        server.embeddedEventLoop.run()
+        XCTAssertEqual(state.current.load(ordering: .relaxed), 1)
+        XCTAssertTrue(try accept(server).passed)
+    }
+
+    func testRateLimitRefillsWithTheClock() throws {
+        let (server, state) = try gate { $0.maxConnRate = 2 }
+        XCTAssertEqual(try (0..<5).filter { _ in try accept(server).passed }.count, 2)
+        XCTAssertEqual(state.refusedCount(.rate), 3)
+        server.embeddedEventLoop.advanceTime(by: .milliseconds(500))
+        XCTAssertTrue(try accept(server).passed, "one token after half a second at 2/s")
+        XCTAssertFalse(try accept(server).passed)
+        XCTAssertEqual(state.accepted.load(ordering: .relaxed), 3)
+    }
+}
