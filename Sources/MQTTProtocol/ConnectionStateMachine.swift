@@ -170,6 +170,19 @@ public struct ConnectionStateMachine {
         return .authenticate(password: c.password, will: c.will)
     }
 
+    /// The client's identity as its TLS certificate gives it (`peer_cert_as_clientid`,
+    /// `peer_cert_as_username`), before authentication. A replaced client id counts as assigned,
+    /// so a 5.0 client learns it from CONNACK.
+    public mutating func useIdentity(clientId: String?, username: String?) {
+        guard phase == .connecting, var r = connectRequest else { return }
+        if let clientId, !clientId.isEmpty, clientId != r.clientId {
+            r.clientId = clientId
+            r.assigned = true
+        }
+        if let username { r.username = username }
+        connectRequest = r
+    }
+
     /// The auth chain answered the CONNECT (`why`: its reason when it refused).
     public func authenticated(_ allowed: Bool, why: String = "authentication failed") -> Action {
         guard phase == .connecting else { return .none }

@@ -5,16 +5,48 @@ import NIOCore
 /// A listening socket.
 public struct ListenerConfig: Sendable, Equatable {
     public enum Kind: String, Sendable { case tcp, tls, ws, wss }
+    /// Client certificates: not asked for, asked for and verified when presented, or required.
+    public enum Verify: String, Sendable { case none, optional, required }
+    /// Which part of a verified client certificate stands for the username or client id.
+    public enum CertField: String, Sendable { case cn, dn }
+    /// Lowest TLS version a client may negotiate.
+    public enum TLSVersion: String, Sendable, CaseIterable {
+        case tlsv1 = "tlsv1", tlsv1_1 = "tlsv1.1", tlsv1_2 = "tlsv1.2", tlsv1_3 = "tlsv1.3"
+    }
     public var kind: Kind
     public var host: String
     public var port: Int
     public var maxConnections: Int = 100_000
+    /// New connections accepted per second (token bucket, burst of one second); 0: no limit.
+    public var maxConnRate: Int = 0
+    /// Listen backlog of the socket.
+    public var backlog: Int = 1024
+    /// Refused/malformed connection lines written per `logInterval`; the rest are counted
+    /// and summarised in one line per interval.
+    public var logLimit: Int = 20
+    public var logInterval: Double = 10
     public var certFile: String?
     public var keyFile: String?
     public var caCertFile: String?
-    public var verifyPeer: Bool = false
-    public var failIfNoPeerCert: Bool = false
+    public var verify: Verify = .none
+    public var minTLSVersion: TLSVersion = .tlsv1_2
+    /// OpenSSL cipher list for TLS 1.2 and below; nil: swift-nio-ssl's defaults.
+    public var ciphers: String?
+    /// PEM CRL file: client certificates it lists are refused.
+    public var crlFile: String?
+    public var peerCertAsUsername: CertField?
+    public var peerCertAsClientId: CertField?
     public var path: String = "/mqtt"
+    /// Largest WebSocket frame accepted (ws, wss); nil: the larger of mqtt.max_packet_size and 64 KiB.
+    public var maxFrameSize: Int?
+    /// Browser origins allowed to open MQTT over WebSocket; empty: any.
+    public var allowedOrigins: [String] = []
+    /// With `allowedOrigins`: whether a request without an Origin header (not a browser) is accepted.
+    public var allowOriginAbsence = true
+    /// HTTP header carrying the client's address behind a proxy (ws, wss), e.g. X-Forwarded-For.
+    public var proxyAddressHeader: String?
+    /// Connections start with a PROXY protocol v1 or v2 header naming the client's address.
+    public var proxyProtocol = false
 
     public init(kind: Kind, host: String, port: Int) {
         self.kind = kind
@@ -23,6 +55,8 @@ public struct ListenerConfig: Sendable, Equatable {
     }
 
     public var name: String { "\(kind.rawValue):\(host):\(port)" }
+    public var isTLS: Bool { kind == .tls || kind == .wss }
+    public var isWebSocket: Bool { kind == .ws || kind == .wss }
 }
 
 /// How a shared subscription group picks the member that gets a message.

@@ -182,8 +182,12 @@ public enum ConfigLoader {
 
         func listener(_ t: TOMLTable, index: Int) throws -> ListenerConfig {
             let s = "listeners"
-            try checkKeys(t, allowed: ["type", "bind", "max_connections", "certfile", "keyfile", "cacertfile",
-                                       "verify_peer", "fail_if_no_peer_cert", "path"], section: s)
+            let tlsKeys: Set<String> = ["certfile", "keyfile", "cacertfile", "verify", "verify_peer", "fail_if_no_peer_cert",
+                                        "min_tls_version", "ciphers", "crlfile", "peer_cert_as_username", "peer_cert_as_clientid"]
+            try checkKeys(t, allowed: tlsKeys.union(["type", "bind", "max_connections", "max_conn_rate", "backlog",
+                                                     "log_limit", "log_interval", "path", "max_frame_size",
+                                                     "allowed_origins", "allow_origin_absence", "proxy_address_header",
+                                                     "proxy_protocol"]), section: s)
             let typeName = try string(t, "type", section: s) ?? "tcp"
             guard let kind = ListenerConfig.Kind(rawValue: typeName) else {
                 throw error("listeners.type", "must be tcp, tls, ws or wss, got \(typeName.debugDescription)")
@@ -194,21 +198,84 @@ public enum ConfigLoader {
             }
             var l = ListenerConfig(kind: kind, host: host, port: port)
             if let v = try int(t, "max_connections", section: s, min: 1, max: 10_000_000) { l.maxConnections = v }
-            l.certFile = try string(t, "certfile", section: s)
-            l.keyFile = try string(t, "keyfile", section: s)
-            l.caCertFile = try string(t, "cacertfile", section: s)
-            if let v = try bool(t, "verify_peer", section: s) { l.verifyPeer = v }
-            if let v = try bool(t, "fail_if_no_peer_cert", section: s) { l.failIfNoPeerCert = v }
+            if let v = try int(t, "max_conn_rate", section: s, min: 0, max: 10_000_000) { l.maxConnRate = v }
+            if let v = try int(t, "backlog", section: s, min: 1, max: 65_535) { l.backlog = v }
+            if let v = try int(t, "log_limit", section: s, min: 0, max: 1_000_000) { l.logLimit = v }
+            if let v = try number(t, "log_interval", section: s, min: 1, max: 86_400) { l.logInterval = v }
             if let v = try string(t, "path", section: s) {
                 guard v.hasPrefix("/") else { throw error("listeners.path", "must start with '/'") }
                 l.path = v
             }
-            if kind == .tls || kind == .wss {
-                guard l.certFile != nil, l.keyFile != nil else {
-                    throw error("listeners.certfile", "\(kind.rawValue) listener \(bind) needs certfile and keyfile")
+            if let v = try bool(t, "proxy_protocol", section: s) { l.proxyProtocol = v }
+            if !l.isWebSocket {
+                for k in ["max_frame_size", "allowed_origins", "allow_origin_absence", "proxy_address_header"] where t[k] != nil {
+                    throw error("listeners.\(k)", "applies to ws and wss listeners only (\(bind) is \(kind.rawValue))")
                 }
-                if l.verifyPeer && l.caCertFile == nil {
-                    throw error("listeners.cacertfile", "verify_peer needs cacertfile")
+            }
+            if let v = try int(t, "max_frame_size", section: s, min: 16, max: 268_435_460) { l.maxFrameSize = v }
+            if let v = try section(t, s).strings("allowed_origins") { l.allowedOrigins = v }
+            if let v = try bool(t, "allow_origin_absence", section: s) { l.allowOriginAbsence = v }
+            if let v = try string(t, "proxy_address_header", section: s) {
+                guard !v.isEmpty, v.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
+                    throw error("listeners.proxy_address_header", "must be an HTTP header name such as X-Forwarded-For")
+                }
+                l.proxyAddressHeader = v
+            }
+            guard l.isTLS else {
+                // TLS options on a plain listener are a mistake an operator wants to hear about
+                // (certfile and friends were accepted before and stay accepted, unused).
+                for k in ["verify", "min_tls_version", "ciphers", "crlfile", "peer_cert_as_username", "peer_cert_as_clientid"]
+                where t[k] != nil {
+                    throw error("listeners.\(k)", "applies to tls and wss listeners only (\(bind) is \(kind.rawValue))")
+                }
+                return l
+            }
+            l.certFile = try string(t, "certfile", section: s)
+            l.keyFile = try string(t, "keyfile", section: s)
+            l.caCertFile = try string(t, "cacertfile", section: s)
+            guard l.certFile != nil, l.keyFile != nil else {
+                throw error("listeners.certfile", "\(kind.rawValue) listener \(bind) needs certfile and keyfile")
+            }
+            if let v = try string(t, "verify", section: s) {
+                // emqttd's verify_none/verify_peer spellings are accepted too.
+                let name = v.hasPrefix("verify_") ? String(v.dropFirst(7)) : v
+                guard let mode = ListenerConfig.Verify(rawValue: name == "peer" ? "optional" : name) else {
+                    throw error("listeners.verify", "must be none, optional or required, got \(v.debugDescription)")
+                }
+                if t["verify_peer"] != nil || t["fail_if_no_peer_cert"] != nil {
+                    throw error("listeners.verify", "set either verify or its older spelling verify_peer/fail_if_no_peer_cert, not both")
+                }
+                l.verify = mode
+            } else if try bool(t, "verify_peer", section: s) == true {
+                l.verify = try bool(t, "fail_if_no_peer_cert", section: s) == true ? .required : .optional
+            } else {
+                _ = try bool(t, "fail_if_no_peer_cert", section: s)
+            }
+            if l.verify != .none && l.caCertFile == nil {
+                throw error("listeners.cacertfile", "verify = \"\(l.verify.rawValue)\" needs cacertfile (the CA that signs client certificates)")
+            }
+            if let v = try string(t, "min_tls_version", section: s) {
+                guard let version = ListenerConfig.TLSVersion(rawValue: v) else {
+                    throw error("listeners.min_tls_version", "must be tlsv1, tlsv1.1, tlsv1.2 or tlsv1.3, got \(v.debugDescription)")
+                }
+                l.minTLSVersion = version
+            }
+            if let v = try string(t, "ciphers", section: s) {
+                if case .failure(let e) = TLSCipherNames.parse(v) { throw error("listeners.ciphers", e.text) }
+                l.ciphers = v
+            }
+            l.crlFile = try string(t, "crlfile", section: s)
+            for (key, path) in [("peer_cert_as_username", \ListenerConfig.peerCertAsUsername),
+                                ("peer_cert_as_clientid", \ListenerConfig.peerCertAsClientId)] {
+                guard let v = try string(t, key, section: s) else { continue }
+                guard let field = ListenerConfig.CertField(rawValue: v) else {
+                    throw error("listeners.\(key)", "must be cn or dn, got \(v.debugDescription)")
+                }
+                l[keyPath: path] = field
+            }
+            if l.verify == .none {
+                for k in ["crlfile", "peer_cert_as_username", "peer_cert_as_clientid"] where t[k] != nil {
+                    throw error("listeners.\(k)", "needs client certificates: set verify = \"optional\" or \"required\"")
                 }
             }
             return l

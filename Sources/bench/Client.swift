@@ -50,8 +50,12 @@ final class MQTTClient: ChannelInboundHandler, @unchecked Sendable {
 
     // MARK: Channel events
 
+    /// Added to a channel that is already up (after a WebSocket upgrade): start at once.
+    var startsOnAdd = false
+
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        if startsOnAdd, context.channel.isActive { channelActive(context: context) }
     }
 
     func channelActive(context: ChannelHandlerContext) {

@@ -80,8 +80,8 @@ struct Connector {
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .channelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: 128 * 1024, high: 512 * 1024))
             .connectTimeout(.milliseconds(Int64(config.connectTimeout * 1000)))
-            .channelInitializer { ch in
-                ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(client) }
+            .channelInitializer { [options, tls = bench.tls] ch in
+                ch.eventLoop.makeCompletedFuture { try Transport.setUp(ch, client: client, tls: tls, options: options) }
             }
         if let source {
             bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0))

@@ -1,5 +1,6 @@
 import Atomics
 import NIOCore
+import NIOSSL
 import NIOPosix
 
 /// What one event loop counted. Plain integers: only the owning loop writes them; reads go
@@ -98,6 +99,8 @@ final class BenchContext: @unchecked Sendable {
     let publishing = ManagedAtomic<Bool>(true)
     /// Publisher flows by publisher index; empty when this process runs no publisher.
     var flows: [PublisherFlow] = []
+    /// `--tls`: one client context for every connection.
+    var tls: NIOSSLContext?
 
     init(threads: Int) {
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))

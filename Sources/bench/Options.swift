@@ -59,6 +59,18 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: "Label written into the report (e.g. the broker's name).")
     var label: String?
 
+    @Flag(help: "Connect over TLS (the broker's tls or wss listener).")
+    var tls = false
+
+    @Option(help: "With --tls: CA file to verify the broker's certificate (default: no verification).")
+    var cafile: String?
+
+    @Option(help: "With --tls: negotiate exactly this TLS version, 1.2 or 1.3 (default: the highest both offer).")
+    var tlsVersion: String?
+
+    @Option(help: "MQTT over WebSocket at this path (e.g. /mqtt); with --tls, over wss.")
+    var ws: String?
+
     func version() throws -> ProtocolVersion {
         switch mqttVersion {
         case "3.1.1", "4", "311": return .v3_1_1

@@ -47,6 +47,12 @@ struct SwiftletCommand: AsyncParsableCommand {
             cfg.nodeName = nodeName
         }
         if checkConfig {
+            // TLS files too: missing, unreadable or mismatched ones are named with their key.
+            let problems = Listeners.checkFiles(cfg)
+            guard problems.isEmpty else {
+                for p in problems { FileHandle.standardError.write(Data("swiftlet: \(config ?? "defaults"): \(p)\n".utf8)) }
+                throw ExitCode(2)
+            }
             print("configuration OK")
             return
         }
@@ -67,6 +73,16 @@ struct SwiftletCommand: AsyncParsableCommand {
         // channel, never a signal that ends the broker.
         signal(SIGPIPE, SIG_IGN)
         let broker = Broker(config: cfg, logger: logger)
+        // SIGHUP: TLS listeners read their certificate, key, CA and CRL files again
+        // (`swiftlet-ctl listeners reload-certs` does the same).
+        signal(SIGHUP, SIG_IGN)
+        let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        hup.setEventHandler { [unowned broker] in
+            logger.notice("SIGHUP: reloading TLS certificates")
+            _ = broker.reloadCertificates()
+        }
+        hup.resume()
+        defer { hup.cancel() }
         if cfg.dashboard.enabled {
             broker.add(Dashboard(config: cfg, control: broker.control, broker: .init(
                 nodeName: cfg.nodeName, version: Broker.version,

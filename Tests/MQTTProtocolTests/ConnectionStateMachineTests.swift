@@ -414,4 +414,28 @@ final class ConnectionStateMachineTests: XCTestCase {
         guard case .refuse(.wildcardSubscriptionsNotSupported, _) = verdict(off, "a/#") else { return XCTFail() }
         guard case .refuse(.sharedSubscriptionsNotSupported, _) = verdict(off, "$share/g/t") else { return XCTFail() }
     }
+
+    // MARK: Identity from a client certificate
+
+    func testCertificateIdentityReplacesClientIdAndUsername() {
+        var m = machine()
+        guard case .authenticate = m.received(connect(.v5, id: "sent-id", user: "sent-user"), now: 0, session: NoSession()) else {
+            return XCTFail("CONNECT not accepted")
+        }
+        m.useIdentity(clientId: "CN=dev-1,O=Acme", username: "dev-1")
+        XCTAssertEqual(m.connectRequest?.clientId, "CN=dev-1,O=Acme")
+        XCTAssertEqual(m.connectRequest?.username, "dev-1")
+        XCTAssertEqual(m.connectRequest?.assigned, true, "a 5.0 client learns its new id from CONNACK")
+        guard case .connack(let ack) = m.attached(sessionPresent: false, now: 0) else { return XCTFail() }
+        XCTAssertTrue(ack.properties.items.contains(.assignedClientIdentifier("CN=dev-1,O=Acme")))
+    }
+
+    func testCertificateIdentityWithoutValuesKeepsWhatTheClientSent() {
+        var m = machine()
+        _ = m.received(connect(.v5, id: "sent-id", user: "sent-user"), now: 0, session: NoSession())
+        m.useIdentity(clientId: nil, username: nil)
+        XCTAssertEqual(m.connectRequest?.clientId, "sent-id")
+        XCTAssertEqual(m.connectRequest?.username, "sent-user")
+        XCTAssertEqual(m.connectRequest?.assigned, false)
+    }
 }

@@ -92,8 +92,7 @@ final class ConfigLoaderTests: XCTestCase {
         wss.certFile = "/c.pem"
         wss.keyFile = "/k.pem"
         wss.caCertFile = "/ca.pem"
-        wss.verifyPeer = true
-        wss.failIfNoPeerCert = true
+        wss.verify = .required  // verify_peer + fail_if_no_peer_cert, the older spelling
         wss.path = "/ws"
         XCTAssertEqual(c.listeners[1], wss)
 
@@ -121,6 +120,67 @@ final class ConfigLoaderTests: XCTestCase {
         m.sharedSubscription = false
         m.sharedStrategy = .hash_topic
         XCTAssertEqual(c.mqtt, m)
+    }
+
+    func testListenerTLSOptions() throws {
+        let c = try ConfigLoader.parse("""
+        [[listeners]]
+        type = "tls"
+        bind = "0.0.0.0:8883"
+        certfile = "/c.pem"
+        keyfile = "/k.pem"
+        cacertfile = "/ca.pem"
+        verify = "optional"
+        min_tls_version = "tlsv1.3"
+        ciphers = "ECDHE-RSA-AES128-GCM-SHA256"
+        crlfile = "/crl.pem"
+        peer_cert_as_username = "cn"
+        peer_cert_as_clientid = "dn"
+        max_conn_rate = 50
+        backlog = 64
+        log_limit = 3
+        log_interval = 2
+
+        [[listeners]]
+        type = "tls"
+        bind = "0.0.0.0:8884"
+        certfile = "/c.pem"
+        keyfile = "/k.pem"
+        cacertfile = "/ca.pem"
+        verify_peer = true
+        """)
+        let l = c.listeners[0]
+        XCTAssertEqual(l.verify, .optional)
+        XCTAssertEqual(l.minTLSVersion, .tlsv1_3)
+        XCTAssertEqual(l.ciphers, "ECDHE-RSA-AES128-GCM-SHA256")
+        XCTAssertEqual(l.crlFile, "/crl.pem")
+        XCTAssertEqual(l.peerCertAsUsername, .cn)
+        XCTAssertEqual(l.peerCertAsClientId, .dn)
+        XCTAssertEqual(l.maxConnRate, 50)
+        XCTAssertEqual(l.backlog, 64)
+        XCTAssertEqual(l.logLimit, 3)
+        XCTAssertEqual(l.logInterval, 2)
+        XCTAssertEqual(c.listeners[1].verify, .optional, "verify_peer alone is verify = optional")
+    }
+
+    func testListenerTLSOptionErrorsNameTheKey() {
+        let tls = "[[listeners]]\ntype = \"tls\"\nbind = \"0.0.0.0:1\"\ncertfile = \"/c\"\nkeyfile = \"/k\"\n"
+        let cases: [(String, String)] = [
+            (tls + "verify = \"required\"\n", "listeners.cacertfile"),
+            (tls + "cacertfile = \"/ca\"\nverify = \"sometimes\"\n", "listeners.verify"),
+            (tls + "cacertfile = \"/ca\"\nverify = \"required\"\nverify_peer = true\n", "listeners.verify"),
+            (tls + "min_tls_version = \"ssl3\"\n", "listeners.min_tls_version"),
+            (tls + "peer_cert_as_username = \"cn\"\n", "listeners.peer_cert_as_username"),
+            (tls + "cacertfile = \"/ca\"\nverify = \"optional\"\npeer_cert_as_clientid = \"email\"\n", "listeners.peer_cert_as_clientid"),
+            (tls + "crlfile = \"/crl\"\n", "listeners.crlfile"),
+            ("[[listeners]]\nbind = \"0.0.0.0:1\"\nverify = \"optional\"\n", "listeners.verify"),
+            ("[[listeners]]\ntype = \"tls\"\nbind = \"0.0.0.0:1\"\n", "listeners.certfile"),
+        ]
+        for (text, key) in cases {
+            XCTAssertThrowsError(try ConfigLoader.parse(text), text) { e in
+                XCTAssertEqual((e as? ConfigError)?.key, key, text)
+            }
+        }
     }
 
     func testListenerTypeDefaultsToTCP() throws {

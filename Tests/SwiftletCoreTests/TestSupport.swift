@@ -83,7 +83,7 @@ final class TestClient {
         self.version = version
         self.decoder = MQTTDecoder(version: version, strictUTF8: false)
         channel = EmbeddedChannel(loop: harness.loop)
-        try Listeners.addMQTTHandlers(channel: channel, broker: harness.broker)
+        try harness.broker.attachConnection(to: channel)
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
     }
 

@@ -49,6 +49,12 @@ public final class Broker: @unchecked Sendable {
     let connectionsLock = NIOLock()
     var connections: [ObjectIdentifier: MQTTConnectionHandler] = [:]
     var serverChannels: [Channel] = []
+    /// The configured listeners, in configuration order, once bound.
+    var listeners: [ListenerState] { listenersLock.withLock { boundListeners } }
+    private var boundListeners: [ListenerState] = []
+    private let listenersLock = NIOLock()
+    /// Listeners named by gateways and the embedded one (tests, benchmarks): counted the same way.
+    private var otherListeners: [String: ListenerState] = [:]
     var sysTask: RepeatedTask?
     let shuttingDown = ManagedAtomic<Bool>(false)
 
@@ -79,7 +85,8 @@ public final class Broker: @unchecked Sendable {
         self.sidecars = SidecarHub(config: config, group: group, logger: logger, auth: auth, control: control,
                                    openGatewayConnection: { [unowned self] host, port, listener in
             let ctx = self.loopContext(for: self.group.next())
-            return MQTTConnectionHandler(broker: self, ctx: ctx, peerHost: host, peerPort: port, listenerName: listener)
+            return MQTTConnectionHandler(broker: self, ctx: ctx, peerHost: host, peerPort: port,
+                                         listener: self.listenerState(named: listener))
         })
         self.supervisor = Supervisor(config: config, loop: group.next(), logger: logger, hub: sidecars, control: control)
         self.parts = makeParts()
@@ -179,15 +186,46 @@ public final class Broker: @unchecked Sendable {
 
     private func bindListeners() async throws {
         for l in config.listeners {
-            let ch = try await Listeners.bind(l, broker: self)
+            let state = ListenerState(config: l, logger: logger)
+            let ch = try await Listeners.bind(state, broker: self)
             serverChannels.append(ch)
+            state.address = ch.localAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? ""
+            listenersLock.withLock { boundListeners.append(state) }
+            state.startLogWindows(on: ch.eventLoop)
             logger.info("listening", metadata: ["listener.type": "\(l.kind.rawValue)", "listener.address": "\(ch.localAddress.map { "\($0)" } ?? l.name)"])
+        }
+    }
+
+    /// A listener that is not one of the broker's sockets (a gateway's, the embedded one).
+    func listenerState(named name: String) -> ListenerState {
+        listenersLock.withLock {
+            if let l = otherListeners[name] { return l }
+            let l = ListenerState(name: name, logger: logger)
+            otherListeners[name] = l
+            return l
+        }
+    }
+
+    /// `swiftlet-ctl listeners reload-certs` and SIGHUP: every TLS listener reads its files
+    /// again. New handshakes use the new files, open connections keep theirs; a listener whose
+    /// new files fail keeps the ones it has. One result per TLS listener.
+    public func reloadCertificates() -> [(listener: String, error: String?)] {
+        listeners.filter { $0.config.isTLS }.map { l in
+            do {
+                try l.reloadTLS()
+                return (l.name, nil)
+            } catch {
+                logger.error("TLS certificate reload refused; the listener keeps its current certificates",
+                             metadata: ["listener": "\(l.name)", "error": "\(error)"])
+                return (l.name, "\(error)")
+            }
         }
     }
 
     /// Stops accepting, then ends every connection (DISCONNECT 0x8B to 5.0 clients).
     private func closeListeners() async {
         for ch in serverChannels { try? await ch.close() }
+        for l in listeners { l.stop() }
         let conns = connectionsLock.withLock { Array(connections.values) }
         var closes: [EventLoopFuture<Void>] = []
         for c in conns {
@@ -226,6 +264,6 @@ extension Broker {
     /// loops). Listeners use it for every accepted connection; benchmarks and tests use it
     /// with an `EmbeddedChannel`.
     public func attachConnection(to channel: Channel) throws {
-        try Listeners.addMQTTHandlers(channel: channel, broker: self)
+        try Listeners.addMQTTHandlers(channel: channel, broker: self, listener: listenerState(named: "embedded"))
     }
 }

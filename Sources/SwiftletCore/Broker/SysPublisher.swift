@@ -41,6 +41,17 @@ extension Broker {
                 ("metrics/packets/received", "\(stats.packetsReceived)"),
                 ("metrics/packets/sent", "\(stats.packetsSent)"),
             ]
+            // Per listener: open connections, refused and malformed ones, log lines held back.
+            var refused = 0, malformed = 0, suppressed = 0
+            for l in listeners {
+                let (r, m, s) = (l.refusedTotal, l.malformed.load(ordering: .relaxed), l.logSuppressed.load(ordering: .relaxed))
+                refused += r; malformed += m; suppressed += s
+                let base = "listeners/\(l.name)/"
+                values += [(base + "connections", "\(l.current.load(ordering: .relaxed))"), (base + "refused", "\(r)"),
+                           (base + "malformed", "\(m)"), (base + "log_suppressed", "\(s)")]
+            }
+            values += [("metrics/connections/refused", "\(refused)"), ("metrics/connections/malformed", "\(malformed)"),
+                       ("metrics/log/suppressed", "\(suppressed)")]
             if let (prev, at) = previous {
                 let secs = max(0.001, Double((now - at).nanoseconds) / 1e9)
                 func rate(_ a: Int, _ b: Int) -> String { String(format: "%.1f", Double(a - b) / secs) }

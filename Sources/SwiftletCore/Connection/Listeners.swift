@@ -1,25 +1,25 @@
 import SwiftletConfig
-import Atomics
-import Foundation
 import MQTTCodec
 import NIOCore
-import NIOHTTP1
 import NIOPosix
 import NIOSSL
-import NIOWebSocket
 
-enum Listeners {
-    /// Binds one listener and returns its server channel.
-    static func bind(_ l: ListenerConfig, broker: Broker) async throws -> Channel {
-        let active = ManagedAtomic<Int>(0)
-        var sslContext: NIOSSLContext?
-        if l.kind == .tls || l.kind == .wss {
-            sslContext = try makeSSLContext(l)
-        }
-        let name = l.name  // one string shared by every connection of the listener
+public enum Listeners {
+    /// Binds one listener and returns its server channel. TLS files are loaded first: a
+    /// missing, unreadable or mismatched file stops the start with the key named.
+    static func bind(_ state: ListenerState, broker: Broker) async throws -> Channel {
+        let l = state.config
+        if l.isTLS { try state.loadTLS() }
+        let wantsCert = l.isTLS && l.verify != .none
+        let wantsPeer = wantsCert || l.proxyProtocol || l.proxyAddressHeader != nil
         let bootstrap = ServerBootstrap(group: broker.group)
-            .serverChannelOption(ChannelOptions.backlog, value: 1024)
+            .serverChannelOption(ChannelOptions.backlog, value: Int32(clamping: l.backlog))
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { server in
+                server.eventLoop.makeCompletedFuture {
+                    try server.pipeline.syncOperations.addHandler(AcceptGate(listener: state, now: server.eventLoop.now))
+                }
+            }
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
             // Each channel keeps its last receive buffer: start it small (see the type).
@@ -27,22 +27,24 @@ enum Listeners {
             .childChannelOption(ChannelOptions.writeBufferWaterMark,
                                 value: .init(low: 256 * 1024, high: 1024 * 1024))
             .childChannelInitializer { channel in
-                let n = active.wrappingIncrementThenLoad(ordering: .relaxed)
-                channel.closeFuture.whenComplete { _ in active.wrappingDecrement(ordering: .relaxed) }
-                if n > l.maxConnections {
-                    broker.logger.warning("max_connections reached, refusing connection", metadata: ["listener": "\(name)"])
-                    return channel.close()
-                }
-                return channel.eventLoop.makeCompletedFuture {
+                channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    if let sslContext {
-                        try sync.addHandler(NIOSSLServerHandler(context: sslContext))
+                    let peer = wantsPeer ? ConnectionPeer(asUsername: l.peerCertAsUsername, asClientId: l.peerCertAsClientId) : nil
+                    if l.proxyProtocol, let peer {
+                        // Before TLS: the load balancer's header is plain text ahead of the ClientHello.
+                        try sync.addHandler(ProxyProtocolHandler(peer: peer, listener: state))
+                    }
+                    if let tls = state.currentTLS {
+                        try sync.addHandler(NIOSSLServerHandler(context: tls.context))
+                        if wantsCert, let peer {
+                            try sync.addHandler(PeerCertificateHandler(peer: peer, revocations: tls.revocations, listener: state))
+                        }
                     }
                     switch l.kind {
                     case .tcp, .tls:
-                        try addMQTTHandlers(channel: channel, broker: broker, listener: name)
+                        try addMQTTHandlers(channel: channel, broker: broker, listener: state, connectionPeer: peer)
                     case .ws, .wss:
-                        try addWebSocketUpgrade(channel: channel, path: l.path, broker: broker, listener: name)
+                        try WebSocketListener.addUpgrade(channel: channel, broker: broker, listener: state, connectionPeer: peer)
                     }
                 }
             }
@@ -51,81 +53,14 @@ enum Listeners {
 
     /// The MQTT pipeline: decoder and connection handler. `peerHost`/`peerPort` default to the
     /// socket's remote address (a gateway session passes the address its sidecar named).
-    static func addMQTTHandlers(channel: Channel, broker: Broker, listener: String = "embedded",
-                                peerHost: String? = nil, peerPort: Int? = nil) throws {
+    static func addMQTTHandlers(channel: Channel, broker: Broker, listener: ListenerState,
+                                connectionPeer: ConnectionPeer? = nil, peerHost: String? = nil, peerPort: Int? = nil) throws {
         let ctx = broker.loopContext(for: channel.eventLoop)
         let peer = peerHost == nil ? channel.remoteAddress : nil
         let handler = MQTTConnectionHandler(broker: broker, ctx: ctx,
                                             peerHost: peerHost ?? peer?.ipAddress ?? "unknown",
-                                            peerPort: peerPort ?? peer?.port ?? 0, listenerName: listener)
+                                            peerPort: peerPort ?? peer?.port ?? 0, listener: listener)
+        handler.connectionPeer = connectionPeer
         try channel.pipeline.syncOperations.addHandler(handler)
-    }
-
-    static func makeSSLContext(_ l: ListenerConfig) throws -> NIOSSLContext {
-        let certs = try NIOSSLCertificate.fromPEMFile(l.certFile!)
-        let key = try NIOSSLPrivateKey(file: l.keyFile!, format: .pem)
-        var tls = TLSConfiguration.makeServerConfiguration(
-            certificateChain: certs.map { .certificate($0) }, privateKey: .privateKey(key))
-        if let ca = l.caCertFile { tls.trustRoots = .file(ca) }
-        if l.verifyPeer {
-            tls.certificateVerification = l.failIfNoPeerCert ? .noHostnameVerification : .optionalVerification
-        } else {
-            tls.certificateVerification = .none
-        }
-        return try NIOSSLContext(configuration: tls)
-    }
-
-    static func addWebSocketUpgrade(channel: Channel, path: String, broker: Broker, listener: String) throws {
-        let upgrader = NIOWebSocketServerUpgrader(
-            maxFrameSize: max(broker.config.mqtt.maxPacketSize, 1 << 16),
-            shouldUpgrade: { channel, head in
-                guard head.uri.split(separator: "?").first.map(String.init) == path else {
-                    return channel.eventLoop.makeSucceededFuture(nil)
-                }
-                var headers = HTTPHeaders()
-                let offered = head.headers["Sec-WebSocket-Protocol"].flatMap { $0.split(separator: ",") }
-                    .map { $0.trimmingCharacters(in: .whitespaces) }
-                if let proto = offered.first(where: { $0 == "mqtt" || $0 == "mqttv3.1" }) {
-                    headers.add(name: "Sec-WebSocket-Protocol", value: proto)
-                }
-                return channel.eventLoop.makeSucceededFuture(headers)
-            },
-            upgradePipelineHandler: { channel, _ in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(WebSocketMQTTBridge())
-                    try addMQTTHandlers(channel: channel, broker: broker, listener: listener)
-                }
-            })
-        let fallback = NotWebSocketResponder(path: path)
-        try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-            withServerUpgrade: (upgraders: [upgrader], completionHandler: { context in
-                context.pipeline.syncOperations.removeHandler(fallback, promise: nil)
-            }))
-        try channel.pipeline.syncOperations.addHandler(fallback)
-    }
-}
-
-/// Answers HTTP requests that did not upgrade to MQTT over WebSocket (wrong path, plain
-/// GET), so such a client gets a status line and a close instead of silence.
-final class NotWebSocketResponder: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
-    let path: String
-    init(path: String) { self.path = path }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard case .head(let head) = unwrapInboundIn(data) else { return }
-        let onPath = head.uri.split(separator: "?").first.map(String.init) == path
-        let status: HTTPResponseStatus = onPath ? .upgradeRequired : .notFound
-        let body = onPath ? "MQTT over WebSocket: upgrade with subprotocol mqtt\n" : "not found; MQTT over WebSocket is at \(path)\n"
-        var headers = HTTPHeaders()
-        headers.add(name: "Content-Length", value: "\(body.utf8.count)")
-        headers.add(name: "Connection", value: "close")
-        if onPath { headers.add(name: "Upgrade", value: "websocket") }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
-        var buf = context.channel.allocator.buffer(capacity: body.utf8.count)
-        buf.writeString(body)
-        context.write(wrapOutboundOut(.body(.byteBuffer(buf))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
     }
 }

@@ -8,13 +8,18 @@ extension MQTTConnectionHandler {
     /// decides, the will is checked, then the registry takes over or resumes a session and
     /// calls `attach`.
     func authenticate(password: ByteBuffer?) {
-        guard let request = machine.connectRequest else { return }
-        if let a = transport?.transportRemoteAddress {
+        guard let sent = machine.connectRequest else { return }
+        if let host = connectionPeer?.proxiedHost {
+            peerHost = host
+            peerPort = connectionPeer?.proxiedPort ?? 0
+        } else if let a = transport?.transportRemoteAddress {
             peerHost = a.ipAddress ?? peerHost
             peerPort = a.port ?? peerPort
         }
+        guard let request = applyCertificateIdentity(to: sent) else { return }
         if let ban = broker.banned.match(clientId: request.clientId, username: request.username, host: peerHost) {
-            logger.info("connection refused: banned", metadata: ["banned.as": "\(ban.kind.rawValue)", "banned.who": "\(ban.who)"])
+            // Logged (rate-limited) and counted with the CONNACK refusal.
+            logger.debug("client banned", metadata: ["banned.as": "\(ban.kind.rawValue)", "banned.who": "\(ban.who)"])
             return execute(machine.banned())
         }
         let password = password.map { Array($0.readableBytesView) }
@@ -32,6 +37,15 @@ extension MQTTConnectionHandler {
                 }
             }
         }
+    }
+
+    /// `peer_cert_as_username`/`peer_cert_as_clientid`: the certificate's CN or DN replaces what
+    /// the client sent (without a certificate, on `verify = "optional"`, the client's own stay).
+    private func applyCertificateIdentity(to request: ConnectionStateMachine.ConnectRequest)
+        -> ConnectionStateMachine.ConnectRequest? {
+        guard let p = connectionPeer, p.asUsername != nil || p.asClientId != nil else { return request }
+        machine.useIdentity(clientId: p.asClientId.flatMap { p.value($0) }, username: p.asUsername.flatMap { p.value($0) })
+        return machine.connectRequest
     }
 
     /// A will the client may not publish is discarded (logged), as emqttd does at publish time.

@@ -4,6 +4,8 @@ import SwiftletConfig
 import Logging
 import MQTTCodec
 import NIOCore
+import NIOSSL
+import NIOWebSocket
 
 /// One MQTT connection on its event loop: the connection state machine (CONNECT, keep
 /// alive, inbound QoS flows, topic aliases) and the writer for its session's deliveries.
@@ -33,7 +35,11 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     var clientMaxPacketSize: Int { machine.clientMaxPacketSize }
     var peerHost: String
     var peerPort: Int
-    let listenerName: String
+    /// The listener that accepted the connection (a gateway's, for a gateway session).
+    let listener: ListenerState
+    var listenerName: String { listener.name }
+    /// The client certificate's names on a listener that asks for one (nil elsewhere).
+    var connectionPeer: ConnectionPeer?
     var session: Session?
     var will: Will?
     var closeKind = CloseKind.abnormal
@@ -49,7 +55,8 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     /// connection would otherwise keep a second copy of these fields).
     var clientInfo: ClientInfo {
         ClientInfo(clientId: clientId, username: username, peerAddress: peerHost, peerPort: peerPort,
-                   protocolLevel: version.rawValue, listener: listenerName)
+                   protocolLevel: version.rawValue, listener: listenerName,
+                   certCommonName: connectionPeer?.commonName, certSubject: connectionPeer?.subject)
     }
     /// Per-connection ACL answers (emqttd's ACL cache): no shared state on the hot path.
     var aclCache: [ACLCacheKey: (allowed: Bool, expires: NIODeadline, slot: Int)] = [:]
@@ -65,12 +72,12 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     /// Set after the stream failed to decode: later bytes are ignored.
     var decodeFailed = false
 
-    init(broker: Broker, ctx: LoopContext, peerHost: String, peerPort: Int = 0, listenerName: String = "") {
+    init(broker: Broker, ctx: LoopContext, peerHost: String, peerPort: Int = 0, listener: ListenerState) {
         self.broker = broker
         self.ctx = ctx
         self.peerHost = peerHost
         self.peerPort = peerPort
-        self.listenerName = listenerName
+        self.listener = listener
         self.machine = ConnectionStateMachine(policy: broker.connectionPolicy, now: ctx.eventLoop.now.uptimeNanoseconds)
         self.decoder = NIOSingleStepByteToMessageProcessor(MQTTPacketDecoder(maxPacketSize: broker.config.mqtt.maxPacketSize,
                                                                             strictUTF8: broker.config.mqtt.strictUTF8))
@@ -173,7 +180,16 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     private func failed(_ error: Error) {
         switch error {
         case is ConnectDecodingError, is MQTTCodecError:
-            logger.info("closing on invalid input", metadata: ["error": "\(error)", "mqtt.client_id": "\(clientId)"])
+            // Rate-limited per listener: a hostile client must not fill the disk.
+            listener.malformed(peer: peer, detail: "\(error)", clientId: clientId)
+        case NIOSSLError.uncleanShutdown:
+            // The peer closed without close_notify: a hang-up, not a refusal.
+            logger.debug("connection error", metadata: ["error": "\(error)"])
+        case is NIOSSLError, is BoringSSLError where state == .awaitingConnect:
+            listener.refused(.tls, peer: peer, detail: "TLS handshake failed: \(error)")
+        case is NIOWebSocketError:
+            // NIOWebSocket's error handler has sent the close frame (1002, 1009).
+            listener.malformed(peer: peer, detail: "WebSocket: \(error)", clientId: clientId)
         default:
             logger.debug("connection error", metadata: ["error": "\(error)"])
         }
@@ -278,7 +294,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             send(.disconnect(d))
             closeAfterDisconnect()
         case .refuse(let ack, let why):
-            logger.info("refusing CONNECT", metadata: ["reason": "\(ack.reasonCode) \(why)"])
+            listener.refused(.connect, peer: peer, detail: "CONNECT refused: \(ack.reasonCode) \(why) (client id \(clientId))")
             send(.connack(ack))
             close()
         case .hold:

@@ -12,6 +12,9 @@ struct ClientSnapshot {
     var cleanStart: Bool
     var keepAlive: Int
     var listener: String
+    /// The client certificate's CN and subject DN (TLS listeners with `verify`).
+    var certCommonName: String?
+    var certSubject: String?
     var subscriptions: Int
     var inflight: Int
     var queued: Int
@@ -25,6 +28,8 @@ struct ClientSnapshot {
         cleanStart = c.cleanStart
         keepAlive = c.keepAlive
         listener = c.listenerName
+        certCommonName = c.connectionPeer?.commonName
+        certSubject = c.connectionPeer?.subject
         subscriptions = s?.subscriptions.count ?? 0
         inflight = s?.outbound.inflightCount ?? 0
         queued = s?.outbound.queue.count ?? 0
@@ -33,7 +38,8 @@ struct ClientSnapshot {
     var json: [String: Any] {
         ["clientid": clientId, "username": username ?? NSNull(), "peer": peer, "protocol": Int(protocolLevel),
          "clean_start": cleanStart, "keepalive": keepAlive, "listener": listener, "subscriptions": subscriptions,
-         "inflight": inflight, "queued": queued]
+         "inflight": inflight, "queued": queued, "cert_common_name": certCommonName ?? NSNull(),
+         "cert_subject": certSubject ?? NSNull()]
     }
 }
 

@@ -35,12 +35,16 @@ extension Broker {
             return ClientSnapshot(c, session: s)
         }.hop(to: loop).map { found in
             guard let c = found.flatMap({ $0 }) else { return .failure("no connected client \(id)") }
-            let text = TextTable.fields([
+            var fields = [
                 ("clientid", c.clientId), ("username", c.username ?? "-"), ("peer", c.peer),
                 ("protocol", Self.protocolName(c.protocolLevel)), ("clean_start", "\(c.cleanStart)"),
                 ("keepalive", "\(c.keepAlive)"), ("listener", c.listener), ("subscriptions", "\(c.subscriptions)"),
                 ("inflight", "\(c.inflight)"), ("queued", "\(c.queued)"),
-            ])
+            ]
+            // A client certificate's names, when the client presented one (always in --json).
+            if let cn = c.certCommonName { fields.append(("cert_cn", cn)) }
+            if let dn = c.certSubject { fields.append(("cert_dn", dn)) }
+            let text = TextTable.fields(fields)
             return .done(text, c.json)
         }
     }

@@ -10,7 +10,7 @@ public struct BrokerStatus: Sendable {
     public var values: [String: Int] { Dictionary(fields, uniquingKeysWith: { a, _ in a }) }
 }
 
-/// `status`, `listeners`, `help`.
+/// `status`, `help`.
 extension Broker {
     /// Sums every loop's counters (one task per loop) with the broker's gauges.
     public func status() -> EventLoopFuture<BrokerStatus> {
@@ -37,7 +37,7 @@ extension Broker {
     /// what `swiftlet-ctl help` prints when no broker is running to ask.
     public static var builtinCommandUsages: [(command: String, usage: String)] {
         [("acl", aclUsage), ("admins", adminsUsage), ("banned", bannedUsage), ("cache", cacheUsage), ("clients", clientsUsage),
-         ("help", "help"), ("listeners", "listeners"), ("plugins", pluginsUsage), ("retained", retainedUsage),
+         ("help", "help"), ("listeners", listenersUsage), ("plugins", pluginsUsage), ("retained", retainedUsage),
          ("sessions", sessionsUsage), ("status", "status"), ("subscriptions", subscriptionsUsage), ("topics", "topics list"),
          ("users", usersUsage)]
     }
@@ -52,29 +52,6 @@ extension Broker {
                     + TextTable.fields(status.fields.map { ($0.0, "\($0.1)") })
                 return .done(text, json)
             }
-        }
-
-        builtin("listeners", usage: "listeners") { b, args, loop in
-            guard args.isEmpty else { return loop.reply(.usage("listeners")) }
-            let counts = b.connectionsLock.withLock { () -> [String: Int] in
-                var c: [String: Int] = [:]
-                for h in b.connections.values { c[h.listenerName, default: 0] += 1 }
-                return c
-            }
-            let bound = b.serverChannels.map { ch in ch.localAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "" }
-            var rows: [[String]] = []
-            var json: [[String: Any]] = []
-            for (i, l) in b.config.listeners.enumerated() {
-                let address = i < bound.count ? bound[i] : ""
-                let n = counts[l.name] ?? 0
-                rows.append([l.kind.rawValue, "\(l.host):\(l.port)", address, "\(n)", "\(l.maxConnections)"])
-                json.append(["type": l.kind.rawValue, "bind": "\(l.host):\(l.port)", "address": address,
-                             "connections": n, "max_connections": l.maxConnections, "name": l.name])
-            }
-            let text = TextTable.render(["TYPE", "BIND", "ADDRESS", "CONNECTIONS", "MAX"], rows)
-                + "\nctl socket: \(b.config.ctlSocketPath)\nsidecar socket: \(b.config.sidecarSocketPath)"
-            return loop.reply(.done(text, ["listeners": json, "ctl_socket": b.config.ctlSocketPath,
-                                           "sidecar_socket": b.config.sidecarSocketPath]))
         }
 
         builtin("help", usage: "help") { b, _, loop in

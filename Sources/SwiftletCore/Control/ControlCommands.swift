@@ -8,6 +8,7 @@ extension Broker {
     /// Binds the ctl socket with every built-in command registered.
     func registerBuiltinCommands() {
         registerStatusCommands()
+        registerListenerCommands()
         registerClientCommands()
         registerSessionCommands()
         registerRetainedCommands()

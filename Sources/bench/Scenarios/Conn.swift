@@ -15,6 +15,7 @@ struct Conn: AsyncParsableCommand {
         raiseOpenFileLimit()
         let version = try conn.version()
         let bench = BenchContext(threads: conn.threads)
+        bench.tls = try Transport.makeTLSContext(conn)
         let broker0 = conn.brokerPid.flatMap { ProcessSample.read(pid: $0) }
         let cpu0 = CPUSample.now()
         let prefix = conn.clientIdStem

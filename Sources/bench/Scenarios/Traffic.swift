@@ -24,6 +24,7 @@ struct TrafficRunner {
         raiseOpenFileLimit()
         let version = try conn.version()
         let bench = BenchContext(threads: conn.threads)
+        bench.tls = try Transport.makeTLSContext(conn)
         let P = plan.publisherTopics.count
         let S = plan.subscriberFilters.count
         let pubLoops = (0..<P).map { bench.loops[$0 % bench.loops.count] }
