@@ -56,17 +56,19 @@ struct SwiftletCommand: AsyncParsableCommand {
             if !ok { throw ExitCode(1) }
             return
         }
-        let level = cfg.logLevel
+        // One level for every logger, changeable by `swiftlet-ctl reload config`.
+        let levels = LogLevelSwitch(cfg.logLevel)
         LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
+            SwitchedLogHandler(StreamLogHandler.standardError(label: label), levels: levels)
         }
         let logger = Logger(label: "swiftlet")
         // Writes to a peer that went away (a sidecar's pipe, a socket) are errors on that
         // channel, never a signal that ends the broker.
         signal(SIGPIPE, SIG_IGN)
         let broker = Broker(config: cfg, logger: logger)
+        broker.configFile = config.map { ($0 as NSString).isAbsolutePath ? $0
+            : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent($0) }
+        broker.logLevels = levels
         if cfg.dashboard.enabled {
             broker.add(Dashboard(config: cfg, control: broker.control, broker: .init(
                 nodeName: cfg.nodeName, version: Broker.version,

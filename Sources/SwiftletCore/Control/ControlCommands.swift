@@ -14,6 +14,7 @@ extension Broker {
         registerAuthCommands()
         registerUserCommands()
         registerBannedCommands()
+        registerReloadCommand()
     }
 
     /// Registers a command whose handler gets the broker.
