@@ -161,6 +161,8 @@ let package = Package(
         ),
         // The broker's side of the sidecar protocol as values: the link state machine, the
         // pending-requests table, close reasons, supervision policy and state machine.
+        // glibc's allocator figures and malloc_trim, the thread id (swiftlet-ctl recon).
+        .target(name: "CSwiftletSys", path: "Sources/CSwiftletSys"),
         .target(
             name: "SidecarLinkKit",
             dependencies: [
@@ -184,6 +186,7 @@ let package = Package(
         .target(
             name: "SwiftletCore",
             dependencies: [
+                "CSwiftletSys",
                 "MQTTProtocol",
                 "SidecarLinkKit",
                 "SwiftletConfig",

@@ -15,6 +15,7 @@ extension Broker {
         registerUserCommands()
         registerBannedCommands()
         registerReloadCommand()
+        registerReconCommands()
     }
 
     /// Registers a command whose handler gets the broker.

@@ -103,13 +103,15 @@ public final class SidecarHub: BrokerPart, @unchecked Sendable {
         public var hookDelivered: Int
         /// Open gateway sessions (SPEC 7).
         public var gatewaySessions: Int
+        /// The process on the other end (SO_PEERCRED); 0 unknown.
+        public var pid: Int32
     }
 
     public var connected: [Info] {
         lock.withLock { connections.values.map {
             Info(name: $0.name, version: $0.sidecarVersion, capabilities: $0.capabilities, hooks: $0.acceptedHooks,
                  hookQueue: $0.hookQueue.count, hookDropped: $0.hookQueue.dropped, hookDelivered: $0.hookQueue.delivered,
-                 gatewaySessions: $0.gatewaySessionCount.load(ordering: .relaxed))
+                 gatewaySessions: $0.gatewaySessionCount.load(ordering: .relaxed), pid: $0.peerPid)
         }.sorted { $0.name < $1.name } }
     }
 
