@@ -144,7 +144,11 @@ public final class Supervisor: BrokerPart, @unchecked Sendable {
                 return loop.makeFailedFuture(SupervisorError("no plugin \(name) in \(dir)"))
             }
             let spec: PluginSpec
-            do { spec = try PluginSpec.load(name: name, file: file) } catch {
+            do {
+                spec = try PluginSpec.load(name: name, file: file)
+                _ = try spec.isolation.resolve()
+                try spec.isolation.checkLimits()
+            } catch {
                 return loop.makeFailedFuture(SupervisorError("\(error)"))
             }
             if let m = managed[name], !m.machine.isIdle {
@@ -312,7 +316,28 @@ public final class Supervisor: BrokerPart, @unchecked Sendable {
         let spec = m.spec
         let cwd = FileManager.default.currentDirectoryPath
         let path = absolute(spec.command, cwd: cwd)
-        var env = ProcessInfo.processInfo.environment
+        let iso = spec.isolation
+        var env: [String: String]
+        if iso.wantsCleanEnvironment {
+            let inherited = ProcessInfo.processInfo.environment
+            env = ["PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": inherited["LANG"] ?? "C.UTF-8"]
+            for (k, v) in inherited where k.hasPrefix("SWIFTLET_") { env[k] = v }
+        } else {
+            env = ProcessInfo.processInfo.environment
+        }
+        let ids: SidecarIsolation.Resolved
+        do {
+            ids = try iso.resolve()
+            try iso.checkLimits()
+        } catch {
+            logger.error("sidecar could not be started", metadata: ["sidecar.name": "\(spec.name)", "error": "\(error)"])
+            return run(m, m.machine.spawnFailed("\(error)", now: Self.now()))
+        }
+        if let user = iso.user, iso.wantsCleanEnvironment {
+            env["USER"] = user
+            env["HOME"] = ids.home ?? "/"
+        }
+        env["NOTIFY_SOCKET"] = nil
         for (k, v) in spec.env { env[k] = v }
         env["SWIFTLET_SOCKET"] = absolute(sidecarSocketPath, cwd: cwd)
         env["SWIFTLET_CTL_SOCKET"] = absolute(ctlSocketPath, cwd: cwd)
@@ -320,7 +345,8 @@ public final class Supervisor: BrokerPart, @unchecked Sendable {
         env["SWIFTLET_PLUGIN_CONFIG"] = absolute(spec.file, cwd: cwd)
         let child: (pid: Int32, output: CInt)
         do {
-            child = try ChildProcess.spawn(path: path, args: spec.args, environment: env)
+            child = iso.isEmpty ? try ChildProcess.spawn(path: path, args: spec.args, environment: env)
+                : try ChildProcess.spawnIsolated(path: path, args: spec.args, environment: env, isolation: iso, ids: ids)
         } catch {
             let why = "cannot start \(path): \(error)"
             logger.error("sidecar could not be started", metadata: ["sidecar.name": "\(spec.name)", "error": "\(why)"])
