@@ -77,6 +77,8 @@ struct SwiftletCommand: AsyncParsableCommand {
                                            retain: retain, now: .now()))
                 }, status: { [unowned broker] in try await broker.status().get().values }), logger: logger))
         }
+        // Last: READY=1 to systemd (Type=notify) once everything before it has started.
+        broker.add(SystemdNotifier(group: broker.eventLoopGroup, logger: logger))
         let group = ServiceGroup(configuration: .init(
             services: broker.services,
             gracefulShutdownSignals: [.sigterm, .sigint],
