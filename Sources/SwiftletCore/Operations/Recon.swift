@@ -51,22 +51,17 @@ extension Broker {
             m.queuedMessages = s.outbound.queue.count + s.outbound.inflight.count
             return m
         }
-        let conns = connectionsLock.withLock { Array(connections.values) }
-        var byLoop: [Int: [MQTTConnectionHandler]] = [:]
-        for c in conns { byLoop[c.ctx.index, default: []].append(c) }
-        let buffers = byLoop.map { index, list in
-            loops[index].eventLoop.submit { () -> ComponentMemory in
-                var m = ComponentMemory()
-                for c in list {
-                    m.connections += 1
-                    m.receiveBuffers += Heap.size(of: c)
-                    if let ctx = c.transport as? ChannelHandlerContext,
-                       let a = try? ctx.channel.syncOptions?.getOption(ChannelOptions.recvAllocator) {
-                        m.receiveBuffers += a.nextBufferSize() ?? 0
-                    }
+        let buffers = onConnectionLoops { list -> ComponentMemory in
+            var m = ComponentMemory()
+            for c in list {
+                m.connections += 1
+                m.receiveBuffers += Heap.size(of: c)
+                if let ctx = c.transport as? ChannelHandlerContext,
+                   let a = try? ctx.channel.syncOptions?.getOption(ChannelOptions.recvAllocator) {
+                    m.receiveBuffers += a.nextBufferSize() ?? 0
                 }
-                return m
             }
+            return m
         }
         let el = group.next()
         return sessions.and(EventLoopFuture.whenAllSucceed(buffers, on: el)).map { [self] s, b in
@@ -84,20 +79,15 @@ extension Broker {
                                                    after: ProcStats.Memory?, heapAfter: Heap.Info?)> {
         let before = ProcStats.memory()
         let heapBefore = Heap.info()
-        let conns = connectionsLock.withLock { Array(connections.values) }
-        var byLoop: [Int: [MQTTConnectionHandler]] = [:]
-        for c in conns { byLoop[c.ctx.index, default: []].append(c) }
-        let trims = byLoop.map { index, list in
-            loops[index].eventLoop.submit { () -> Int in
-                var n = 0
-                for c in list {
-                    guard let ctx = c.transport as? ChannelHandlerContext, let opts = ctx.channel.syncOptions,
-                          let a = try? opts.getOption(ChannelOptions.recvAllocator),
-                          (a.nextBufferSize() ?? 0) > Int(CompactRecvAllocator.initial) else { continue }
-                    if (try? opts.setOption(ChannelOptions.recvAllocator, value: CompactRecvAllocator())) != nil { n += 1 }
-                }
-                return n
+        let trims = onConnectionLoops { list -> Int in
+            var n = 0
+            for c in list {
+                guard let ctx = c.transport as? ChannelHandlerContext, let opts = ctx.channel.syncOptions,
+                      let a = try? opts.getOption(ChannelOptions.recvAllocator),
+                      (a.nextBufferSize() ?? 0) > Int(CompactRecvAllocator.initial) else { continue }
+                if (try? opts.setOption(ChannelOptions.recvAllocator, value: CompactRecvAllocator())) != nil { n += 1 }
             }
+            return n
         }
         return EventLoopFuture.whenAllSucceed(trims, on: group.next()).flatMap { [self] counts in
             threadPool.runIfActive(eventLoop: group.next()) {
