@@ -40,6 +40,7 @@ extension Broker {
          ("help", "help"), ("listeners", "listeners"), ("plugins", pluginsUsage), ("recon", reconUsage),
          ("reload", reloadUsage), ("retained", retainedUsage),
          ("sessions", sessionsUsage), ("status", "status"), ("subscriptions", subscriptionsUsage), ("topics", "topics list"),
+         ("trace", traceUsage),
          ("users", usersUsage)]
     }
 

@@ -16,6 +16,7 @@ extension Broker {
         registerBannedCommands()
         registerReloadCommand()
         registerReconCommands()
+        registerTraceCommand()
     }
 
     /// Registers a command whose handler gets the broker.
