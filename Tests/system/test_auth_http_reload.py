@@ -182,3 +182,22 @@ def test_reload_with_a_broken_new_process_keeps_the_old_one_serving(broker_facto
     open(f, "w").write(text)
     assert "reloaded" in ctl_ok(ctl, "plugins", "reload", NAME)
     b.assert_alive()
+
+
+def test_reload_config_hands_over_a_sidecar_whose_plugin_file_changed(broker_factory, service):
+    b, ctl = start(broker_factory, service)
+    old = sidecar_pid(b)
+    out = ctl_ok(ctl, "reload", "config")
+    assert "plugin" not in out and sidecar_pid(b) == old, out          # nothing changed: left alone
+    files = [l.split('plugins_dir = "')[1].split('"')[0] for l in b.config_text.splitlines() if "plugins_dir" in l]
+    f = os.path.join(files[0], f"{NAME}.toml")
+    text = open(f).read()
+    assert "timeout = 2.0" in text
+    open(f, "w").write(text.replace("timeout = 2.0", "timeout = 3.0"))
+    c = RawClient(b, version=5)
+    assert c.connect("kept-across-reload", username="alice", password=b"secret", expect_rc=None).rc == 0
+    j = ctl_ok(ctl, "reload", "config", json_out=True)
+    assert any(x.startswith(f"plugin {NAME} reloaded") for x in j["applied"]), j
+    assert sidecar_pid(b) != old and "sidecar hand-over complete" in b.log_text()
+    c.ping()                                                             # still connected
+    c.close()

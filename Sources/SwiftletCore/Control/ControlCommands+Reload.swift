@@ -21,7 +21,14 @@ extension Broker {
                 return loop.reply(.failure("the broker runs on its embedded defaults (no --config): nothing to reload"))
             }
             return b.threadPool.runIfActive(eventLoop: loop) { try b.reloadConfig(path: path) }
-                .map { r in .done(r.text, r.json) }
+                .flatMap { r in
+                    // Plugin files apply after the broker's own settings (a sidecar may depend on them).
+                    b.supervisor.applyDeclarations().hop(to: loop).map { plugins in
+                        var r = r
+                        r.applied += plugins
+                        return .done(r.text, r.json)
+                    }
+                }
                 .recover { .failure("configuration not reloaded (nothing changed): \($0)") }
         }
     }
@@ -85,7 +92,7 @@ extension Broker {
         var aa = a.auth, bb = b.auth
         (aa.aclFile, aa.usersFile, bb.aclFile, bb.usersFile) = (nil, nil, nil, nil)
         if aa != bb { out.append("auth (cache, fallback, acl_nomatch, password_hash)") }
-        if a.sidecars != b.sidecars { out.append("sidecars (plugin files apply at `plugins reload NAME`)") }
+        if a.sidecars != b.sidecars { out.append("sidecars") }
         if a.ctl != b.ctl { out.append("ctl") }
         if a.dashboard != b.dashboard { out.append("dashboard") }
         return out

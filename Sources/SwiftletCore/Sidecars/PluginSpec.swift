@@ -16,6 +16,9 @@ public struct PluginSpec: Sendable, Equatable {
     public var teardown = TeardownPlan()
     /// What the process runs as and within (`user`, `group`, limits, `clean_env`).
     public var isolation = SidecarIsolation()
+    /// The whole file as read: the sidecar's own settings are in it too, so `reload config`
+    /// compares it to tell whether a running sidecar needs a reload.
+    public var source = ""
 
     public static func load(name: String, file: String) throws -> PluginSpec {
         guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
@@ -37,6 +40,7 @@ public struct PluginSpec: Sendable, Equatable {
             throw reader.error("sidecar.command", "is required")
         }
         var spec = PluginSpec(name: name, file: file, command: command)
+        spec.source = text
         if let v = try reader.bool(t, "enabled", section: s) { spec.enabled = v }
         if let a = t["args"] {
             guard let arr = a.array else { throw reader.error("sidecar.args", "must be an array of strings") }

@@ -207,6 +207,34 @@ public final class Supervisor: BrokerPart, @unchecked Sendable {
         }
     }
 
+    /// `reload config`: each plugin file read again. A running sidecar whose declaration
+    /// changed is reloaded (a hand-over); a new or stopped one with `enabled = true` is
+    /// started. Returns what was done, one line per plugin; a file with an error is named and
+    /// changes nothing.
+    public func applyDeclarations() -> EventLoopFuture<[String]> {
+        loop.flatSubmit { [self] in
+            guard let dir = pluginsDir else { return loop.makeSucceededFuture([]) }
+            var work: [EventLoopFuture<String>] = []
+            for (name, file) in PluginSpec.scan(dir: dir) {
+                let spec: PluginSpec
+                do { spec = try PluginSpec.load(name: name, file: file) } catch {
+                    work.append(loop.makeSucceededFuture("plugin \(name): not applied: \(error)"))
+                    continue
+                }
+                if let m = managed[name], !m.machine.isIdle {
+                    // `enabled` only matters at start: a running sidecar is not reloaded for it.
+                    var running = m.spec
+                    running.enabled = spec.enabled
+                    guard running != spec else { continue }
+                    work.append(reload(name).map { "plugin \($0)" }.recover { "plugin \(name): \($0)" })
+                } else if spec.enabled {
+                    work.append(load(name).map { "plugin \($0)" }.recover { "plugin \(name): \($0)" })
+                }
+            }
+            return EventLoopFuture.whenAllSucceed(work, on: loop)
+        }
+    }
+
     // MARK: Hand-over
 
     /// Every machine with a process: the managed ones and both sides of each hand-over.
