@@ -23,7 +23,8 @@ def ctl(self, req):
             return -1 if soft == resource.RLIM_INFINITY else soft
         body = {"uid": os.getuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()),
                 "memory_max": lim(resource.RLIMIT_AS), "open_files": lim(resource.RLIMIT_NOFILE),
-                "cpu_seconds": lim(resource.RLIMIT_CPU), "env": sorted(os.environ)}
+                "cpu_seconds": lim(resource.RLIMIT_CPU), "env": sorted(os.environ),
+                "fds": sorted(int(f) for f in os.listdir("/proc/self/fd"))}
         return sidecar.CtlReply(sidecar.CTL_OK, json.dumps(body), json.dumps(body))
     if req.command == "pydemo" and len(req.args) == 2 and req.args[0] == "hog":
         try:

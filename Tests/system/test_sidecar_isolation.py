@@ -71,6 +71,8 @@ def test_sidecar_runs_as_its_user_within_its_limits_with_a_clean_environment(bro
     allowed = {"PATH", "LANG", "HOME", "USER", "PYTHONUNBUFFERED"}
     assert [e for e in got["env"] if e not in allowed and not e.startswith("SWIFTLET_")] == []   # ... the sidecar did not
     assert {"SWIFTLET_SOCKET", "SWIFTLET_SIDECAR_NAME", "SWIFTLET_PLUGIN_CONFIG"} <= set(got["env"])
+    # No descriptor of the broker's (listeners, clients, store): only the sidecar's own few.
+    assert len(got["fds"]) < 16, got["fds"]
     # Its process, seen from outside.
     pid = managed_row(ctl)["pid"]
     assert os.stat(f"/proc/{pid}").st_uid == pwd.getpwnam("nobody").pw_uid
