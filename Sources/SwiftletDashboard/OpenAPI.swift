@@ -58,7 +58,7 @@ enum OpenAPI {
         Op(method: "get", path: "/plugins", tag: "plugins", summary: "Sidecars with state, restarts and health"),
         Op(method: "put", path: "/plugins/{name}/load", tag: "plugins", summary: "Load (start) a plugin"),
         Op(method: "put", path: "/plugins/{name}/unload", tag: "plugins", summary: "Unload (stop) a plugin"),
-        Op(method: "put", path: "/plugins/{name}/reload", tag: "plugins", summary: "Reload (restart) a plugin"),
+        Op(method: "put", path: "/plugins/{name}/reload", tag: "plugins", summary: "Reload a plugin: a new process takes over, the old one finishes its requests"),
         Op(method: "get", path: "/plugins/{name}/config", tag: "plugins", summary: "A plugin's configuration, secrets masked"),
         Op(method: "get", path: "/recon/memory", tag: "recon", summary: "RSS, heap (mallinfo2) and memory by component"),
         Op(method: "get", path: "/recon/allocated", tag: "recon", summary: "Memory now and at its peak"),
