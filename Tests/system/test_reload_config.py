@@ -100,3 +100,53 @@ def test_reload_usage_errors(broker_factory, tmp_path):
     assert r.rc == 1 and "reload config" in r.err, r
     r = run_ctl(ctl, "reload", "everything")
     assert r.rc == 1, r
+
+
+def make_cert(d, cn):
+    import subprocess
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={cn}",
+                    "-keyout", str(d / f"{cn}.key"), "-out", str(d / f"{cn}.pem")], check=True, capture_output=True)
+    return (d / f"{cn}.pem").read_bytes(), (d / f"{cn}.key").read_bytes()
+
+
+def served_cert(port):
+    import socket
+    import ssl
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with ctx.wrap_socket(raw) as s:
+            return s.getpeercert(binary_form=True), s
+
+
+def test_reload_config_reads_new_listener_certificates(broker_factory, tmp_path):
+    import ssl
+    from brokers import free_port
+    one, two = make_cert(tmp_path, "one"), make_cert(tmp_path, "two")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_bytes(one[0])
+    key.write_bytes(one[1])
+    tls_port = free_port()
+    b = broker_factory(extra=ctl_config(tmp_path / "ctl.sock") + f"""
+[[listeners]]
+type = "tls"
+bind = "127.0.0.1:{tls_port}"
+certfile = {toml_value(str(cert))}
+keyfile = {toml_value(str(key))}
+""")
+    ctl = tmp_path / "ctl.sock"
+    der = lambda pem: ssl.PEM_cert_to_DER_cert(pem.decode())
+    assert served_cert(tls_port)[0] == der(one[0])
+    cert.write_bytes(two[0])
+    key.write_bytes(two[1])
+    assert served_cert(tls_port)[0] == der(one[0]), "nothing changes before the reload"
+    out = ctl_ok(ctl, "reload", "config")
+    assert f"listener tls:127.0.0.1:{tls_port}: certificate and key read again" in out, out
+    assert served_cert(tls_port)[0] == der(two[0])
+    # A key that does not match (or a broken file) refuses the reload; the served one stays.
+    key.write_bytes(one[1])
+    r = run_ctl(ctl, "reload", "config")
+    assert r.rc == 2 and "not reloaded" in r.err, r
+    assert served_cert(tls_port)[0] == der(two[0])
+    b.assert_alive()

@@ -10,6 +10,7 @@ import MQTTCodec
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// The broker: event loops with their routing replicas, the session registry, retained
 /// store, listeners and $SYS. One instance per process.
@@ -56,6 +57,8 @@ public final class Broker: @unchecked Sendable {
     /// The live log level, when the process's loggers follow one (`reload config`).
     public var logLevels: LogLevelSwitch?
     let appliedConfig: AppliedConfig
+    /// The TLS context of each TLS/WSS listener by name, refilled by `reload config`.
+    let tlsContexts = NIOLockedValueBox<[String: NIOLockedValueBox<NIOSSLContext>]>([:])
 
     /// A broker on its own event loop group of `threads` loops.
     public convenience init(config: BrokerConfig, logger: Logger, threads: Int = System.coreCount) {

@@ -2,6 +2,7 @@ import SwiftletConfig
 import Atomics
 import Foundation
 import MQTTCodec
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -12,10 +13,15 @@ enum Listeners {
     /// Binds one listener and returns its server channel.
     static func bind(_ l: ListenerConfig, broker: Broker) async throws -> Channel {
         let active = ManagedAtomic<Int>(0)
-        var sslContext: NIOSSLContext?
+        // The TLS context of a listener lives in a box that `reload config` may refill (new
+        // certificate files): each accepted connection takes the one in it then.
+        var tlsBox: NIOLockedValueBox<NIOSSLContext>?
         if l.kind == .tls || l.kind == .wss {
-            sslContext = try makeSSLContext(l)
+            let box = NIOLockedValueBox(try makeSSLContext(l))
+            broker.tlsContexts.withLockedValue { $0[l.name] = box }
+            tlsBox = box
         }
+        let sslBox = tlsBox
         let name = l.name  // one string shared by every connection of the listener
         let bootstrap = ServerBootstrap(group: broker.group)
             .serverChannelOption(ChannelOptions.backlog, value: 1024)
@@ -35,8 +41,8 @@ enum Listeners {
                 }
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    if let sslContext {
-                        try sync.addHandler(NIOSSLServerHandler(context: sslContext))
+                    if let sslBox {
+                        try sync.addHandler(NIOSSLServerHandler(context: sslBox.withLockedValue { $0 }))
                     }
                     switch l.kind {
                     case .tcp, .tls:

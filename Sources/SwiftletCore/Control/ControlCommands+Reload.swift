@@ -2,6 +2,7 @@ import SwiftletConfig
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOSSL
 
 /// `swiftlet-ctl reload config`: reads the configuration file again, applies what can change
 /// while the broker runs and names what needs a restart (emqttd_reloader's role).
@@ -52,6 +53,14 @@ extension Broker {
         let new = try ConfigLoader.load(path: path)
         let old = appliedConfig.box.withLockedValue { $0 }
         var r = ReloadReport()
+        // TLS certificates first: a file that does not load refuses the whole reload before
+        // anything is applied. Only listeners configured as before (same files, new contents).
+        var contexts: [(String, NIOSSLContext)] = []
+        if new.listeners == old.listeners {
+            for l in new.listeners where l.kind == .tls || l.kind == .wss {
+                contexts.append((l.name, try Listeners.makeSSLContext(l)))
+            }
+        }
         if new.logLevel != old.logLevel {
             logLevels?.level = new.logLevel
             r.applied.append("log.level \(old.logLevel) -> \(new.logLevel)")
@@ -65,6 +74,11 @@ extension Broker {
         if new.auth.usersFile == old.auth.usersFile, new.auth.usersFile != nil {
             let n = try builtinAuth.reloadUsers()
             r.applied.append("auth.users_file: \(n) user(s) from \(new.auth.usersFile!)")
+        }
+        for (name, context) in contexts {
+            guard let box = tlsContexts.withLockedValue({ $0[name] }) else { continue }
+            box.withLockedValue { $0 = context }
+            r.applied.append("listener \(name): certificate and key read again (new connections)")
         }
         let dropped = auth.invalidate(.all)
         r.applied.append("auth cache: \(dropped) cached decision(s) dropped")
@@ -83,7 +97,7 @@ extension Broker {
     static func restartOnlyChanges(_ a: BrokerConfig, _ b: BrokerConfig) -> [String] {
         var out: [String] = []
         if a.nodeName != b.nodeName { out.append("node.name") }
-        if a.listeners != b.listeners { out.append("listeners") }
+        if a.listeners != b.listeners { out.append("listeners (certificate files with new contents apply live; other changes do not)") }
         if a.mqtt != b.mqtt { out.append("mqtt (limits are fixed when the broker starts)") }
         if a.sysInterval != b.sysInterval { out.append("sys.interval") }
         if a.persistence != b.persistence { out.append("persistence") }
