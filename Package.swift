@@ -164,6 +164,8 @@ let package = Package(
         ),
         // The broker's side of the sidecar protocol as values: the link state machine, the
         // pending-requests table, close reasons, supervision policy and state machine.
+        // glibc's allocator figures and malloc_trim, the thread id (swiftlet-ctl recon).
+        .target(name: "CSwiftletSys", path: "Sources/CSwiftletSys"),
         .target(
             name: "SidecarLinkKit",
             dependencies: [
@@ -187,6 +189,7 @@ let package = Package(
         .target(
             name: "SwiftletCore",
             dependencies: [
+                "CSwiftletSys",
                 "MQTTProtocol",
                 "SidecarLinkKit",
                 "SwiftletConfig",

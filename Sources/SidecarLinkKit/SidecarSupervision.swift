@@ -30,6 +30,10 @@ public struct SidecarSupervision<Waiter> {
 
     public var restart: RestartPolicy
     public var teardown: TeardownPlan
+    /// false: an exit (or a failed spawn) leaves it stopped instead of scheduling a restart.
+    /// A hand-over sets it on the new process until it registers and on the old one once
+    /// the new one serves (`SidecarHandOver`).
+    public var restartsOnExit = true
     public private(set) var state = State.stopped
     public private(set) var pid: Int32?
     public private(set) var lastExit = ""
@@ -75,6 +79,10 @@ public struct SidecarSupervision<Waiter> {
     public mutating func spawnFailed(_ why: String, now: UInt64) -> [Action] {
         guard state == .starting else { return [] }
         lastExit = why
+        guard restartsOnExit else {
+            state = .stopped
+            return []
+        }
         return scheduleRestart(now: now)
     }
 
@@ -89,6 +97,12 @@ public struct SidecarSupervision<Waiter> {
             let waiters = stopWaiters
             stopWaiters = []
             return [.stopped(exit), .notify(waiters)]
+        }
+        guard restartsOnExit else {
+            state = .stopped
+            let waiters = stopWaiters
+            stopWaiters = []
+            return [.exitedUnexpectedly(exit), .notify(waiters)]
         }
         if let s = startedAt, now >= s, Double(now - s) / 1e9 > restart.healthyRun { attempt = 0 }
         return [.exitedUnexpectedly(exit)] + scheduleRestart(now: now)

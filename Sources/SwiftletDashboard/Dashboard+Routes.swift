@@ -197,6 +197,18 @@ extension Dashboard {
         }
         api.get("plugins/{name}/config") { _, ctx in try self.pluginConfig(try ctx.parameters.require("name")) }
 
+        // recon (swiftlet-ctl recon) and the live configuration reload (reload config).
+        for verb in ["memory", "allocated", "sidecars"] {
+            api.get("recon/\(verb)") { _, _ in JSON.response(try await self.ctl("recon", [verb])) }
+        }
+        api.get("recon/node_stats") { req, _ in
+            let q = req.uri.queryParameters
+            let args = ["node_stats", q["samples"].map(String.init) ?? "5", q["interval"].map(String.init) ?? "1"]
+            return JSON.response(try await self.ctl("recon", args))
+        }
+        api.post("recon/bin_leak") { _, _ in JSON.response(try await self.ctl("recon", ["bin_leak"])) }
+        api.post("reload/config") { _, _ in JSON.response(try await self.ctl("reload", ["config"])) }
+
         // Built-in MQTT users and ACL, the decision cache, banned clients.
         let users = api.group("authentication/password_based:built_in_database/users")
         users.get { req, _ in

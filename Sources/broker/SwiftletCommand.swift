@@ -62,11 +62,10 @@ struct SwiftletCommand: AsyncParsableCommand {
             if !ok { throw ExitCode(1) }
             return
         }
-        let level = cfg.logLevel
+        // One level for every logger, changeable by `swiftlet-ctl reload config`.
+        let levels = LogLevelSwitch(cfg.logLevel)
         LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
+            SwitchedLogHandler(StreamLogHandler.standardError(label: label), levels: levels)
         }
         let logger = Logger(label: "swiftlet")
         // Writes to a peer that went away (a sidecar's pipe, a socket) are errors on that
@@ -83,6 +82,9 @@ struct SwiftletCommand: AsyncParsableCommand {
         }
         hup.resume()
         defer { hup.cancel() }
+        broker.configFile = config.map { ($0 as NSString).isAbsolutePath ? $0
+            : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent($0) }
+        broker.logLevels = levels
         if cfg.dashboard.enabled {
             broker.add(Dashboard(config: cfg, control: broker.control, broker: .init(
                 nodeName: cfg.nodeName, version: Broker.version,
@@ -91,6 +93,8 @@ struct SwiftletCommand: AsyncParsableCommand {
                                            retain: retain, now: .now()))
                 }, status: { [unowned broker] in try await broker.status().get().values }), logger: logger))
         }
+        // Last: READY=1 to systemd (Type=notify) once everything before it has started.
+        broker.add(SystemdNotifier(group: broker.eventLoopGroup, logger: logger))
         let group = ServiceGroup(configuration: .init(
             services: broker.services,
             gracefulShutdownSignals: [.sigterm, .sigint],

@@ -436,6 +436,23 @@ def test_ctl_endpoint_runs_plugin_commands(dash):
     assert code == 400 and out["status"] == 1
 
 
+def test_recon_and_reload_endpoints(dash):
+    """The REST forms of swiftlet-ctl recon and reload config (issue 18 point 1)."""
+    _, api, _ = dash
+    m = api.ok("GET", "/api/v5/recon/memory")
+    assert m["rss_bytes"] > 1 << 20 and m["heap_in_use_bytes"] > 0 and "sessions_bytes" in m["components"]
+    a = api.ok("GET", "/api/v5/recon/allocated")
+    assert a["peak"]["rss_bytes"] >= a["current"]["rss_bytes"] > 0
+    s = api.ok("GET", "/api/v5/recon/node_stats?samples=2&interval=0.2")["samples"]
+    assert len(s) == 2 and all(0 <= l["busy_fraction"] <= 1 for r in s for l in r["loops"])
+    code, out, _ = api.call("GET", "/api/v5/recon/node_stats?samples=500")
+    assert code == 400, out
+    assert api.ok("POST", "/api/v5/recon/bin_leak")["rss_after_bytes"] > 0
+    assert any(r["name"] == "template" and r["rss_bytes"] > 0 for r in api.ok("GET", "/api/v5/recon/sidecars"))
+    r = api.ok("POST", "/api/v5/reload/config")
+    assert "needs_restart" in r and any("auth cache" in x for x in r["applied"])
+
+
 def test_login_rate_limit_answers_429(broker_factory):
     port = free_port()
     b = broker_factory(extra=f'\n[dashboard]\nlistener = "127.0.0.1:{port}"\nlogin_attempts_per_minute = 5\n')

@@ -13,7 +13,7 @@ import pytest
 
 from brokers import free_port, toml_value
 from clients import Client, wait_for
-from ctl import ctl_ok
+from ctl import ctl_ok, run_ctl
 from sidecars import managed_pid, short_dir, wait_registered
 from stompgw import GatewayProcess, auth_broker, RawStomp, gateways_binary, shipped_config, stomp_client, wait_port
 
@@ -472,3 +472,25 @@ def test_managed_gateway_max_clients_and_kill_9(managed, uniq):
     assert w.get().payload == b"reconnected"
     assert managed_pid(b, "gateways") != pid
     again.disconnect()
+
+
+def test_reload_of_a_managed_gateway_keeps_the_running_one(managed, uniq):
+    """The new process of a hand-over cannot bind the gateway's ports while the old one holds
+    them: it exits before registering, the reload says so, and the running gateway and its
+    clients carry on (docs/sidecars.md, "Reload: a hand-over")."""
+    b, port, d = managed
+    ctl = d / "ctl.sock"
+    pid = managed_pid(b, "gateways")
+    c, col = stomp_login(port)
+    c.subscribe(destination=f"/topic/{uniq}/#", id="s", headers={"receipt": "r"})
+    assert col.receipt() == "r"
+    r = run_ctl(ctl, "plugins", "reload", "gateways")
+    assert r.rc == 2 and "keeps serving" in r.err, r
+    row = [x for x in ctl_ok(ctl, "plugins", "list", json_out=True) if x["name"] == "gateways"][0]
+    assert row["pid"] == pid and row["state"] == "running" and row["connected"]
+    w = watcher(b)
+    w.publish(f"{uniq}/after", b"still served", qos=1)
+    assert col.get().body == "still served"
+    assert not col.disconnected
+    c.disconnect()
+    w.disconnect()

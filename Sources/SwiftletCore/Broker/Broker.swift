@@ -10,6 +10,7 @@ import MQTTCodec
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// The broker: event loops with their routing replicas, the session registry, retained
 /// store, listeners and $SYS. One instance per process.
@@ -57,6 +58,11 @@ public final class Broker: @unchecked Sendable {
     private var otherListeners: [String: ListenerState] = [:]
     var sysTask: RepeatedTask?
     let shuttingDown = ManagedAtomic<Bool>(false)
+    /// The file the configuration came from (`swiftlet --config`); `reload config` reads it again.
+    public var configFile: String?
+    /// The live log level, when the process's loggers follow one (`reload config`).
+    public var logLevels: LogLevelSwitch?
+    let appliedConfig: AppliedConfig
 
     /// A broker on its own event loop group of `threads` loops.
     public convenience init(config: BrokerConfig, logger: Logger, threads: Int = System.coreCount) {
@@ -66,6 +72,7 @@ public final class Broker: @unchecked Sendable {
     /// A broker on a given group (tests pass an `EmbeddedEventLoop` as a manual clock).
     public init(config: BrokerConfig, logger: Logger, group: EventLoopGroup, ownsGroup: Bool = false) {
         self.config = config
+        self.appliedConfig = AppliedConfig(config)
         self.connectionPolicy = ConnectionPolicy(config.mqtt)
         self.logger = logger
         self.group = group

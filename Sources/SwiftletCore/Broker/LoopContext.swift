@@ -92,6 +92,10 @@ final class LoopContext: @unchecked Sendable {
     private var loopCount: Int64 = 1
 
     /// A store id unique across loops and restarts (see `Broker.start`).
+    /// Deliveries waiting in this loop's outboxes and connections waiting for the tick's
+    /// flush (recon's queue depth; on the loop).
+    var pendingWork: Int { outboxes.reduce(0) { $0 + $1.count } + dirty.count }
+
     func allocateStoreId() -> Int64 {
         let id = nextStoreId
         nextStoreId += loopCount

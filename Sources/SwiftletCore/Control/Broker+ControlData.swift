@@ -78,20 +78,23 @@ extension SubscriptionOptions {
 extension Broker {
     /// Connected clients, each read on its own loop (one task per loop).
     func clientSnapshots() -> EventLoopFuture<[ClientSnapshot]> {
-        let conns = connectionsLock.withLock { Array(connections.values) }
-        var byLoop: [Int: [MQTTConnectionHandler]] = [:]
-        for c in conns { byLoop[c.ctx.index, default: []].append(c) }
-        let futures = byLoop.map { index, list in
-            loops[index].eventLoop.submit { () -> [ClientSnapshot] in
-                list.compactMap { c in
-                    guard c.state == .connected else { return nil }
-                    return ClientSnapshot(c, session: c.session)
-                }
+        let futures = onConnectionLoops { list -> [ClientSnapshot] in
+            list.compactMap { c in
+                guard c.state == .connected else { return nil }
+                return ClientSnapshot(c, session: c.session)
             }
         }
         return EventLoopFuture.whenAllSucceed(futures, on: group.next()).map { parts in
             parts.flatMap { $0 }.sorted { $0.clientId < $1.clientId }
         }
+    }
+
+    /// `body` on each loop with the connections living there (one task per loop).
+    func onConnectionLoops<T>(_ body: @escaping ([MQTTConnectionHandler]) -> T) -> [EventLoopFuture<T>] {
+        let conns = connectionsLock.withLock { Array(connections.values) }
+        var byLoop: [Int: [MQTTConnectionHandler]] = [:]
+        for c in conns { byLoop[c.ctx.index, default: []].append(c) }
+        return byLoop.map { index, list in loops[index].eventLoop.submit { body(list) } }
     }
 
     /// Runs `body` for each session on its home loop (one task per loop). A session that

@@ -37,8 +37,10 @@ extension Broker {
     /// what `swiftlet-ctl help` prints when no broker is running to ask.
     public static var builtinCommandUsages: [(command: String, usage: String)] {
         [("acl", aclUsage), ("admins", adminsUsage), ("banned", bannedUsage), ("cache", cacheUsage), ("clients", clientsUsage),
-         ("help", "help"), ("listeners", listenersUsage), ("plugins", pluginsUsage), ("retained", retainedUsage),
+         ("help", "help"), ("listeners", listenersUsage), ("plugins", pluginsUsage), ("recon", reconUsage),
+         ("reload", reloadUsage), ("retained", retainedUsage),
          ("sessions", sessionsUsage), ("status", "status"), ("subscriptions", subscriptionsUsage), ("topics", "topics list"),
+         ("trace", traceUsage),
          ("users", usersUsage)]
     }
 

@@ -15,6 +15,9 @@ extension Broker {
         registerAuthCommands()
         registerUserCommands()
         registerBannedCommands()
+        registerReloadCommand()
+        registerReconCommands()
+        registerTraceCommand()
     }
 
     /// Registers a command whose handler gets the broker.

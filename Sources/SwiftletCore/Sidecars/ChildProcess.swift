@@ -1,3 +1,4 @@
+import CSwiftletSys
 import SidecarLinkKit
 #if canImport(Glibc)
 import Glibc
@@ -55,6 +56,36 @@ enum ChildProcess {
         guard rc == 0 else {
             close(readEnd)
             throw SpawnError(description: errnoText(rc))
+        }
+        return (pid, readEnd)
+    }
+
+    /// As `spawn`, then limits and ids applied in the child before exec (fork + exec in C:
+    /// posix_spawn can set neither). A step that fails in the child is this call's error.
+    static func spawnIsolated(path: String, args: [String], environment: [String: String],
+                              isolation: SidecarIsolation, ids: SidecarIsolation.Resolved) throws -> (pid: Int32, output: CInt) {
+        var fds: [CInt] = [-1, -1]
+        guard pipe2(&fds, O_CLOEXEC) == 0 else { throw SpawnError(description: "pipe: \(errnoText(errno))") }
+        let (readEnd, writeEnd) = (fds[0], fds[1])
+        var iso = swiftlet_isolation()
+        iso.set_ids = ids.uid != nil || ids.gid != nil ? 1 : 0
+        iso.uid = ids.uid ?? geteuid()
+        iso.gid = ids.gid ?? getegid()
+        iso.memory_max = isolation.memoryMax.map { Int64($0) } ?? -1
+        iso.open_files = isolation.openFiles.map { Int64($0) } ?? -1
+        iso.cpu_seconds = isolation.cpuSeconds.map { Int64($0) } ?? -1
+        let argv = ([path] + args).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var err = [CChar](repeating: 0, count: 512)
+        let pid = swiftlet_spawn_isolated(path, argv, envp, writeEnd, &iso, &err, err.count)
+        close(writeEnd)
+        guard pid > 0 else {
+            close(readEnd)
+            throw SpawnError(description: String(cString: err))
         }
         return (pid, readEnd)
     }

@@ -11,10 +11,13 @@ final class PeerCredentialCheck: ChannelInboundHandler, RemovableChannelHandler 
 
     let allowGroup: Bool
     let logger: Logger
+    /// Told the peer's credentials (on the channel's loop) when they are accepted.
+    let onAccepted: @Sendable (PeerCred) -> Void
 
-    init(allowGroup: Bool, logger: Logger) {
+    init(allowGroup: Bool, logger: Logger, onAccepted: @escaping @Sendable (PeerCred) -> Void = { _ in }) {
         self.allowGroup = allowGroup
         self.logger = logger
+        self.onAccepted = onAccepted
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -23,6 +26,7 @@ final class PeerCredentialCheck: ChannelInboundHandler, RemovableChannelHandler 
         let loggerCopy = logger
         let allowGroup = self.allowGroup
         let channel = context.channel
+        let onAccepted = self.onAccepted
         provider.unsafeGetSocketOption(level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
             .whenComplete { (result: Result<PeerCred, Error>) in
                 switch result {
@@ -32,6 +36,8 @@ final class PeerCredentialCheck: ChannelInboundHandler, RemovableChannelHandler 
                         loggerCopy.warning("sidecar socket: peer refused by its credentials", metadata: [
                             "sidecars.peer_uid": "\(cred.uid)", "sidecars.peer_gid": "\(cred.gid)", "sidecars.peer_pid": "\(cred.pid)"])
                         channel.close(promise: nil)
+                    } else {
+                        onAccepted(cred)
                     }
                 case .failure(let e):
                     loggerCopy.warning("sidecar socket: cannot read peer credentials; closing", metadata: ["error": "\(e)"])

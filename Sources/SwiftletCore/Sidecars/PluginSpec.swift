@@ -14,6 +14,11 @@ public struct PluginSpec: Sendable, Equatable {
     public var enabled = true
     public var restart = RestartPolicy()
     public var teardown = TeardownPlan()
+    /// What the process runs as and within (`user`, `group`, limits, `clean_env`).
+    public var isolation = SidecarIsolation()
+    /// The whole file as read: the sidecar's own settings are in it too, so `reload config`
+    /// compares it to tell whether a running sidecar needs a reload.
+    public var source = ""
 
     public static func load(name: String, file: String) throws -> PluginSpec {
         guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
@@ -29,11 +34,13 @@ public struct PluginSpec: Sendable, Equatable {
             throw ConfigError(key: "sidecar", line: nil, message: "\(file) has no [sidecar] table")
         }
         let s = "sidecar"
-        try reader.checkKeys(t, allowed: ["command", "args", "env", "enabled", "restart"], section: s)
+        try reader.checkKeys(t, allowed: ["command", "args", "env", "enabled", "restart", "user", "group", "memory_max",
+                                          "open_files", "cpu_seconds", "clean_env"], section: s)
         guard let command = try reader.string(t, "command", section: s), !command.isEmpty else {
             throw reader.error("sidecar.command", "is required")
         }
         var spec = PluginSpec(name: name, file: file, command: command)
+        spec.source = text
         if let v = try reader.bool(t, "enabled", section: s) { spec.enabled = v }
         if let a = t["args"] {
             guard let arr = a.array else { throw reader.error("sidecar.args", "must be an array of strings") }
@@ -48,6 +55,7 @@ public struct PluginSpec: Sendable, Equatable {
                 spec.env[k] = x
             }
         }
+        spec.isolation = try SidecarIsolation.parse(t, reader: reader)
         if let r = try reader.table(t, "restart", section: s) {
             let rs = "sidecar.restart"
             try reader.checkKeys(r, allowed: ["initial_backoff", "max_backoff", "max_restarts", "period", "shutdown_grace"], section: rs)

@@ -19,6 +19,12 @@ final class SidecarConnection: ChannelInboundHandler, @unchecked Sendable {
     let logger: Logger
     let eventLoop: EventLoop
     let peer: String
+    /// The peer's process id (SO_PEERCRED), set on the loop before HELLO is read; 0 unknown.
+    var peerPid: Int32 {
+        get { peerPidValue.load(ordering: .relaxed) }
+        set { peerPidValue.store(newValue, ordering: .relaxed) }
+    }
+    private let peerPidValue = ManagedAtomic<Int32>(0)
     /// Set once at HELLO and REGISTER (on the loop, before the hub publishes the connection).
     private(set) var name = ""
     private(set) var sidecarVersion = ""
@@ -45,6 +51,8 @@ final class SidecarConnection: ChannelInboundHandler, @unchecked Sendable {
     private var timerDeadline = UInt64.max
 
     var state: State { link.state }
+    /// Requests waiting for their reply (on the loop).
+    var outstanding: Int { link.outstanding }
 
     init(hub: SidecarHub, eventLoop: EventLoop, peer: String, logger: Logger) {
         self.hub = hub

@@ -36,6 +36,11 @@ public final class SidecarHub: BrokerPart, @unchecked Sendable {
     private var serverChannel: Channel?
     /// Told when a sidecar's connection ends (the supervisor restarts managed ones that hang).
     var onDisconnect: (@Sendable (_ name: String, _ reason: SidecarCloseReason) -> Void)?
+    /// A reload's new process, by name: its registration takes over from the old connection
+    /// instead of replacing it (`SidecarHandOver`).
+    private var successors: [String: Int32] = [:]
+    /// Told when the expected successor registered, with the connection it took over from.
+    var onHandOver: (@Sendable (_ name: String, _ old: SidecarConnection?) -> Void)?
 
     init(config: BrokerConfig, group: EventLoopGroup, logger: Logger, auth: AuthChain, control: ControlRegistry,
          openGatewayConnection: @escaping GatewayConnector) {
@@ -63,7 +68,7 @@ public final class SidecarHub: BrokerPart, @unchecked Sendable {
                     let conn = SidecarConnection(hub: self, eventLoop: channel.eventLoop,
                                                  peer: "\(channel.remoteAddress?.description ?? "unix")", logger: logger)
                     try channel.pipeline.syncOperations.addHandler(PeerCredentialCheck(allowGroup: config.socketMode & 0o070 != 0,
-                                                                                       logger: logger))
+                                                                                       logger: logger) { conn.peerPid = $0.pid })
                     try channel.pipeline.syncOperations.addHandler(conn)
                 }
             }
@@ -98,19 +103,33 @@ public final class SidecarHub: BrokerPart, @unchecked Sendable {
         public var hookDelivered: Int
         /// Open gateway sessions (SPEC 7).
         public var gatewaySessions: Int
+        /// The process on the other end (SO_PEERCRED); 0 unknown.
+        public var pid: Int32
     }
 
     public var connected: [Info] {
         lock.withLock { connections.values.map {
             Info(name: $0.name, version: $0.sidecarVersion, capabilities: $0.capabilities, hooks: $0.acceptedHooks,
                  hookQueue: $0.hookQueue.count, hookDropped: $0.hookQueue.dropped, hookDelivered: $0.hookQueue.delivered,
-                 gatewaySessions: $0.gatewaySessionCount.load(ordering: .relaxed))
+                 gatewaySessions: $0.gatewaySessionCount.load(ordering: .relaxed), pid: $0.peerPid)
         }.sorted { $0.name < $1.name } }
     }
 
+    /// The process `pid` (a reload's new one) will register as `name` and take over.
+    func expectSuccessor(_ name: String, pid: Int32) {
+        lock.withLock { successors[name] = pid }
+    }
+
+    func cancelSuccessor(_ name: String) {
+        _ = lock.withLock { successors.removeValue(forKey: name) }
+    }
+
     func registered(_ c: SidecarConnection) {
-        let (previous, restart, provider): (SidecarConnection?, Bool, SidecarProvider?) = lock.withLock {
+        let (previous, restart, provider, handOver): (SidecarConnection?, Bool, SidecarProvider?, Bool) = lock.withLock {
             let prev = connections[c.name]
+            // The peer's pid comes from SO_PEERCRED (0 where it could not be read).
+            let handOver = successors[c.name].map { c.peerPid == 0 || c.peerPid == $0 } ?? false
+            if handOver { successors[c.name] = nil }
             connections[c.name] = c
             let restart = seen.contains(c.name)
             seen.insert(c.name)
@@ -120,9 +139,13 @@ public final class SidecarHub: BrokerPart, @unchecked Sendable {
                 p = SidecarProvider(name: c.name, hub: self)
                 providers[c.name] = p
             }
-            return (prev, restart, p)
+            return (prev, restart, p, handOver)
         }
-        if let previous, previous !== c { previous.close(.replaced) }
+        if let previous, previous !== c {
+            // A hand-over: the old connection stays open until its requests are answered
+            // (the supervisor stops its process then), but gets no new work, hooks included.
+            if handOver { hooks.remove(previous) } else { previous.close(.replaced) }
+        }
         if let provider {
             provider.update(c.capabilities)
             auth.add(provider)
@@ -130,11 +153,12 @@ public final class SidecarHub: BrokerPart, @unchecked Sendable {
         hooks.add(c)
         // Answers given by the sidecar's previous life may no longer hold.
         let dropped = auth.invalidate(.all)
-        if restart { auth.stats(c.name).restarted() }
+        if restart && !handOver { auth.stats(c.name).restarted() }
         logger.info("sidecar registered", metadata: [
             "sidecar.name": "\(c.name)", "sidecar.hooks": "\(c.acceptedHooks.joined(separator: ","))",
             "sidecar.capabilities": "\(c.capabilities.count)", "auth.cache_dropped": "\(dropped)"])
         registerCommands(c)
+        if handOver { onHandOver?(c.name, previous) }
     }
 
     func disconnected(_ c: SidecarConnection, reason: SidecarCloseReason) {
@@ -153,6 +177,8 @@ public final class SidecarHub: BrokerPart, @unchecked Sendable {
     /// A sidecar that says GOODBYE leaves the chain (an external sidecar going away on
     /// purpose); one that crashes stays in it and answers `error` until it is back.
     func saidGoodbye(_ c: SidecarConnection) {
+        // The old process of a hand-over says GOODBYE too: the provider is its successor's now.
+        guard lock.withLock({ connections[c.name] === c }) else { return }
         removeProvider(named: c.name)
     }
 

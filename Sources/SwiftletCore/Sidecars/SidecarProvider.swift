@@ -1,3 +1,4 @@
+import SidecarLinkKit
 import SwiftletAuth
 import NIOConcurrencyHelpers
 import NIOCore
@@ -44,12 +45,28 @@ final class SidecarProvider: AuthProvider, @unchecked Sendable {
 
     private static func ttl(_ ms: UInt32) -> TimeAmount? { ms == 0 ? nil : .milliseconds(Int64(ms)) }
 
+    /// Sends `m` to the sidecar's current connection. A request that the connection failed
+    /// because it closed is sent again, once, when another connection serves the name by then:
+    /// a reload's hand-over swaps connections while lookups are on their way.
+    private func ask(_ m: IPCMessage) -> EventLoopFuture<IPCMessage>? {
+        guard let conn = hub.connection(named: name) else { return nil }
+        let timeout = hub.config.requestTimeout
+        return conn.request(m, timeout: timeout).flatMapError { [hub, name] error in
+            switch error as? SidecarRequestError {
+            case .closed?, .down?:
+                if let next = hub.connection(named: name), next !== conn { return next.request(m, timeout: timeout) }
+            default: break
+            }
+            return conn.eventLoop.makeFailedFuture(error)
+        }
+    }
+
     func authenticate(_ c: ClientInfo, password: [UInt8]?, on loop: EventLoop) -> EventLoopFuture<ProviderAnswer> {
-        guard let conn = hub.connection(named: name) else {
+        let pw = password.map { ByteBuffer(bytes: $0) }
+        guard let asked = ask(.authnRequest(client: Self.ipcClient(c), password: pw)) else {
             return loop.makeSucceededFuture(ProviderAnswer(.error("sidecar \(name) is down")))
         }
-        let pw = password.map { ByteBuffer(bytes: $0) }
-        return conn.request(.authnRequest(client: Self.ipcClient(c), password: pw), timeout: hub.config.requestTimeout)
+        return asked
             .map { reply -> ProviderAnswer in
                 let (d, su, ttl, reason, subs): (IPCDecision, Bool, UInt32, String, [IPCSubscription])
                 switch reply {
@@ -71,12 +88,11 @@ final class SidecarProvider: AuthProvider, @unchecked Sendable {
     }
 
     func authorize(_ c: ClientInfo, access: ACLAccess, topic: String, on loop: EventLoop) -> EventLoopFuture<ProviderAnswer> {
-        guard let conn = hub.connection(named: name) else {
+        let a: IPCAccess = access == .publish ? .publish : .subscribe
+        guard let asked = ask(.authzRequest(client: Self.ipcClient(c), access: a, topic: topic, qos: 0, retain: false)) else {
             return loop.makeSucceededFuture(ProviderAnswer(.error("sidecar \(name) is down")))
         }
-        let a: IPCAccess = access == .publish ? .publish : .subscribe
-        return conn.request(.authzRequest(client: Self.ipcClient(c), access: a, topic: topic, qos: 0, retain: false),
-                            timeout: hub.config.requestTimeout)
+        return asked
             .map { reply -> ProviderAnswer in
                 guard case .authzReply(let d, let ttl, let reason) = reply else {
                     return ProviderAnswer(.error("unexpected reply \(reply.kind)"))

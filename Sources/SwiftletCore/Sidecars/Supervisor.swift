@@ -23,6 +23,22 @@ public final class Supervisor: BrokerPart, @unchecked Sendable {
         }
     }
 
+    /// A `plugins reload` in progress: the old process, the new one, and who waits for the answer.
+    final class HandOverRun {
+        var machine: SidecarHandOver
+        let old: Managed
+        let next: Managed
+        let promise: EventLoopPromise<String>
+        /// The old connection, once the new one registered (its outstanding requests drain).
+        var oldConnection: SidecarConnection?
+        init(machine: SidecarHandOver, old: Managed, next: Managed, promise: EventLoopPromise<String>) {
+            self.machine = machine
+            self.old = old
+            self.next = next
+            self.promise = promise
+        }
+    }
+
     public struct Status: Sendable {
         public var name: String
         public var state: String
@@ -48,6 +64,10 @@ public final class Supervisor: BrokerPart, @unchecked Sendable {
     let sidecarSocketPath: String
     let ctlSocketPath: String
     private var managed: [String: Managed] = [:]
+    /// Reloads in progress by name.
+    private var handOvers: [String: HandOverRun] = [:]
+    /// New processes of failed hand-overs, until their teardown is over.
+    private var abandoned: [Managed] = []
     private var timer: Scheduled<Void>?
     private var timerDeadline = UInt64.max
 
@@ -70,6 +90,9 @@ public final class Supervisor: BrokerPart, @unchecked Sendable {
         hub.onDisconnect = { [weak self] name, reason in
             self?.loop.execute { self?.connectionLost(name, reason: reason) }
         }
+        hub.onHandOver = { [weak self] name, old in
+            self?.loop.execute { self?.successorRegistered(name, old: old) }
+        }
         guard let dir = pluginsDir else { return }
         loop.execute { [self] in
             for (name, file) in PluginSpec.scan(dir: dir) {
@@ -87,7 +110,9 @@ public final class Supervisor: BrokerPart, @unchecked Sendable {
 
     public func stop() async {
         let f: EventLoopFuture<Void> = loop.flatSubmit { [self] in
-            let all = managed.values.map { stop($0) }
+            for h in handOvers.values { h.promise.fail(SupervisorError("\(h.machine.name) not reloaded: the broker is stopping")) }
+            handOvers = [:]
+            let all = everyone.map { stop($0) }
             return EventLoopFuture.andAllComplete(all, on: loop)
         }
         try? await f.get()
@@ -119,7 +144,11 @@ public final class Supervisor: BrokerPart, @unchecked Sendable {
                 return loop.makeFailedFuture(SupervisorError("no plugin \(name) in \(dir)"))
             }
             let spec: PluginSpec
-            do { spec = try PluginSpec.load(name: name, file: file) } catch {
+            do {
+                spec = try PluginSpec.load(name: name, file: file)
+                _ = try spec.isolation.resolve()
+                try spec.isolation.checkLimits()
+            } catch {
                 return loop.makeFailedFuture(SupervisorError("\(error)"))
             }
             if let m = managed[name], !m.machine.isIdle {
@@ -146,8 +175,128 @@ public final class Supervisor: BrokerPart, @unchecked Sendable {
         }
     }
 
+    /// A hand-over when the sidecar runs and is connected (`SidecarHandOver`); otherwise a
+    /// plain stop and start.
     public func reload(_ name: String) -> EventLoopFuture<String> {
-        unload(name).recover { _ in "" }.flatMap { [self] _ in load(name) }.map { _ in "\(name) reloaded" }
+        loop.flatSubmit { [self] in
+            guard let m = managed[name], m.machine.state == .running, m.machine.pid != nil,
+                  hub.connection(named: name) != nil else {
+                return unload(name).recover { _ in "" }.flatMap { [self] _ in load(name) }
+                    .map { "\(name) reloaded (it was not serving, so it was started: \($0))" }
+            }
+            guard handOvers[name] == nil else {
+                return loop.makeFailedFuture(SupervisorError("a reload of \(name) is already in progress"))
+            }
+            let spec: PluginSpec
+            do { spec = try PluginSpec.load(name: name, file: m.spec.file) } catch {
+                return loop.makeFailedFuture(SupervisorError("\(name) not reloaded (the running one keeps serving): \(error)"))
+            }
+            let next = Managed(spec: spec)
+            next.machine.restartsOnExit = false
+            let c = hub.config
+            let h = HandOverRun(
+                machine: SidecarHandOver(name: name, now: Self.now(),
+                                         registerTimeout: UInt64(max(10_000_000_000, 2 * c.handshakeTimeout.nanoseconds)),
+                                         drainTimeout: UInt64(c.requestTimeout.nanoseconds) &+ 1_000_000_000),
+                old: m, next: next, promise: loop.makePromise())
+            handOvers[name] = h
+            logger.info("sidecar hand-over started", metadata: ["sidecar.name": "\(name)", "sidecar.pid": "\(m.machine.pid ?? 0)"])
+            run(next, next.machine.load())
+            if next.machine.pid == nil { runHandOver(h, h.machine.newEnded("could not be started (\(next.machine.lastExit))")) }
+            return h.promise.futureResult
+        }
+    }
+
+    /// `reload config`: each plugin file read again. A running sidecar whose declaration
+    /// changed is reloaded (a hand-over); a new or stopped one with `enabled = true` is
+    /// started. Returns what was done, one line per plugin; a file with an error is named and
+    /// changes nothing.
+    public func applyDeclarations() -> EventLoopFuture<[String]> {
+        loop.flatSubmit { [self] in
+            guard let dir = pluginsDir else { return loop.makeSucceededFuture([]) }
+            var work: [EventLoopFuture<String>] = []
+            for (name, file) in PluginSpec.scan(dir: dir) {
+                let spec: PluginSpec
+                do { spec = try PluginSpec.load(name: name, file: file) } catch {
+                    work.append(loop.makeSucceededFuture("plugin \(name): not applied: \(error)"))
+                    continue
+                }
+                if let m = managed[name], !m.machine.isIdle {
+                    // `enabled` only matters at start: a running sidecar is not reloaded for it.
+                    var running = m.spec
+                    running.enabled = spec.enabled
+                    guard running != spec else { continue }
+                    work.append(reload(name).map { "plugin \($0)" }.recover { "plugin \(name): \($0)" })
+                } else if spec.enabled {
+                    work.append(load(name).map { "plugin \($0)" }.recover { "plugin \(name): \($0)" })
+                }
+            }
+            return EventLoopFuture.whenAllSucceed(work, on: loop)
+        }
+    }
+
+    // MARK: Hand-over
+
+    /// Every machine with a process: the managed ones and both sides of each hand-over.
+    private var everyone: [Managed] {
+        var all = Array(managed.values) + abandoned
+        for h in handOvers.values {
+            if !all.contains(where: { $0 === h.old }) { all.append(h.old) }
+            if !all.contains(where: { $0 === h.next }) { all.append(h.next) }
+        }
+        return all
+    }
+
+    /// The new process registered (the hub already routes new requests to it).
+    private func successorRegistered(_ name: String, old: SidecarConnection?) {
+        guard let h = handOvers[name], h.machine.phase == .starting else { return }
+        h.next.machine.restartsOnExit = true
+        h.old.machine.restartsOnExit = false
+        managed[name] = h.next
+        h.oldConnection = old
+        logger.info("sidecar hand-over: the new process serves; draining the old one", metadata: [
+            "sidecar.name": "\(name)", "sidecar.pid": "\(h.next.machine.pid ?? 0)"])
+        runHandOver(h, h.machine.newRegistered(now: Self.now()))
+        pollDrain(h)
+    }
+
+    /// Asks the old connection how many requests it still waits for, until none.
+    private func pollDrain(_ h: HandOverRun) {
+        guard h.machine.phase == .draining else { return }
+        let count: EventLoopFuture<Int> = h.oldConnection.map { c in c.eventLoop.submit { c.outstanding } }
+            ?? loop.makeSucceededFuture(0)
+        count.hop(to: loop).whenComplete { [self] result in
+            runHandOver(h, h.machine.oldOutstanding((try? result.get()) ?? 0))
+            if h.machine.phase == .draining {
+                loop.scheduleTask(in: .milliseconds(10)) { [self] in pollDrain(h) }
+            }
+        }
+    }
+
+    private func runHandOver(_ h: HandOverRun, _ actions: [SidecarHandOver.Action]) {
+        loop.preconditionInEventLoop()
+        let name = h.machine.name
+        for a in actions {
+            switch a {
+            case .stopOld:
+                stop(h.old).whenComplete { [self] _ in runHandOver(h, h.machine.oldStopped()) }
+            case .stopNew:
+                let next = h.next
+                abandoned.append(next)
+                stop(next).whenComplete { [self] _ in abandoned.removeAll { $0 === next } }
+            case .finished(let text):
+                handOvers[name] = nil
+                logger.info("sidecar hand-over complete", metadata: ["sidecar.name": "\(name)", "sidecar.abandoned": "\(h.machine.abandoned)"])
+                h.promise.succeed(text)
+            case .failed(let text):
+                handOvers[name] = nil
+                hub.cancelSuccessor(name)
+                if managed[name] === h.next { managed[name] = h.old }
+                logger.error("sidecar hand-over failed", metadata: ["sidecar.name": "\(name)", "error": "\(text)"])
+                h.promise.fail(SupervisorError(text))
+            }
+        }
+        armTimer()
     }
 
     // MARK: Executing the machines' actions
@@ -195,7 +344,28 @@ public final class Supervisor: BrokerPart, @unchecked Sendable {
         let spec = m.spec
         let cwd = FileManager.default.currentDirectoryPath
         let path = absolute(spec.command, cwd: cwd)
-        var env = ProcessInfo.processInfo.environment
+        let iso = spec.isolation
+        var env: [String: String]
+        if iso.wantsCleanEnvironment {
+            let inherited = ProcessInfo.processInfo.environment
+            env = ["PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": inherited["LANG"] ?? "C.UTF-8"]
+            for (k, v) in inherited where k.hasPrefix("SWIFTLET_") { env[k] = v }
+        } else {
+            env = ProcessInfo.processInfo.environment
+        }
+        let ids: SidecarIsolation.Resolved
+        do {
+            ids = try iso.resolve()
+            try iso.checkLimits()
+        } catch {
+            logger.error("sidecar could not be started", metadata: ["sidecar.name": "\(spec.name)", "error": "\(error)"])
+            return run(m, m.machine.spawnFailed("\(error)", now: Self.now()))
+        }
+        if let user = iso.user, iso.wantsCleanEnvironment {
+            env["USER"] = user
+            env["HOME"] = ids.home ?? "/"
+        }
+        env["NOTIFY_SOCKET"] = nil
         for (k, v) in spec.env { env[k] = v }
         env["SWIFTLET_SOCKET"] = absolute(sidecarSocketPath, cwd: cwd)
         env["SWIFTLET_CTL_SOCKET"] = absolute(ctlSocketPath, cwd: cwd)
@@ -203,13 +373,15 @@ public final class Supervisor: BrokerPart, @unchecked Sendable {
         env["SWIFTLET_PLUGIN_CONFIG"] = absolute(spec.file, cwd: cwd)
         let child: (pid: Int32, output: CInt)
         do {
-            child = try ChildProcess.spawn(path: path, args: spec.args, environment: env)
+            child = iso.isEmpty ? try ChildProcess.spawn(path: path, args: spec.args, environment: env)
+                : try ChildProcess.spawnIsolated(path: path, args: spec.args, environment: env, isolation: iso, ids: ids)
         } catch {
             let why = "cannot start \(path): \(error)"
             logger.error("sidecar could not be started", metadata: ["sidecar.name": "\(spec.name)", "error": "\(why)"])
             return run(m, m.machine.spawnFailed(why, now: Self.now()))
         }
         logger.info("sidecar started", metadata: ["sidecar.name": "\(spec.name)", "sidecar.pid": "\(child.pid)"])
+        if let h = handOvers[spec.name], h.next === m { hub.expectSuccessor(spec.name, pid: child.pid) }
         run(m, m.machine.spawned(pid: child.pid, now: Self.now()))
         // The end of its output usually means it exited: look at once.
         ChildProcess.forwardOutput(child.output, on: loop, name: spec.name, logger: logger) { [weak self] in
@@ -224,19 +396,22 @@ public final class Supervisor: BrokerPart, @unchecked Sendable {
     /// Exits of every running process, then whatever time made due.
     private func reapAll() {
         let now = Self.now()
-        for m in managed.values {
+        for m in everyone {
             if let pid = m.machine.pid, let exit = ChildProcess.reap(pid) {
                 for a in m.machine.exited(pid: pid, exit, now: now) { execute(m, a) }
+                if let h = handOvers[m.spec.name], h.next === m { runHandOver(h, h.machine.newEnded("ended (\(exit))")) }
             }
             for a in m.machine.tick(now: now) { execute(m, a) }
         }
+        for h in Array(handOvers.values) { runHandOver(h, h.machine.tick(now: now)) }
         armTimer()
     }
 
     /// One timer: the machines' earliest deadline, and the next exit check while any runs.
     private func armTimer() {
-        var d = managed.values.compactMap { $0.machine.nextDeadline }.min()
-        if managed.values.contains(where: { $0.machine.pid != nil }) {
+        let all = everyone
+        var d = (all.compactMap { $0.machine.nextDeadline } + handOvers.values.compactMap { $0.machine.nextDeadline }).min()
+        if all.contains(where: { $0.machine.pid != nil }) {
             d = min(d ?? .max, Self.now() &+ Self.reapInterval)
         }
         guard let d else { return }

@@ -1,0 +1,41 @@
+#ifndef SWIFTLET_SYS_H
+#define SWIFTLET_SYS_H
+#include <stddef.h>
+#include <sys/types.h>
+
+/// glibc's allocator figures (mallinfo2), in bytes.
+typedef struct {
+    size_t arena;        // non-mmapped space obtained from the system
+    size_t mmapped;      // space in mmapped regions
+    size_t in_use;       // allocated (uordblks)
+    size_t free;         // free chunks inside the arena (fordblks)
+    size_t releasable;   // top-most free chunk (keepcost)
+} swiftlet_heap_info;
+
+/// Fills `out`; returns 0, or -1 where mallinfo2 is not available.
+int swiftlet_heap(swiftlet_heap_info *out);
+/// malloc_trim(0): returns 1 when memory was released to the system.
+int swiftlet_heap_trim(void);
+/// The bytes malloc gave for the block at `p` (malloc_usable_size); 0 where unknown.
+size_t swiftlet_usable_size(const void *p);
+/// The calling thread's kernel id.
+pid_t swiftlet_gettid(void);
+
+/// What a sidecar process runs as and within (its plugin file's isolation keys).
+typedef struct {
+    int set_ids;            // 1: setgroups({gid}), setgid(gid), setuid(uid)
+    unsigned int uid;
+    unsigned int gid;
+    long long memory_max;   // RLIMIT_AS in bytes; < 0: unchanged
+    long long open_files;   // RLIMIT_NOFILE; < 0: unchanged
+    long long cpu_seconds;  // RLIMIT_CPU (soft; hard one second later); < 0: unchanged
+} swiftlet_isolation;
+
+/// fork + exec of `path` with `argv`/`envp`: stdin /dev/null, stdout and stderr `out_fd`, no
+/// other descriptor, default signal dispositions and an empty mask, then the limits and ids of
+/// `iso`. Returns the pid, or -1 with `err` saying which step failed (the child's error comes
+/// back over a close-on-exec pipe, so a limit that cannot be set is an error here, not a
+/// silent exit).
+int swiftlet_spawn_isolated(const char *path, char *const argv[], char *const envp[], int out_fd,
+                            const swiftlet_isolation *iso, char *err, size_t err_len);
+#endif

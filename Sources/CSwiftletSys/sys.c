@@ -1,0 +1,145 @@
+#define _GNU_SOURCE
+#include "swiftlet_sys.h"
+#include <unistd.h>
+#include <sys/syscall.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+int swiftlet_heap(swiftlet_heap_info *out) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+    struct mallinfo2 m = mallinfo2();
+    out->arena = m.arena;
+    out->mmapped = m.hblkhd;
+    out->in_use = m.uordblks + m.hblkhd;
+    out->free = m.fordblks;
+    out->releasable = m.keepcost;
+    return 0;
+#else
+    out->arena = out->mmapped = out->in_use = out->free = out->releasable = 0;
+    return -1;
+#endif
+}
+
+int swiftlet_heap_trim(void) {
+#if defined(__GLIBC__)
+    return malloc_trim(0);
+#else
+    return 0;
+#endif
+}
+
+pid_t swiftlet_gettid(void) {
+#if defined(__linux__)
+    return (pid_t)syscall(SYS_gettid);
+#else
+    return getpid();
+#endif
+}
+
+size_t swiftlet_usable_size(const void *p) {
+#if defined(__GLIBC__)
+    return malloc_usable_size((void *)p);
+#else
+    (void)p;
+    return 0;
+#endif
+}
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+static void child_fail(int fd, const char *step) {
+    int e = errno;
+    char buf[256];
+    size_t n = 0;
+    const char *why = strerror(e);
+    for (const char *p = step; *p && n < sizeof(buf) - 2; p++) buf[n++] = *p;
+    buf[n++] = ':';
+    buf[n++] = ' ';
+    for (const char *p = why; *p && n < sizeof(buf) - 1; p++) buf[n++] = *p;
+    ssize_t w = write(fd, buf, n);
+    (void)w;
+    _exit(127);
+}
+
+/// Closes every descriptor from 3 up but `keep`: close_range where the kernel has it, else one
+/// by one up to the descriptor limit (a broker with a million connections has that many).
+static void close_others(int keep) {
+#ifdef SYS_close_range
+    int ok = 1;
+    if (keep > 3 && syscall(SYS_close_range, 3u, (unsigned)keep - 1, 0u) != 0) ok = 0;
+    if (ok && syscall(SYS_close_range, (unsigned)keep + 1, ~0u, 0u) == 0) return;
+#endif
+    long max = sysconf(_SC_OPEN_MAX);
+    if (max < 0 || max > (1L << 21)) max = 1L << 21;
+    for (long i = 3; i < max; i++) if (i != keep) close((int)i);
+}
+
+static int set_limit(int resource, long long soft, long long hard) {
+    struct rlimit r;
+    r.rlim_cur = (rlim_t)soft;
+    r.rlim_max = (rlim_t)hard;
+    return setrlimit(resource, &r);
+}
+
+int swiftlet_spawn_isolated(const char *path, char *const argv[], char *const envp[], int out_fd,
+                            const swiftlet_isolation *iso, char *err, size_t err_len) {
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) {
+        snprintf(err, err_len, "pipe: %s", strerror(errno));
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(err, err_len, "fork: %s", strerror(errno));
+        close(report[0]);
+        close(report[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        int fd = report[1];
+        sigset_t none;
+        sigemptyset(&none);
+        for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        int devnull = open("/dev/null", O_RDONLY);
+        if (devnull < 0 || dup2(devnull, 0) < 0) child_fail(fd, "stdin /dev/null");
+        if (dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0) child_fail(fd, "output pipe");
+        // Everything else but the report pipe (close-on-exec) goes.
+        close_others(fd);
+        if (iso->memory_max >= 0 && set_limit(RLIMIT_AS, iso->memory_max, iso->memory_max) != 0)
+            child_fail(fd, "memory_max (RLIMIT_AS)");
+        if (iso->open_files >= 0 && set_limit(RLIMIT_NOFILE, iso->open_files, iso->open_files) != 0)
+            child_fail(fd, "open_files (RLIMIT_NOFILE)");
+        if (iso->cpu_seconds >= 0 && set_limit(RLIMIT_CPU, iso->cpu_seconds, iso->cpu_seconds + 1) != 0)
+            child_fail(fd, "cpu_seconds (RLIMIT_CPU)");
+        if (iso->set_ids) {
+            gid_t g = (gid_t)iso->gid;
+            if (setgroups(1, &g) != 0) child_fail(fd, "setgroups");
+            if (setgid(g) != 0) child_fail(fd, "setgid");
+            if (setuid((uid_t)iso->uid) != 0) child_fail(fd, "setuid");
+        }
+        execve(path, argv, envp);
+        child_fail(fd, "exec");
+    }
+    close(report[1]);
+    char buf[256];
+    ssize_t n;
+    do { n = read(report[0], buf, sizeof(buf) - 1); } while (n < 0 && errno == EINTR);
+    close(report[0]);
+    if (n > 0) {
+        buf[n] = 0;
+        snprintf(err, err_len, "%s", buf);
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        return -1;
+    }
+    return pid;
+}
