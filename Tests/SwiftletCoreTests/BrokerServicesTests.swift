@@ -22,11 +22,13 @@ final class BrokerServicesTests: XCTestCase {
         let journal: Journal
         let fails: Bool
         let startDelay: UInt64
-        init(_ name: String, _ journal: Journal, fails: Bool = false, startDelay: UInt64 = 0) {
+        let stopDelay: UInt64
+        init(_ name: String, _ journal: Journal, fails: Bool = false, startDelay: UInt64 = 0, stopDelay: UInt64 = 0) {
             self.name = name
             self.journal = journal
             self.fails = fails
             self.startDelay = startDelay
+            self.stopDelay = stopDelay
         }
         func start() async throws {
             // A slow start: the next part must still wait for it.
@@ -34,7 +36,14 @@ final class BrokerServicesTests: XCTestCase {
             if fails { journal.add("fail \(name)"); throw Boom() }
             journal.add("start \(name)")
         }
-        func stop() async { journal.add("stop \(name)") }
+        func stop() async {
+            // A slow stop: a part stopping at the same time as another would show in between.
+            if stopDelay > 0 {
+                journal.add("stopping \(name)")
+                try? await Task.sleep(nanoseconds: stopDelay)
+            }
+            journal.add("stop \(name)")
+        }
     }
 
     private func group(_ parts: [any BrokerPart]) -> ServiceGroup {
@@ -80,6 +89,28 @@ final class BrokerServicesTests: XCTestCase {
             XCTAssertTrue(error is Boom, "\(error)")
         }
         XCTAssertEqual(journal.all, ["start store", "fail sidecars", "stop store"])
+    }
+
+    /// Several parts after the failed one never start; they must not end before the group
+    /// asks them to (ServiceGroup would cancel every service, and the started parts would stop
+    /// at once, the event loops under the supervisor: seen as a crash of a broker whose TLS
+    /// listener could not load its key).
+    func testFailedStartStopsEarlierPartsOneAtATimeWithSeveralNeverStarted() async throws {
+        for _ in 0..<5 {
+            let journal = Journal()
+            let g = group([Probe("loops", journal, stopDelay: 5_000_000), Probe("store", journal, stopDelay: 5_000_000),
+                           Probe("supervisor", journal, stopDelay: 5_000_000), Probe("listeners", journal, fails: true),
+                           Probe("sys", journal), Probe("dashboard", journal), Probe("notifier", journal)])
+            do {
+                try await g.run()
+                XCTFail("the group must report the failed start")
+            } catch {
+                XCTAssertTrue(error is Boom, "\(error)")
+            }
+            XCTAssertEqual(journal.all, ["start loops", "start store", "start supervisor", "fail listeners",
+                                         "stopping supervisor", "stop supervisor", "stopping store", "stop store",
+                                         "stopping loops", "stop loops"])
+        }
     }
 
     func testShutdownDuringStartupStopsWhatStarted() async throws {

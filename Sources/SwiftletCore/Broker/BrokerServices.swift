@@ -87,7 +87,15 @@ struct BrokerPartService: Service, CustomStringConvertible {
         if let after {
             // A shutdown (or the failure of an earlier part) while waiting: never started.
             let go = (try? await cancelWhenGracefulShutdown { await after.wait() }) ?? false
-            guard go else { return ready.fail() }
+            guard go else {
+                ready.fail()
+                // Never started: still return only when the group asks. A service that returns
+                // while the group is shutting another one down makes ServiceGroup cancel every
+                // service, and the started parts would then stop all at once, out of order
+                // (the event loops before the supervisor that still needs them).
+                try? await gracefulShutdown()
+                return
+            }
         }
         do {
             try await part.start()
