@@ -9,10 +9,12 @@ RESULTS_DIR, replaces the part of REPORT.md between <!-- curves:begin --> and
 and draws the curves into PLOT.png with matplotlib (python3 -m pip install matplotlib).
 """
 
-import json
 import re
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import load_runs, read_meta  # noqa: E402  (the report's own readers)
 
 BEGIN, END = "<!-- curves:begin -->", "<!-- curves:end -->"
 BROKERS = ("swiftlet", "mosquitto")
@@ -23,22 +25,12 @@ CONNS = (1000, 5000, 10000, 19000)
 
 
 def load(res, name, broker):
-    try:
-        lines = [l for l in (res / f"{name}.{broker}.json").read_text().splitlines() if l.startswith("{")]
-        return json.loads(lines[-1]) if lines else None
-    except (OSError, ValueError):
-        return None
+    runs = load_runs(res / f"{name}.{broker}.json")
+    return runs[-1] if runs else None
 
 
 def meta(res):
-    m = {}
-    p = res / "meta.env"
-    if p.exists():
-        for line in p.read_text().splitlines():
-            if "=" in line:
-                k, v = line.split("=", 1)
-                m[k] = v
-    return m
+    return read_meta(res)
 
 
 def num(v, places=0):
