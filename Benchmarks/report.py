@@ -3,6 +3,8 @@
 
     report.py RESULTS_DIR > docs/benchmarks.md    the whole report
     report.py --line RUN.json                      one human line per run (progress output)
+    report.py --quick RESULTS_DIR                  the ratio table of `scripts/bench --quick`
+    report.py RESULTS_DIR --preserve OLD.md        keeps OLD.md's <!-- NAME:begin --> ... <!-- NAME:end --> parts
 
 RESULTS_DIR holds <scenario>.<broker>.json (swiftlet-bench --json, one object per line),
 commands.txt (scenario<TAB>command), meta.env, syscalls-q*.<broker>.{perf,strace,tool},
@@ -250,6 +252,28 @@ def write_syscalls(w, res):
         w("between swiftlet's event loops when publisher and subscriber sit on different loops) depend")
         w("on timing and change most under strace.")
         w("")
+
+
+def parse_box_totals(text):
+    """{benchmark title: {metric: p50}} from the boxed tables of `benchmark run` (the
+    allocation-stacks run prints them too, so the quick run needs no second run)."""
+    out, title = {}, None
+    lines = ANSI.sub("", text).splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("╒") and i > 0:
+            back = i - 1
+            while back > 0 and not lines[back].strip():
+                back -= 1
+            title = lines[back].strip()
+            out[title] = {}
+        elif title and line.startswith("│") and "Metric" not in line:
+            cols = [c.strip() for c in line.strip("│").split("│")]
+            if len(cols) >= 4:
+                try:
+                    out[title][cols[0].rstrip(" *").strip()] = float(cols[3].replace(",", ""))
+                except ValueError:
+                    pass
+    return out
 
 
 def parse_package_benchmark(text):
@@ -753,10 +777,105 @@ def report(res):
     return "\n".join(out) + "\n"
 
 
+# Issue 19's targets, as the quick table shows them: scenario -> (kind, bound).
+QUICK_TARGETS = {
+    "one-to-one-16k-q0": ("ratio", 4.0),
+    "connect-rate": ("ratio", 3.0),
+    "idle-10k": ("value", 1536),
+}
+QUICK_THROUGHPUT_TARGET = 5.0
+QUICK_ALLOC_TARGET = 1
+
+
+def quick(res):
+    """The regression guard's output: each main row with both brokers and the ratio, then the
+    allocations per forwarded PUBLISH (the broker's own), each against issue 19's target."""
+    res = Path(res)
+    meta = read_meta(res)
+    runs = {}
+    for f in sorted(res.glob("*.json")):
+        m = re.fullmatch(r"(.+)\.(swiftlet|mosquitto)\.json", f.name)
+        if m:
+            rs = load_runs(f)
+            if rs:
+                runs[(m.group(1), m.group(2))] = rs[-1]
+    out = []
+    w = out.append
+    w(f"scripts/bench --quick at {meta.get('COMMIT', '?')}, {meta.get('DATE', '?')}, "
+      f"{meta.get('DURATION', '?')} s per traffic run, measured in {meta.get('MEASURE_SECONDS', '?')} s")
+    w("")
+    w("| scenario | swiftlet | mosquitto | unit | ratio | target | |")
+    w("|---|---:|---:|---|---:|---|---|")
+    for key, title, kind, unit, better in ROWS:
+        s, mq = runs.get((key, "swiftlet")), runs.get((key, "mosquitto"))
+        if s is None and mq is None:
+            continue
+        vs, vm = metric(s, kind), metric(mq, kind)
+        ratio = vs / vm if vs and vm else None
+        target, verdict = "—", ""
+        tk, bound = QUICK_TARGETS.get(key, ("ratio", QUICK_THROUGHPUT_TARGET) if unit == "msg/s" else (None, None))
+        if tk == "ratio" and ratio is not None:
+            target, verdict = f">= {bound:g}x", "meets" if ratio >= bound else "short"
+        elif tk == "value" and vs is not None:
+            target, verdict = f"<= {bound:,} B", "meets" if vs <= bound else "short"
+        elif kind == "p99" and ratio is not None:
+            target, verdict = "<= mosquitto", "meets" if ratio <= 1 else "short"
+        lost = sum(((r or {}).get("lost") or 0) for r in (s, mq))
+        note = f" (lost {lost})" if lost else ""
+        w(f"| {title}{note} | {fmt(vs, unit)} | {fmt(vm, unit)} | {unit} | "
+          f"{'—' if ratio is None else f'{ratio:.2f}x'} | {target} | {verdict} |")
+    w("")
+    alloc, stacks_file = res / "alloc.md", res / "alloc-stacks.txt"
+    parsed = {}
+    if alloc.exists() and alloc.read_text().strip():
+        parsed = parse_package_benchmark(clean_package_benchmark(alloc.read_text()))
+    elif stacks_file.exists():
+        parsed = parse_box_totals(stacks_file.read_text())
+    if parsed:
+        stacks = parse_allocation_stacks(stacks_file.read_text()) if stacks_file.exists() else {}
+        w("| allocations per forwarded PUBLISH | total | broker's own | target | |")
+        w("|---|---:|---:|---|---|")
+        for t, m in parsed.items():
+            if t.lower().startswith("harness") or "Malloc (total)" not in m:
+                continue
+            total = m["Malloc (total)"]
+            own = None
+            if t in stacks and stacks[t][0]:
+                n, rows = stacks[t]
+                own = sum(c for c, cls, _ in rows if cls == "broker") * total / n
+            q0 = t.startswith("QoS 0")
+            verdict = "" if own is None or not q0 else ("meets" if own <= QUICK_ALLOC_TARGET else "short")
+            w(f"| {t} | {total:g} | {'—' if own is None else f'{own:g}'} | "
+              f"{f'<= {QUICK_ALLOC_TARGET}' if q0 else '—'} | {verdict} |")
+        w("")
+    return "\n".join(out) + "\n"
+
+
+PART = re.compile(r"^<!-- ([\w-]+):begin -->$.*?^<!-- \1:end -->$", re.S | re.M)
+
+
+def preserved_parts(old_path):
+    """The <!-- NAME:begin --> ... <!-- NAME:end --> parts of a report, written by other tools
+    (scripts/bench-gateways, the curves) or by hand, which a new report keeps."""
+    try:
+        text = Path(old_path).read_text()
+    except OSError:
+        return []
+    return [m.group(0) for m in PART.finditer(text)]
+
+
 def main(argv):
     if len(argv) >= 3 and argv[1] == "--line":
         for run in load_runs(argv[2]):
             print(human_line(run))
+        return 0
+    if len(argv) == 3 and argv[1] == "--quick":
+        sys.stdout.write(quick(argv[2]))
+        return 0
+    if len(argv) == 4 and argv[2] == "--preserve":
+        sys.stdout.write(report(argv[1]))
+        for part in preserved_parts(argv[3]):
+            sys.stdout.write("\n" + part + "\n")
         return 0
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)

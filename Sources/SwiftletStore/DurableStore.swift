@@ -121,7 +121,7 @@ public final class DurableStore: @unchecked Sendable {
         do {
             try db.exec("BEGIN IMMEDIATE")
             do {
-                for op in ops { try StoreSchema.apply(op, db) }
+                for op in StoreOp.coalesced(ops) { try StoreSchema.apply(op, db) }
                 let now = Date()
                 try StoreSchema.heartbeat(db, at: now)
                 lastHeartbeat = now

@@ -29,3 +29,37 @@ public enum StoreOp {
     case retain(Message)
     case unretain(topic: String)
 }
+
+extension StoreOp {
+    private struct Key: Hashable {
+        var clientId: String
+        var messageId: Int64
+    }
+
+    /// `ops` without the messages a session got and finished within the same batch: their
+    /// enqueue, sent, released and done cancel out (a persistent subscriber that acknowledges
+    /// within the group commit costs the store nothing, as in memory-first brokers). Applying
+    /// the result leaves the store as applying `ops` would.
+    public static func coalesced(_ ops: [StoreOp]) -> [StoreOp] {
+        var enqueued = Set<Key>()
+        for op in ops {
+            if case .enqueue(let c, let m, _, _, _) = op { enqueued.insert(Key(clientId: c, messageId: m.storeId)) }
+        }
+        guard !enqueued.isEmpty else { return ops }
+        var finished = Set<Key>()
+        for op in ops {
+            if case .done(let c, let mid) = op, enqueued.contains(Key(clientId: c, messageId: mid)) {
+                finished.insert(Key(clientId: c, messageId: mid))
+            }
+        }
+        guard !finished.isEmpty else { return ops }
+        return ops.filter { op in
+            switch op {
+            case .enqueue(let c, let m, _, _, _): return !finished.contains(Key(clientId: c, messageId: m.storeId))
+            case .sent(let c, let mid, _), .released(let c, let mid), .done(let c, let mid):
+                return !finished.contains(Key(clientId: c, messageId: mid))
+            default: return true
+            }
+        }
+    }
+}

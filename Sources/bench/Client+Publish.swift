@@ -81,9 +81,16 @@ extension MQTTClient {
         pub.startNanos = monotonicNanos()
         pub.lastProgress = pub.startNanos
         if let flow = pub.flow { flow.wake = { [weak self] in self?.pump() } }
-        // A fixed rate is paced by a 1 ms tick; the closed loop ticks only to detect stalls.
-        let interval: TimeAmount = pub.config.rate > 0 ? .milliseconds(1) : .milliseconds(50)
-        pub.tick = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
+        // A fixed rate is paced by a tick of one message's time (1 ms to 1 s: thousands of
+        // slow publishers do not tick every millisecond), the first at a random point of it so
+        // they do not all send at once; the closed loop ticks only to detect stalls.
+        var interval = TimeAmount.milliseconds(50)
+        var first = interval
+        if pub.config.rate > 0 {
+            interval = .nanoseconds(Int64(min(1e9, max(1e6, 1e9 / pub.config.rate))))
+            first = .nanoseconds(Int64.random(in: 0..<interval.nanoseconds) + 1)
+        }
+        pub.tick = eventLoop.scheduleRepeatedTask(initialDelay: first, delay: interval) { [weak self] _ in
             self?.onTick()
         }
         pump()
@@ -144,16 +151,19 @@ extension MQTTClient {
                 pub.waitingForAcks = true
             }
         }
+        var rateLimited = false
         if pub.config.rate > 0 {
             let elapsed = Double(monotonicNanos() - pub.startNanos) / 1e9
             let due = Int(pub.config.rate * elapsed) - pub.sentLocal
             if due < n {
                 n = due
                 limited = true
+                rateLimited = true
             }
         }
         if n > 0 { writeBatch(n, pub: pub, context: context) }
-        if flowLimited, let flow = pub.flow {
+        // Held back by the rate: the next tick pumps (waking on deliveries would only spin).
+        if flowLimited && !rateLimited, let flow = pub.flow {
             // Block, then look again: a delivery that arrived in between must not be missed.
             flow.blocked.store(true, ordering: .sequentiallyConsistent)
             if flow.credit(forgiven: flow.forgiven.load(ordering: .sequentiallyConsistent)) > 0,

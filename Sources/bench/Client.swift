@@ -26,7 +26,7 @@ final class MQTTClient: ChannelInboundHandler, @unchecked Sendable {
     private var pendingOut: ByteBuffer?
     private var decoder: MQTTDecoder
     private var pingTask: RepeatedTask?
-    private var timeoutTask: Scheduled<Void>?
+    var timeoutTask: Scheduled<Void>?
     /// Server's Receive Maximum (5.0).
     var serverReceiveMaximum = Int.max
     /// Set when an ack came in during this read, so the publisher pumps once at its end.
@@ -37,6 +37,14 @@ final class MQTTClient: ChannelInboundHandler, @unchecked Sendable {
 
     // Publisher state (Client+Publish.swift).
     var pub: PublisherState?
+    /// Many SUBSCRIBEs or retained PUBLISHes in progress (Client+Bulk.swift).
+    var bulk: BulkState?
+    /// PUBLISH packets this connection received.
+    var receivedLocal = 0
+    /// Completed with the time the `config.receiveTarget`-th PUBLISH arrived.
+    var targetReached: EventLoopPromise<UInt64>?
+    let allReceived: EventLoopFuture<UInt64>?
+    let receiveTarget: Int
 
     init(config: ClientConfig, bench: BenchContext, eventLoop: EventLoop) {
         self.config = config
@@ -46,6 +54,9 @@ final class MQTTClient: ChannelInboundHandler, @unchecked Sendable {
         self.ready = eventLoop.makePromise(of: Void.self)
         self.decoder = MQTTDecoder(version: config.version, maxPacketSize: .max)
         if let p = config.publish { pub = PublisherState(config: p, qos: config.qos, version: config.version) }
+        receiveTarget = config.receiveTarget ?? .max
+        targetReached = config.receiveTarget == nil ? nil : eventLoop.makePromise(of: UInt64.self)
+        allReceived = targetReached?.futureResult
     }
 
     // MARK: Channel events
@@ -90,6 +101,10 @@ final class MQTTClient: ChannelInboundHandler, @unchecked Sendable {
         pingTask?.cancel()
         timeoutTask?.cancel()
         pub?.stop()
+        if let p = targetReached {
+            targetReached = nil
+            p.fail(BenchError.setup("connection closed after \(receivedLocal) of \(receiveTarget) messages"))
+        }
         context.fireChannelInactive()
     }
 
@@ -107,7 +122,7 @@ final class MQTTClient: ChannelInboundHandler, @unchecked Sendable {
         context.fireChannelWritabilityChanged()
     }
 
-    private func fail(_ why: String, close: Bool = true) {
+    func fail(_ why: String, close: Bool = true) {
         if state == .connecting || state == .subscribing {
             counters.c.connectErrors += 1
             ready.fail(BenchError.connect(config.clientId, why))
@@ -214,6 +229,11 @@ final class MQTTClient: ChannelInboundHandler, @unchecked Sendable {
         }
         guard p <= end else { throw BenchError.protocolViolation("PUBLISH shorter than its headers") }
         counters.c.received += 1
+        receivedLocal += 1
+        if receivedLocal == receiveTarget, let p = targetReached {
+            targetReached = nil
+            p.succeed(now)
+        }
         if first & 0x08 != 0 { counters.c.duplicates += 1 }
         if end - p >= BenchPayload.minimumSize {
             let ts = b.getInteger(at: p + BenchPayload.timestampOffset, as: UInt64.self)!
@@ -270,7 +290,10 @@ final class MQTTClient: ChannelInboundHandler, @unchecked Sendable {
             }
             if let rm = c.properties.receiveMaximum { serverReceiveMaximum = Int(rm) }
             counters.c.connected += 1
-            if let filter = config.subscribe {
+            if config.subscribeMany != nil || config.retainedLoad != nil {
+                state = .subscribing
+                startBulk()
+            } else if let filter = config.subscribe {
                 state = .subscribing
                 send(ClientPackets.subscribe(filter: filter, qos: config.qos))
             } else {
@@ -281,8 +304,10 @@ final class MQTTClient: ChannelInboundHandler, @unchecked Sendable {
             if let bad = s.reasonCodes.first(where: { $0.rawValue >= 0x80 }) {
                 return fail("SUBACK refused: \(bad)")
             }
+            if bulk != nil { return bulkAcked() }
             becomeReady()
         case .puback(let a):
+            if bulk != nil && state == .subscribing { return bulkAcked() }
             publisherAcked(a.packetId)
         case .pubrec(let a):
             queueAck(0x62, id: a.packetId)
@@ -300,7 +325,7 @@ final class MQTTClient: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
-    private func becomeReady() {
+    func becomeReady() {
         state = .ready
         timeoutTask?.cancel()
         ready.succeed(())

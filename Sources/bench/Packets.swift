@@ -15,6 +15,32 @@ struct ClientConfig: Sendable {
     var publish: PublishConfig?
     /// Keep the session (clean session off; 5.0: session expiry of an hour).
     var persistent = false
+    /// Many filters to subscribe to after CONNACK (background subscriptions), instead of `subscribe`.
+    var subscribeMany: SubscriptionBatch?
+    /// Retained messages to publish (QoS 1, retain) after CONNACK before becoming ready.
+    var retainedLoad: RetainedLoad?
+    /// PUBLISH packets to receive before `MQTTClient.allReceived` completes.
+    var receiveTarget: Int?
+}
+
+/// `count` filters, made by `filter(n)` for n in `first..<first + count`, sent `perPacket`
+/// to a SUBSCRIBE with at most `window` SUBSCRIBEs awaiting their SUBACK.
+struct SubscriptionBatch: Sendable {
+    var first: Int
+    var count: Int
+    var perPacket = 100
+    var window = 8
+    var filter: @Sendable (Int) -> String
+}
+
+/// Retained messages on `topic(n)` for n in `first..<first + count`, QoS 1 with at most
+/// `window` awaiting their PUBACK.
+struct RetainedLoad: Sendable {
+    var first: Int
+    var count: Int
+    var payloadSize: Int
+    var window = 1000
+    var topic: @Sendable (Int) -> String
 }
 
 /// A publisher's traffic.
@@ -56,6 +82,17 @@ enum ClientPackets {
 
     static func subscribe(filter: String, qos: QoS) -> Packet {
         .subscribe(SubscribePacket(packetId: 1, subscriptions: [TopicSubscription(filter: filter, qos: qos)]))
+    }
+
+    static func subscribe(filters: [String], qos: QoS, packetId: UInt16) -> Packet {
+        .subscribe(SubscribePacket(packetId: packetId, subscriptions: filters.map { TopicSubscription(filter: $0, qos: qos) }))
+    }
+
+    /// A QoS 1 PUBLISH with the retain flag.
+    static func retainedPublish(topic: String, payloadSize: Int, packetId: UInt16, version: ProtocolVersion) -> Packet {
+        var payload = ByteBufferAllocator().buffer(capacity: payloadSize)
+        payload.writeRepeatingByte(0, count: payloadSize)
+        return .publish(PublishPacket(qos: .atLeastOnce, retain: true, topic: topic, packetId: packetId, payload: payload))
     }
 
     /// A complete PUBLISH with a zero payload of `size` bytes, plus where the packet id and

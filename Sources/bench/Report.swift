@@ -45,6 +45,34 @@ struct RunResult: Codable {
         var rssPerConnectionBytes: Double?
     }
 
+    /// Background subscriptions made before the traffic (pairs --background-subscriptions).
+    struct Subscriptions: Codable {
+        var count: Int
+        var connections: Int
+        var seconds: Double
+        var perSecond: Double
+        var rssBeforeBytes: Int?
+        var rssAfterBytes: Int?
+    }
+
+    /// Retained messages stored, then received by subscribers of wildcard filters.
+    struct Retained: Codable {
+        struct Receive: Codable {
+            var filter: String
+            /// From the subscriber's CONNECT to the last retained message; nil when not all arrived.
+            var seconds: Double?
+            var received: Int
+            var error: String?
+        }
+        var count: Int
+        var publishers: Int
+        var loadSeconds: Double
+        var loadPerSecond: Double
+        var rssBeforeBytes: Int?
+        var rssAfterBytes: Int?
+        var receive: [Receive]
+    }
+
     var scenario: String
     var label: String?
     var broker: String
@@ -75,6 +103,8 @@ struct RunResult: Codable {
     var connections: Connections
     var bench: BenchCPU
     var brokerProcess: BrokerProcess?
+    var subscriptions: Subscriptions?
+    var retained: Retained?
     var date: String
 
     static func latency(_ h: Histogram) -> Latency? {
@@ -121,6 +151,15 @@ struct RunResult: Codable {
         if let g = gaps, g > 0 { parts.append("gaps \(g)") }
         if let o = outOfOrder, o > 0 { parts.append("out of order \(o)") }
         if let s = stalls, s > 0 { parts.append("stalls \(s)") }
+        if let s = subscriptions {
+            parts.append("\(grouped(Double(s.count))) subscriptions on \(s.connections) connections in \(fmt(s.seconds, 2)) s (\(grouped(s.perSecond))/s)")
+        }
+        if let r = retained {
+            parts.append("\(grouped(Double(r.count))) retained stored in \(fmt(r.loadSeconds, 2)) s (\(grouped(r.loadPerSecond))/s)")
+            for x in r.receive {
+                parts.append("\(x.filter): \(x.seconds.map { fmt($0, 2) + " s" } ?? "incomplete"), \(grouped(Double(x.received))) received")
+            }
+        }
         let c = connections
         parts.append("conn \(c.connected)/\(c.attempted) in \(fmt(c.seconds, 2)) s (\(grouped(c.perSecond))/s), \(c.errors) errors")
         if c.disconnects > 0 || protocolErrors > 0 { parts.append("\(c.disconnects) dropped connections, \(protocolErrors) protocol errors") }

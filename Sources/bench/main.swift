@@ -12,7 +12,7 @@ struct SwiftletBench: AsyncParsableCommand {
             flight end to end. Add --json for one JSON object per run, --broker-pid to include the \
             broker's CPU and memory.
             """,
-        subcommands: [Conn.self, Pub.self, Sub.self, Pairs.self, FanIn.self, FanOut.self])
+        subcommands: [Conn.self, Pub.self, Sub.self, Pairs.self, FanIn.self, FanOut.self, RetainedRun.self])
 }
 
 /// Parses and runs the command; `AsyncParsableCommand.main` would do the same, but top-level

@@ -106,6 +106,26 @@ final class DurableStoreTests: XCTestCase {
         XCTAssertEqual(StoreFile.check(path: path).counts["subscriptions"], 0)
     }
 
+    func testAMessageEnqueuedAndDoneInOneBatchIsNeverWritten() throws {
+        let acked = message("t", "acked", id: 1)
+        let pending = message("t", "pending", id: 2)
+        let ops: [StoreOp] = [
+            .session(clientId: "c", expiry: 60, version: 4),
+            .enqueue(clientId: "c", message: acked, qos: .atLeastOnce, retainFlag: false, subscriptionIds: []),
+            .enqueue(clientId: "c", message: pending, qos: .atLeastOnce, retainFlag: false, subscriptionIds: []),
+            .sent(clientId: "c", messageId: 1, packetId: 1),
+            .sent(clientId: "c", messageId: 2, packetId: 2),
+            .done(clientId: "c", messageId: 1),
+            .done(clientId: "c", messageId: 9),  // enqueued in an earlier batch: kept
+        ]
+        let kept = StoreOp.coalesced(ops)
+        XCTAssertEqual(kept.count, 4)
+        let snap = try commit(ops)
+        XCTAssertEqual(snap.sessions.first?.messages.map { String(buffer: $0.message.payload) }, ["pending"])
+        XCTAssertEqual(snap.sessions.first?.messages.map(\.packetId), [2])
+        XCTAssertEqual(StoreFile.check(path: path).counts["messages"], 1)
+    }
+
     func testRetainedSetReplaceClear() throws {
         let snap = try commit([
             .retain(message("r/1", "first", id: 0, retain: true)),

@@ -90,6 +90,15 @@ final class OutboundStateTests: XCTestCase {
         XCTAssertTrue(isQueued(o.enqueue(delivery(.atLeastOnce), online: true, writable: false, now: t0)))
     }
 
+    func testRetainedQoS0WaitsInTheQueueForAnUnwritableConnection() {
+        var o = OutboundState(window: 5, maxQueue: 10, queueQoS0: true)
+        var d = delivery(.atMostOnce, "retained")
+        d.retainFlag = true
+        XCTAssertTrue(isQueued(o.enqueue(d, online: true, writable: false, now: t0)))
+        let (send, _) = o.drain(now: t0, writable: true)
+        XCTAssertEqual(send.map { text($0.0) }, ["retained"])
+    }
+
     func testNothingIsQueuedWhenMaxQueueIsZero() {
         var o = OutboundState(window: 5, maxQueue: 0, queueQoS0: true)
         guard case .dropped = o.enqueue(delivery(.atLeastOnce), online: false, writable: false, now: t0) else {

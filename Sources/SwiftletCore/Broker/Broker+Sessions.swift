@@ -164,6 +164,8 @@ extension Broker {
     // MARK: Client events ($SYS/brokers/<node>/clients/<id>/connected|disconnected)
 
     func publishClientEvent(connected c: MQTTConnectionHandler) {
+        // Built only when someone could receive it (every CONNECT pays for it otherwise).
+        guard c.ctx.trie.hasSysSubscriptions else { return }
         var j = JSONObjectWriter()
         j.field("clean_start", c.cleanStart)
         j.field("clientid", c.clientId)
@@ -177,6 +179,7 @@ extension Broker {
     }
 
     func publishClientEvent(disconnected c: MQTTConnectionHandler) {
+        guard c.ctx.trie.hasSysSubscriptions else { return }
         let reason: String
         switch c.closeKind {
         case .normal: reason = "normal"

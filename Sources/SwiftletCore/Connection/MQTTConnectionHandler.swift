@@ -1,3 +1,4 @@
+import DequeModule
 import MQTTProtocol
 import SwiftletAuth
 import SwiftletConfig
@@ -61,8 +62,10 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     /// Per-connection ACL answers (emqttd's ACL cache): no shared state on the hot path.
     var aclCache: [ACLCacheKey: (allowed: Bool, expires: NIODeadline, slot: Int)] = [:]
     var aclCacheGeneration: UInt64 = 0
-    /// PUBACK/PUBREC in PUBLISH order; some wait for the durable store (MQTT-4.6.0-2).
-    var acks: [PendingAck] = []
+    /// PUBACK/PUBREC in PUBLISH order; some wait for the durable store (MQTT-4.6.0-2). A
+    /// deque: a slow commit leaves thousands waiting, and an array's removeFirst made sending
+    /// them quadratic on the event loop (the stall of QoS 1 to a persistent session).
+    var acks = Deque<PendingAck>()
     var needsFlush = false
     var wasCounted = false
     /// Splits the byte stream into packets. Decoding here rather than in a

@@ -32,6 +32,10 @@ public final class SubscriptionTrie {
 
     public init() {}
 
+    /// False when no subscription can match a `$SYS/...` topic: wildcards at the first level
+    /// never match `$` topics, so such a subscription sits under the `$SYS` child of the root.
+    var hasSysSubscriptions: Bool { root.children["$SYS"] != nil }
+
     /// Adds or replaces a subscription. Returns true when it replaced an existing one.
     @discardableResult
     public func insert(_ filter: ParsedFilter, entry: SubscriberEntry) -> Bool {

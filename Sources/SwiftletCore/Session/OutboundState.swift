@@ -51,8 +51,11 @@ public struct OutboundState {
             }
         }
         if d.qos == .atMostOnce && (!online ? !queueQoS0 : false) { return .dropped(d) }
-        if d.qos == .atMostOnce && online && !writable {
-            // A slow consumer loses QoS 0 rather than growing the queue.
+        if d.qos == .atMostOnce && online && !writable && !d.retainFlag {
+            // A slow consumer loses live QoS 0 rather than growing the queue. Retained
+            // messages sent on SUBSCRIBE are the broker's own burst (a `#` subscriber gets the
+            // whole store at once): they wait in the queue, bounded like any other, for the
+            // socket to drain.
             return .dropped(d)
         }
         if maxQueue == 0 { return .dropped(d) }

@@ -49,11 +49,20 @@ struct Pairs: AsyncParsableCommand {
     @OptionGroup var traffic: TrafficOptions
     @Option(name: .shortAndLong, help: "Pairs.") var count = 1
     @Option(name: .shortAndLong, help: "Topic of pair %i.") var topic = "swiftlet-bench/pairs/%i"
+    @Flag(help: "One connection per pair: it subscribes to its topic and publishes to it.")
+    var sameConnection = false
+    @Option(help: "Subscriptions made first on other connections (a fleet: fleet/<n>/cmd, fleet/<n>/+/status, fleet/<n>/config/# in turn); none of them matches the pairs' topics.")
+    var backgroundSubscriptions = 0
+    @Option(help: "Connections holding the background subscriptions.")
+    var backgroundConnections = 100
 
     func run() async throws {
         let topics = (0..<count).map { expand(topic, $0) }
-        let plan = TrafficPlan(scenario: count == 1 ? "one-to-one" : "pairs", publisherTopics: topics,
+        var plan = TrafficPlan(scenario: count == 1 ? "one-to-one" : "pairs", publisherTopics: topics,
                                subscriberFilters: topics, fanout: 1)
+        plan.sameConnection = sameConnection
+        plan.backgroundSubscriptions = backgroundSubscriptions
+        plan.backgroundConnections = max(1, backgroundConnections)
         try await runAndPrint(plan, conn, traffic)
     }
 }

@@ -10,6 +10,8 @@ struct Conn: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "Connections.") var count = 1000
     @Option(help: "Seconds to hold the connections after the last CONNACK (RSS is read at the end).")
     var hold: Double = 5
+    @Option(help: "Topic filter each connection subscribes to after CONNACK (%i: its index); the rate then counts CONNECT and SUBSCRIBE.")
+    var subscribe: String?
 
     func run() async throws {
         raiseOpenFileLimit()
@@ -24,6 +26,7 @@ struct Conn: AsyncParsableCommand {
         let outcome = await Connector(bench: bench, options: conn).connect(count: count) { i in
             var c = base
             c.clientId = "\(prefix)c\(i)"
+            if let f = subscribe { c.subscribe = expand(f, i) }
             if conn.numberedUsers, let u = conn.username { c.username = "\(u)\(i)" }
             return c
         }

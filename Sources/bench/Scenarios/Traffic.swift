@@ -11,6 +11,20 @@ struct TrafficPlan {
     var subscriberFilters: [String]
     /// Deliveries of one message to subscribers of this process.
     var fanout: Int
+    /// Publisher i is subscriber i's connection (pairs --same-connection).
+    var sameConnection = false
+    /// Subscriptions held by other connections before the traffic starts (none matches).
+    var backgroundSubscriptions = 0
+    var backgroundConnections = 100
+
+    /// Background filter n: a fleet of devices, each with its command topic and two wildcards.
+    static func backgroundFilter(_ n: Int) -> String {
+        switch n % 3 {
+        case 0: return "fleet/\(n)/cmd"
+        case 1: return "fleet/\(n)/+/status"
+        default: return "fleet/\(n)/config/#"
+        }
+    }
 }
 
 /// Runs a plan: subscribers connect and subscribe, publishers connect, traffic flows for
@@ -27,9 +41,9 @@ struct TrafficRunner {
         bench.tls = try Transport.makeTLSContext(conn)
         let P = plan.publisherTopics.count
         let S = plan.subscriberFilters.count
-        let pubLoops = (0..<P).map { bench.loops[$0 % bench.loops.count] }
         // Subscribers start on the loop after the publishers', so a pair spans two loops.
         let subLoops = (0..<S).map { bench.loops[($0 + 1) % bench.loops.count] }
+        let pubLoops = plan.sameConnection ? subLoops : (0..<P).map { bench.loops[$0 % bench.loops.count] }
         let closedLoopEndToEnd = P > 0 && S > 0
         if closedLoopEndToEnd {
             let perPublisher = max(1, traffic.effectiveWindow / P)
@@ -41,38 +55,45 @@ struct TrafficRunner {
         let prefix = conn.clientIdStem
         let base = ClientConfig(clientId: "", version: version, username: conn.username, password: conn.password,
                                 keepalive: conn.keepalive, connectTimeout: conn.connectTimeout, qos: traffic.qosValue)
+        let background = try await connectBackground(bench: bench, connector: connector, base: base)
         let filters = plan.subscriberFilters
+        let topics = plan.publisherTopics
+        let perPublisherRate = traffic.rate > 0 && P > 0 ? traffic.rate / Double(P) : 0
+        let size = traffic.size
+        let inflight = traffic.inflight
+        let same = plan.sameConnection
         let subs = await connector.connect(count: S, loops: subLoops) { i in
             var c = base
             c.clientId = "\(prefix)s\(i)"
             c.subscribe = filters[i]
             c.persistent = traffic.persistentSubscribers
+            if same {
+                c.publish = PublishConfig(index: i, topic: topics[i], payloadSize: size, rate: perPublisherRate, inflight: inflight)
+            }
             return c
         }
-        let topics = plan.publisherTopics
-        let perPublisherRate = traffic.rate > 0 && P > 0 ? traffic.rate / Double(P) : 0
-        let size = traffic.size
-        let inflight = traffic.inflight
-        let pubs = await connector.connect(count: P, loops: pubLoops) { i in
+        let pubs = await connector.connect(count: same ? 0 : P, loops: pubLoops) { i in
             var c = base
             c.clientId = "\(prefix)p\(i)"
             c.publish = PublishConfig(index: i, topic: topics[i], payloadSize: size, rate: perPublisherRate, inflight: inflight)
             return c
         }
-        let allClients = subs.clients + pubs.clients
+        let publisherClients = same ? subs.clients : pubs.clients
+        let allClients = subs.clients + pubs.clients + background.clients
         let connectSeconds = subs.seconds + pubs.seconds
+        let attempted = S + (same ? 0 : P)
         var connections = RunResult.Connections(
-            attempted: S + P, connected: subs.connected + pubs.connected, errors: subs.failed + pubs.failed,
+            attempted: attempted, connected: subs.connected + pubs.connected, errors: subs.failed + pubs.failed,
             seconds: connectSeconds, perSecond: connectSeconds > 0 ? Double(subs.connected + pubs.connected) / connectSeconds : 0,
             firstErrors: subs.firstErrors + pubs.firstErrors, disconnects: 0)
         guard connections.errors == 0 else {
             await Connector.disconnectAll(allClients)
             await bench.shutdown()
-            throw BenchError.setup("\(connections.errors) of \(S + P) connections failed: " + connections.firstErrors.joined(separator: "; "))
+            throw BenchError.setup("\(connections.errors) of \(attempted) connections failed: " + connections.firstErrors.joined(separator: "; "))
         }
 
         // Traffic.
-        for (i, c) in pubs.clients.enumerated() {
+        for (i, c) in publisherClients.enumerated() {
             guard let c else { continue }
             let flow = closedLoopEndToEnd ? bench.flows[i] : nil
             c.eventLoop.execute {
@@ -91,7 +112,7 @@ struct TrafficRunner {
         let cpu1 = CPUSample.now()
         let broker1 = conn.brokerPid.flatMap { ProcessSample.read(pid: $0) }
         bench.publishing.store(false, ordering: .relaxed)
-        for case let c? in pubs.clients { c.eventLoop.execute { c.pub?.stop() } }
+        for case let c? in publisherClients { c.eventLoop.execute { c.pub?.stop() } }
 
         // Drain: wait for deliveries and acks, up to --drain seconds.
         var s2 = try await bench.snapshot()
@@ -133,7 +154,39 @@ struct TrafficRunner {
                 cpuSecondsPerMillionMessages: messages > 0 ? (cpu / (Double(messages) / 1e6)).rounded(toPlaces: 3) : nil,
                 rssBeforeBytes: b0.rssBytes, rssAfterBytes: b1.rssBytes, rssPerConnectionBytes: nil)
         }
+        result.subscriptions = background.result
         return result
+    }
+
+    /// Connects the background subscribers and makes their subscriptions; returns them with
+    /// the subscribe rate and the broker's resident memory before and after.
+    private func connectBackground(bench: BenchContext, connector: Connector, base: ClientConfig) async throws
+        -> (clients: [MQTTClient?], result: RunResult.Subscriptions?)
+    {
+        let total = plan.backgroundSubscriptions
+        guard total > 0 else { return ([], nil) }
+        let n = min(plan.backgroundConnections, total)
+        let before = conn.brokerPid.flatMap { ProcessSample.read(pid: $0) }
+        let prefix = conn.clientIdStem
+        let outcome = await connector.connect(count: n) { i in
+            var c = base
+            c.clientId = "\(prefix)b\(i)"
+            c.qos = .atMostOnce
+            let first = i * (total / n) + min(i, total % n)
+            c.subscribeMany = SubscriptionBatch(first: first, count: total / n + (i < total % n ? 1 : 0)) {
+                TrafficPlan.backgroundFilter($0)
+            }
+            return c
+        }
+        guard outcome.failed == 0 else {
+            await Connector.disconnectAll(outcome.clients)
+            await bench.shutdown()
+            throw BenchError.setup("\(outcome.failed) background connections failed: " + outcome.firstErrors.joined(separator: "; "))
+        }
+        let after = conn.brokerPid.flatMap { ProcessSample.read(pid: $0) }
+        return (outcome.clients, .init(count: total, connections: n, seconds: outcome.seconds.rounded(toPlaces: 3),
+                                       perSecond: outcome.seconds > 0 ? (Double(total) / outcome.seconds).rounded() : 0,
+                                       rssBeforeBytes: before?.rssBytes, rssAfterBytes: after?.rssBytes))
     }
 }
 
