@@ -25,11 +25,9 @@ def certs(tmp_path_factory):
 def multi(module_broker_factory, certs):
     ports = {"tls": free_port(), "ws": free_port(), "wss": free_port()}
     cert, key = certs / "cert.pem", certs / "key.pem"
+    # The plain listener the harness waits for comes last: listeners bind in order, so once it
+    # accepts, every one before it does too.
     text = f"""
-[[listeners]]
-type = "tcp"
-bind = "127.0.0.1:{{port}}"
-
 [[listeners]]
 type = "tls"
 bind = "127.0.0.1:{ports['tls']}"
@@ -47,6 +45,10 @@ bind = "127.0.0.1:{ports['wss']}"
 path = "/mqtt"
 certfile = "{cert}"
 keyfile = "{key}"
+
+[[listeners]]
+type = "tcp"
+bind = "127.0.0.1:{{port}}"
 """
     b = module_broker_factory(config_text=text)
     b.extra_ports = ports

@@ -31,10 +31,11 @@ def pki(tmp_path_factory):
 
 
 def broker_with(factory, pki, *listeners, extra=""):
-    """A broker with a plain listener (for readiness) plus `listeners`, and a ctl socket."""
+    """A broker with `listeners` plus a plain listener (for readiness), and a ctl socket. The
+    plain one comes last: listeners bind in order, so once it accepts every other one does."""
     d = short_dir()
     sock = d / "ctl.sock"
-    text = ('[[listeners]]\ntype = "tcp"\nbind = "127.0.0.1:{port}"\n\n' + "".join(listeners)
+    text = ("".join(listeners) + '[[listeners]]\ntype = "tcp"\nbind = "127.0.0.1:{port}"\n\n'
             + ctl_config(sock) + extra)
     b = factory(config_text=text)
     b.ctl = sock

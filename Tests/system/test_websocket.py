@@ -39,8 +39,9 @@ def ws(module_broker_factory, pki):
     ports = {k: free_port() for k in ("ws", "wss", "origin", "xff", "small", "proxy", "wssv")}
     d = short_dir()
     sock = d / "ctl.sock"
-    text = (f'[[listeners]]\ntype = "tcp"\nbind = "127.0.0.1:{{port}}"\n\n'
-            f'[[listeners]]\ntype = "ws"\nbind = "127.0.0.1:{ports["ws"]}"\npath = "/mqtt"\n\n'
+    # The plain listener the harness waits for comes last: listeners bind in order, so once it
+    # accepts, every one before it does too.
+    text = (f'[[listeners]]\ntype = "ws"\nbind = "127.0.0.1:{ports["ws"]}"\npath = "/mqtt"\n\n'
             + tls_listener("wss", ports["wss"], pki, path="/mqtt")
             + tls_listener("wss", ports["wssv"], pki, path="/mqtt", cacertfile=pki.path("ca.pem"), verify="required",
                            peer_cert_as_username="cn")
@@ -50,6 +51,7 @@ def ws(module_broker_factory, pki):
               'proxy_address_header = "X-Forwarded-For"\n\n'
             + f'[[listeners]]\ntype = "ws"\nbind = "127.0.0.1:{ports["small"]}"\npath = "/ws"\nmax_frame_size = 1024\n\n'
             + f'[[listeners]]\ntype = "tcp"\nbind = "127.0.0.1:{ports["proxy"]}"\nproxy_protocol = true\n\n'
+            + '[[listeners]]\ntype = "tcp"\nbind = "127.0.0.1:{port}"\n\n'
             + ctl_config(sock))
     b = module_broker_factory(config_text=text)
     b.ports = ports
