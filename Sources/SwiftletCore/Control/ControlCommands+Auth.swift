@@ -51,7 +51,9 @@ extension Broker {
                                  ["rules": n, "file": b.config.auth.aclFile.map { $0 as Any } ?? NSNull()])
                 }.recover { .failure("ACL not reloaded (old rules kept): \($0)") }
             default:
-                guard let edit = ACLEdit(args) else { return loop.reply(.usage(Self.aclUsage.replacingOccurrences(of: "\n", with: " | "))) }
+                let edit: ACLEdit?
+                do { edit = try ACLEdit(args) } catch { return loop.reply(.failure("\(error)")) }
+                guard let edit else { return loop.reply(.usage(Self.aclUsage.replacingOccurrences(of: "\n", with: " | "))) }
                 return b.aclEdit(edit, loop)
             }
         }
@@ -63,48 +65,41 @@ extension Broker {
         case set(Int, ACLRule)
         case del(Int)
         case move(Int, Int)
-        case invalid(String)
 
-        init?(_ args: [String]) {
-            func rule(_ a: ArraySlice<String>) -> Result<ACLRule, Error> {
+        /// nil: not an edit (print the usage); throws when the rule or `--at` is wrong.
+        init?(_ args: [String]) throws {
+            func rule(_ a: ArraySlice<String>) throws -> ACLRule {
                 let a = Array(a)
-                guard a.count >= 4 else { return .failure(ControlWireError("a rule is: <allow|deny> <who> <access> <topic>...")) }
+                guard a.count >= 4 else { throw ControlWireError("a rule is: <allow|deny> <who> <access> <topic>...") }
                 var user: String?, client: String?, ip: String?
                 let who = a[1]
                 if who != "all" {
                     let parts = who.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
-                    guard parts.count == 2, !parts[1].isEmpty else {
-                        return .failure(ControlWireError("who must be all, user=NAME, clientid=ID or ipaddr=CIDR, not \(who)"))
-                    }
+                    let bad = ControlWireError("who must be all, user=NAME, clientid=ID or ipaddr=CIDR, not \(who)")
+                    guard parts.count == 2, !parts[1].isEmpty else { throw bad }
                     switch parts[0] {
                     case "user", "username": user = parts[1]
                     case "clientid": client = parts[1]
                     case "ipaddr": ip = parts[1]
-                    default: return .failure(ControlWireError("who must be all, user=NAME, clientid=ID or ipaddr=CIDR, not \(who)"))
+                    default: throw bad
                     }
                 }
-                return Result { try ACLRule.parse(permission: a[0], user: user, clientId: client, ipaddr: ip,
-                                                  access: a[2], topics: Array(a[3...]), key: "rule") }
-            }
-            func wrap(_ r: Result<ACLRule, Error>, _ make: (ACLRule) -> ACLEdit) -> ACLEdit {
-                switch r {
-                case .success(let rule): return make(rule)
-                case .failure(let e): return .invalid("\(e)")
-                }
+                return try ACLRule.parse(permission: a[0], user: user, clientId: client, ipaddr: ip,
+                                         access: a[2], topics: Array(a[3...]), key: "rule")
             }
             switch args.first {
             case "add":
                 var rest = Array(args.dropFirst())
                 var at: Int?
                 if let i = rest.firstIndex(of: "--at") {
-                    guard i + 1 < rest.count, let n = Int(rest[i + 1]) else { self = .invalid("--at needs a rule number"); return }
+                    guard i + 1 < rest.count, let n = Int(rest[i + 1]) else { throw ControlWireError("--at needs a rule number") }
                     at = n
                     rest.removeSubrange(i...(i + 1))
                 }
-                self = wrap(rule(rest[...])) { .add($0, at: at) }
+                self = .add(try rule(rest[...]), at: at)
             case "set":
                 guard args.count >= 2, let n = Int(args[1]) else { return nil }
-                self = wrap(rule(args[2...])) { .set(n, $0) }
+                self = .set(n, try rule(args[2...]))
             case "del":
                 guard args.count == 2, let n = Int(args[1]) else { return nil }
                 self = .del(n)
@@ -117,7 +112,6 @@ extension Broker {
     }
 
     private func aclEdit(_ edit: ACLEdit, _ loop: EventLoop) -> EventLoopFuture<ControlReply> {
-        if case .invalid(let why) = edit { return loop.reply(.failure(why)) }
         guard let path = config.auth.aclFile else {
             return loop.reply(.failure("no ACL file is configured ([auth] acl_file): the emqttd default rules are built in and read-only"))
         }
@@ -152,7 +146,6 @@ extension Broker {
                     let from = try index(n), to = try position(m, last: rules.count)
                     rules.insert(rules.remove(at: from), at: to)
                     what = "rule \(n) moved to \(m)"
-                case .invalid: break
                 }
             }
             return (what, rules.count)
