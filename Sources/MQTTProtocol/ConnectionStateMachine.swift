@@ -428,14 +428,19 @@ public struct ConnectionStateMachine {
 
     /// The rules for one filter of a SUBSCRIBE. `parsed` is `ParsedFilter.parse(sub.filter)`
     /// (nil when invalid), computed once by the caller for the ACL question too.
+    /// `held` is how many filters the session has, `replaces` whether this one is among them
+    /// (a repeated filter replaces the old one and does not count against `max_subscriptions`).
     public func subscription(_ sub: TopicSubscription, parsed: ParsedFilter?, allowed: Bool,
-                             identifier: Int?) -> SubscriptionVerdict {
+                             identifier: Int?, held: Int = 0, replaces: Bool = false) -> SubscriptionVerdict {
         let m = config
         let v5 = version == .v5
         guard let parsed, parsed.filter.utf8.count <= m.maxTopicLength, Topic.levelCount(parsed.filter) <= m.maxTopicLevels else {
             return .refuse(v5 ? .topicFilterInvalid : .unspecifiedError, why: "invalid topic filter")
         }
         guard allowed else { return .refuse(v5 ? .notAuthorized : .unspecifiedError, why: "not authorized") }
+        if m.maxSubscriptions > 0 && !replaces && held >= m.maxSubscriptions {
+            return .refuse(v5 ? .quotaExceeded : .unspecifiedError, why: "max_subscriptions (\(m.maxSubscriptions)) reached")
+        }
         if parsed.group != nil && sub.noLocal && v5 {
             return .violation(violation(.protocolError, "No Local on a shared subscription"))
         }

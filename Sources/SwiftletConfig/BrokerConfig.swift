@@ -73,6 +73,8 @@ public struct MQTTConfig: Sendable, Equatable {
     public var maxClientIdLength = 65_535
     public var maxTopicLevels = 128
     public var maxTopicLength = 65_535
+    /// Filters one session may hold (0: no limit), EMQX's `max_subscriptions`.
+    public var maxSubscriptions = 0
     public var maxTopicAlias = 64
     public var receiveMaximum = 32
     public var maxInflight = 32

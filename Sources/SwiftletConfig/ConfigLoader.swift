@@ -303,7 +303,7 @@ public enum ConfigLoader {
             let s = "mqtt"
             try checkKeys(t, allowed: [
                 "allow_anonymous", "idle_timeout", "max_packet_size", "max_clientid_len", "max_topic_levels",
-                "max_topic_length", "max_topic_alias", "receive_maximum", "max_inflight", "max_queued_messages",
+                "max_topic_length", "max_subscriptions", "max_topic_alias", "receive_maximum", "max_inflight", "max_queued_messages",
                 "queue_qos0", "max_awaiting_rel", "max_queued_bytes", "max_retained_messages", "max_retained_bytes", "retry_interval", "session_expiry_interval",
                 "max_session_expiry_interval", "server_keep_alive", "keepalive_backoff", "max_qos",
                 "retain_available", "wildcard_subscription", "shared_subscription", "shared_subscription_strategy", "strict_utf8",
@@ -315,6 +315,7 @@ public enum ConfigLoader {
             if let v = try int(t, "max_topic_levels", section: s, min: 1, max: 65_535) { m.maxTopicLevels = v }
             if let v = try int(t, "max_topic_length", section: s, min: 1, max: 65_535) { m.maxTopicLength = v }
             if let v = try int(t, "max_topic_alias", section: s, min: 0, max: 65_535) { m.maxTopicAlias = v }
+            if let v = try int(t, "max_subscriptions", section: s, min: 0, max: Int.max) { m.maxSubscriptions = v }
             if let v = try int(t, "receive_maximum", section: s, min: 1, max: 65_535) { m.receiveMaximum = v }
             if let v = try int(t, "max_inflight", section: s, min: 1, max: 65_535) { m.maxInflight = v }
             if let v = try int(t, "max_queued_messages", section: s, min: 0, max: 100_000_000) { m.maxQueuedMessages = v }

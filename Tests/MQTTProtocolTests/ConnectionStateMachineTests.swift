@@ -415,6 +415,27 @@ final class ConnectionStateMachineTests: XCTestCase {
         guard case .refuse(.sharedSubscriptionsNotSupported, _) = verdict(off, "$share/g/t") else { return XCTFail() }
     }
 
+    func testMaxSubscriptions() {
+        let sub = TopicSubscription(filter: "a/b", qos: .atLeastOnce)
+        let parsed = ParsedFilter.parse("a/b")
+        let v5 = connected(.v5) { $0.maxSubscriptions = 2 }
+        guard case .grant = v5.subscription(sub, parsed: parsed, allowed: true, identifier: nil, held: 1) else { return XCTFail("below the limit") }
+        guard case .refuse(.quotaExceeded, _) = v5.subscription(sub, parsed: parsed, allowed: true, identifier: nil, held: 2) else {
+            return XCTFail("at the limit: 0x97")
+        }
+        guard case .grant = v5.subscription(sub, parsed: parsed, allowed: true, identifier: nil, held: 2, replaces: true) else {
+            return XCTFail("a repeated filter replaces the old one")
+        }
+        let v3 = connected(.v3_1_1) { $0.maxSubscriptions = 1 }
+        guard case .refuse(.unspecifiedError, _) = v3.subscription(sub, parsed: parsed, allowed: true, identifier: nil, held: 1) else {
+            return XCTFail("3.x: 0x80")
+        }
+        let unlimited = connected(.v5)
+        guard case .grant = unlimited.subscription(sub, parsed: parsed, allowed: true, identifier: nil, held: 1_000_000) else {
+            return XCTFail("0: no limit")
+        }
+    }
+
     // MARK: Identity from a client certificate
 
     func testCertificateIdentityReplacesClientIdAndUsername() {

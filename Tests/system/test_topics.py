@@ -269,3 +269,28 @@ def test_many_subscribers_each_get_one_copy(broker, uniq):
         assert s.get().payload == b"fan"
         s.expect_none(0.2)
         s.disconnect()
+
+
+def test_max_subscriptions(broker_factory, uniq):
+    """mqtt.max_subscriptions: the filter past the limit gets 0x97 (5.0) / 0x80 (3.1.1), the
+    others in the same SUBSCRIBE are granted, a repeated filter still replaces, and an
+    UNSUBSCRIBE makes room again."""
+    b = broker_factory(mqtt={"max_subscriptions": 2})
+    c = Client(b)
+    codes = c.subscribe([(f"{uniq}/a", SubscribeOptions(qos=1)), (f"{uniq}/b", SubscribeOptions(qos=1)),
+                         (f"{uniq}/c", SubscribeOptions(qos=1))])
+    assert [int(getattr(x, "value", x)) for x in codes] == [1, 1, 0x97]
+    again = c.subscribe(f"{uniq}/a", qos=0)
+    assert [int(getattr(x, "value", x)) for x in again] == [0], "a repeated filter replaces the old one"
+    c.unsubscribe(f"{uniq}/b")
+    assert [int(getattr(x, "value", x)) for x in c.subscribe(f"{uniq}/c", qos=1)] == [1]
+    pub = Client(b)
+    pub.publish(f"{uniq}/c", b"x", qos=1)
+    assert c.get().topic == f"{uniq}/c"
+    c.disconnect()
+    v3 = Client(b, version=4)
+    v3.subscribe(f"{uniq}/x", qos=1)
+    v3.subscribe(f"{uniq}/y", qos=1)
+    assert [int(getattr(x, "value", x)) for x in v3.subscribe(f"{uniq}/z", qos=1)] == [0x80]
+    v3.disconnect()
+    pub.disconnect()

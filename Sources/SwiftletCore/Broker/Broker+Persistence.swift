@@ -69,12 +69,13 @@ extension Broker {
                                      subscriptionIds: m.subscriptionIds, stored: true)
                     s.outbound.restore(d, packetId: m.state == 0 ? nil : m.packetId, released: m.state == 2, now: now)
                 }
-                var futures: [EventLoopFuture<Void>] = []
+                var filters: [(ParsedFilter, SubscriptionOptions)] = []
                 for (filter, opts) in rec.subscriptions {
                     guard let parsed = ParsedFilter.parse(filter) else { continue }
                     s.subscriptions[filter] = (parsed, opts)
-                    futures.append(router.subscribe(s, parsed, opts, on: ctx.eventLoop))
+                    filters.append((parsed, opts))
                 }
+                let subscribed = router.subscribe(s, filters, on: ctx.eventLoop)
                 registry.put(s)
                 restored += 1
                 if remainingMs != .max {
@@ -83,7 +84,7 @@ extension Broker {
                         self.expire(s)
                     }
                 }
-                return EventLoopFuture.andAllSucceed(futures, on: ctx.eventLoop)
+                return subscribed
             }.get()
         }
         for (w, clientId, ctx) in dueWills {

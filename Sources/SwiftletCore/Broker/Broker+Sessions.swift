@@ -130,9 +130,7 @@ extension Broker {
         session.persistent.store(false, ordering: .relaxed)
         session.terminated = true
         session.cancelTimers()
-        for (_, (parsed, _)) in session.subscriptions {
-            _ = router.unsubscribe(session, parsed, on: ctx.eventLoop)
-        }
+        _ = router.unsubscribe(session, session.subscriptions.values.map(\.0), on: ctx.eventLoop)
         session.subscriptions.removeAll()
         ctx.stats.messagesDropped += session.outbound.queue.count
         session.outbound.clear()

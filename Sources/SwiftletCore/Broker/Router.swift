@@ -4,6 +4,10 @@ import NIOCore
 
 /// Subscription changes applied to every loop's trie replica. A SUBACK is sent only after
 /// every replica has the change, so a publish that follows it on any connection sees it.
+///
+/// Changes come in batches (all the filters of one SUBSCRIBE, UNSUBSCRIBE or ended session):
+/// one task per other loop and one future per batch. One task and one future per filter and
+/// loop made the subscribe rate a third of mosquitto's with 100 filters per SUBSCRIBE.
 final class Router: @unchecked Sendable {
     private let table: LoopTable
     let subscriptionCount = ManagedAtomic<Int>(0)
@@ -11,29 +15,52 @@ final class Router: @unchecked Sendable {
     init(table: LoopTable) { self.table = table }
 
     func subscribe(_ session: Session, _ filter: ParsedFilter, _ options: SubscriptionOptions, on loop: EventLoop) -> EventLoopFuture<Void> {
-        let entry = SubscriberEntry(session: session, options: options)
-        var added = false
-        let futures = table.loops.map { ctx -> EventLoopFuture<Void> in
-            if ctx.eventLoop.inEventLoop {
-                if !ctx.trie.insert(filter, entry: entry) { added = true }
-                return ctx.eventLoop.makeSucceededVoidFuture()
-            }
-            return ctx.eventLoop.submit { _ = ctx.trie.insert(filter, entry: entry) }
-        }
-        if added { subscriptionCount.wrappingIncrement(ordering: .relaxed) }
-        return EventLoopFuture.andAllSucceed(futures, on: loop)
+        subscribe(session, [(filter, options)], on: loop)
     }
 
     func unsubscribe(_ session: Session, _ filter: ParsedFilter, on loop: EventLoop) -> EventLoopFuture<Void> {
-        var removed = false
-        let futures = table.loops.map { ctx -> EventLoopFuture<Void> in
-            if ctx.eventLoop.inEventLoop {
-                if ctx.trie.remove(filter, session: session) { removed = true }
-                return ctx.eventLoop.makeSucceededVoidFuture()
-            }
-            return ctx.eventLoop.submit { _ = ctx.trie.remove(filter, session: session) }
+        unsubscribe(session, [filter], on: loop)
+    }
+
+    /// Adds `filters` for `session` to every replica; the future completes on `loop` once all have them.
+    func subscribe(_ session: Session, _ filters: [(ParsedFilter, SubscriptionOptions)], on loop: EventLoop) -> EventLoopFuture<Void> {
+        guard !filters.isEmpty else { return loop.makeSucceededVoidFuture() }
+        let entries = filters.map { ($0.0, SubscriberEntry(session: session, options: $0.1)) }
+        return apply(on: loop) { trie in
+            var added = 0
+            for (f, e) in entries where !trie.insert(f, entry: e) { added += 1 }
+            return added
         }
-        if removed { subscriptionCount.wrappingDecrement(ordering: .relaxed) }
-        return EventLoopFuture.andAllSucceed(futures, on: loop)
+    }
+
+    /// Removes `filters` of `session` from every replica.
+    func unsubscribe(_ session: Session, _ filters: [ParsedFilter], on loop: EventLoop) -> EventLoopFuture<Void> {
+        guard !filters.isEmpty else { return loop.makeSucceededVoidFuture() }
+        return apply(on: loop) { trie in
+            var removed = 0
+            for f in filters where trie.remove(f, session: session) { removed -= 1 }
+            return removed
+        }
+    }
+
+    /// Runs `change` on every replica: inline on the caller's own loop (whose result, the
+    /// change in the number of distinct subscriptions, is counted once), as one task on each
+    /// other loop.
+    private func apply(on loop: EventLoop, _ change: @escaping (SubscriptionTrie) -> Int) -> EventLoopFuture<Void> {
+        var futures: [EventLoopFuture<Void>] = []
+        var counted = false
+        for ctx in table.loops {
+            if ctx.eventLoop.inEventLoop {
+                let delta = change(ctx.trie)
+                if !counted { subscriptionCount.wrappingIncrement(by: delta, ordering: .relaxed); counted = true }
+            } else {
+                futures.append(ctx.eventLoop.submit { _ = change(ctx.trie) })
+            }
+        }
+        switch futures.count {
+        case 0: return loop.makeSucceededVoidFuture()
+        case 1: return futures[0].hop(to: loop)
+        default: return EventLoopFuture.andAllSucceed(futures, on: loop)
+        }
     }
 }

@@ -142,10 +142,14 @@ extension MQTTConnectionHandler {
         var codes: [ReasonCode] = []
         var futures: [EventLoopFuture<Void>] = []
         var retainedFor: [(ParsedFilter, SubscriptionOptions)] = []
+        var grants: [(ParsedFilter, SubscriptionOptions)] = []
+        grants.reserveCapacity(s.subscriptions.count)
+        let persistent = session.persistent.load(ordering: .relaxed) && broker.store != nil
         var storeOps: [StoreOp] = []
         for (i, sub) in s.subscriptions.enumerated() {
             let parsed: ParsedFilter, opts: SubscriptionOptions
-            switch machine.subscription(sub, parsed: ParsedFilter.parse(sub.filter), allowed: allowed[i], identifier: subId) {
+            switch machine.subscription(sub, parsed: ParsedFilter.parse(sub.filter), allowed: allowed[i], identifier: subId,
+                                        held: session.subscriptions.count, replaces: session.subscriptions[sub.filter] != nil) {
             case .grant(let p, let o):
                 (parsed, opts) = (p, o)
             case .refuse(let code, let why):
@@ -158,17 +162,18 @@ extension MQTTConnectionHandler {
             }
             let granted = opts.qos
             let existed = session.subscriptions.updateValue((parsed, opts), forKey: sub.filter) != nil
-            storeOps.append(.subscribe(clientId: session.clientId, filter: sub.filter, options: opts))
-            futures.append(broker.router.subscribe(session, parsed, opts, on: eventLoop))
+            if persistent { storeOps.append(.subscribe(clientId: session.clientId, filter: sub.filter, options: opts)) }
+            grants.append((parsed, opts))
             codes.append(ReasonCode(granted.rawValue))
             hookSubscribed(filter: sub.filter, qos: granted)
             if parsed.group == nil && (sub.retainHandling == .sendOnSubscribe || (sub.retainHandling == .sendIfNew && !existed)) {
                 retainedFor.append((parsed, opts))
             }
         }
+        futures.append(broker.router.subscribe(session, grants, on: eventLoop))
         // A persistent session's SUBACK waits for the subscription to be on disk: an
         // acknowledged subscription survives a crash like an acknowledged message.
-        if !storeOps.isEmpty, session.persistent.load(ordering: .relaxed), let store = broker.store {
+        if !storeOps.isEmpty, let store = broker.store {
             let promise = eventLoop.makePromise(of: Void.self)
             store.submit(storeOps, promise: promise)
             futures.append(promise.futureResult)
@@ -191,20 +196,20 @@ extension MQTTConnectionHandler {
 
     func handleUnsubscribe(_ u: UnsubscribePacket, session: Session) {
         var codes: [ReasonCode] = []
-        var futures: [EventLoopFuture<Void>] = []
+        var removed: [ParsedFilter] = []
         hookUnsubscribe(u.filters)
         for f in u.filters {
             if let (parsed, _) = session.subscriptions.removeValue(forKey: f) {
                 hookUnsubscribed(filter: f)
                 session.record(.unsubscribe(clientId: session.clientId, filter: f))
-                futures.append(broker.router.unsubscribe(session, parsed, on: eventLoop))
+                removed.append(parsed)
                 codes.append(.success)
             } else {
                 codes.append(.noSubscriptionExisted)
             }
         }
         let ack = Packet.unsuback(UnsubAckPacket(packetId: u.packetId, reasonCodes: version == .v5 ? codes : []))
-        EventLoopFuture.andAllComplete(futures, on: eventLoop).whenComplete { [self] _ in
+        broker.router.unsubscribe(session, removed, on: eventLoop).whenComplete { [self] _ in
             guard state == .connected else { return }
             send(ack)
             flushIfDirty()
