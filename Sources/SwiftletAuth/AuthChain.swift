@@ -56,7 +56,20 @@ public final class AuthChain: @unchecked Sendable {
     public let config: AuthConfig
     public let allowAnonymous: Bool
     public let logger: Logger
-    private let providersBox = NIOLockedValueBox<[AuthProvider]>([])
+    /// Every provider, and the ones asked for each question in that question's order: sorted
+    /// when the chain changes, not on every question.
+    private struct Lists {
+        var all: [AuthProvider] = []
+        var authn: [AuthProvider] = []
+        var authz: [AuthProvider] = []
+
+        mutating func sort() {
+            all.sort { ($0.order, $0.name) < ($1.order, $1.name) }
+            authn = all.filter(\.authenticates).sorted { ($0.order(for: .authn), $0.name) < ($1.order(for: .authn), $1.name) }
+            authz = all.filter(\.authorizes).sorted { ($0.order(for: .authz), $0.name) < ($1.order(for: .authz), $1.name) }
+        }
+    }
+    private let providersBox = NIOLockedValueBox(Lists())
     private let statsBox = NIOLockedValueBox<(byName: [String: ProviderStats], bySlot: [ProviderStats])>(([:], []))
     public let authnCache: DecisionCache<AuthnResult>
     public let authzCache: DecisionCache<ACLAnswer>
@@ -69,25 +82,27 @@ public final class AuthChain: @unchecked Sendable {
         self.authzCache = DecisionCache(capacity: config.cacheSize)
     }
 
-    public var providers: [AuthProvider] { providersBox.withLockedValue { $0 } }
+    public var providers: [AuthProvider] { providersBox.withLockedValue { $0.all } }
 
     public func add(_ p: AuthProvider) {
-        providersBox.withLockedValue { list in
-            list.removeAll { $0.name == p.name }
-            list.append(p)
-            list.sort { ($0.order, $0.name) < ($1.order, $1.name) }
+        providersBox.withLockedValue { lists in
+            lists.all.removeAll { $0.name == p.name }
+            lists.all.append(p)
+            lists.sort()
         }
     }
 
     /// The providers asked for `role`, in ascending order for that role (a sidecar's authn
     /// and authz orders are independent).
     public func providers(for role: AuthRole) -> [AuthProvider] {
-        providers.filter { role == .authn ? $0.authenticates : $0.authorizes }
-            .sorted { ($0.order(for: role), $0.name) < ($1.order(for: role), $1.name) }
+        providersBox.withLockedValue { role == .authn ? $0.authn : $0.authz }
     }
 
     public func remove(named name: String) {
-        providersBox.withLockedValue { $0.removeAll { $0.name == name } }
+        providersBox.withLockedValue { lists in
+            lists.all.removeAll { $0.name == name }
+            lists.sort()
+        }
     }
 
     public func stats(_ name: String) -> ProviderStats {
@@ -182,6 +197,45 @@ public final class AuthChain: @unchecked Sendable {
                 return (ACLAnswer(allowed: allowed, ttl: ttl, providerSlot: stats(p.name).slot), ttl)
             })
         }
+    }
+
+    /// The chain's ACL answer without waiting, when every ACL provider answers synchronously
+    /// (`AuthProvider.answersSynchronously`: the built-in rules); nil otherwise, and
+    /// `authorize` asks.
+    /// Same decisions, statistics and caching as `authorize`, without its futures: a
+    /// SUBSCRIBE of 100 filters asks 100 questions, and the futures were a fifth of its cost.
+    public func authorizeNow(_ c: ClientInfo, access: ACLAccess, topic: String, now: NIODeadline) -> ACLAnswer? {
+        let list = providers(for: .authz)
+        guard list.allSatisfy(\.answersSynchronously) else { return nil }
+        let key = DecisionCache<ACLAnswer>.Key(kind: access.rawValue + 1, clientId: c.clientId, username: c.username ?? "",
+                                               detail: "\(topic)|\(c.peerAddress)")
+        if let v = authzCache.get(key, now: now) {
+            stats(slot: v.providerSlot)?.cacheHit()
+            return v
+        }
+        var answers: [(AuthProvider, ProviderAnswer)] = []
+        for p in list {
+            let a = p.authorizeNow(c, access: access, topic: topic) ?? ProviderAnswer(.error("no synchronous answer"))
+            answers.append((p, a))
+            if case .ignore = a.decision { continue }
+            break
+        }
+        let cfg = config
+        var result = ACLAnswer(allowed: cfg.aclNomatchAllow, ttl: cfg.aclNomatchAllow ? cfg.allowTTL : cfg.denyTTL)
+        for (p, answer) in answers {
+            stats(p.name).record(0)
+            switch answer.decision {
+            case .ignore: continue
+            case .allow: result = ACLAnswer(allowed: true, ttl: answer.ttl ?? cfg.allowTTL, providerSlot: stats(p.name).slot)
+            case .deny: result = ACLAnswer(allowed: false, ttl: answer.ttl ?? cfg.denyTTL, providerSlot: stats(p.name).slot)
+            case .error(let why):
+                logger.warning("acl provider failed; applying fallback", metadata: [
+                    "sidecar.name": "\(p.name)", "error": "\(why)", "auth.fallback": "\(cfg.fallbackAllow ? "allow" : "deny")"])
+                result = ACLAnswer(allowed: cfg.fallbackAllow, ttl: .zero, providerSlot: stats(p.name).slot)
+            }
+        }
+        authzCache.put(key, result, ttl: result.ttl, now: now)
+        return result
     }
 
     /// The fold both questions share (mosquitto's defer loop): providers are asked in order

@@ -77,10 +77,16 @@ public protocol AuthProvider: AnyObject, Sendable {
     func authorize(_ client: ClientInfo, access: ACLAccess, topic: String, on loop: EventLoop) -> EventLoopFuture<ProviderAnswer>
     /// Position for one question; a sidecar registers authn and authz with orders of their own.
     func order(for role: AuthRole) -> Int
+    /// True when `authorizeNow` always answers (no I/O): the chain then decides without futures.
+    var answersSynchronously: Bool { get }
+    /// The ACL answer computed on the calling thread, nil when it needs I/O.
+    func authorizeNow(_ client: ClientInfo, access: ACLAccess, topic: String) -> ProviderAnswer?
 }
 
 extension AuthProvider {
     public func order(for role: AuthRole) -> Int { order }
+    public var answersSynchronously: Bool { false }
+    public func authorizeNow(_ client: ClientInfo, access: ACLAccess, topic: String) -> ProviderAnswer? { nil }
 }
 
 /// The two questions of the chain.

@@ -60,12 +60,22 @@ public final class BuiltinAuth: AuthProvider, @unchecked Sendable {
     }
 
     public func authorize(_ c: ClientInfo, access: ACLAccess, topic: String, on loop: EventLoop) -> EventLoopFuture<ProviderAnswer> {
+        loop.makeSucceededFuture(decide(c, access: access, topic: topic))
+    }
+
+    public var answersSynchronously: Bool { true }
+
+    public func authorizeNow(_ c: ClientInfo, access: ACLAccess, topic: String) -> ProviderAnswer? {
+        decide(c, access: access, topic: topic)
+    }
+
+    private func decide(_ c: ClientInfo, access: ACLAccess, topic: String) -> ProviderAnswer {
         for r in rules {
             if let allow = r.decide(c, access: access, topic: topic) {
-                return loop.makeSucceededFuture(ProviderAnswer(allow ? .allow(superuser: false) : .deny(reason: "acl rule")))
+                return ProviderAnswer(allow ? .allow(superuser: false) : .deny(reason: "acl rule"))
             }
         }
-        return loop.makeSucceededFuture(ProviderAnswer(.ignore))
+        return ProviderAnswer(.ignore)
     }
 
     // MARK: Users file

@@ -104,6 +104,34 @@ final class EmqttdACLTests: XCTestCase {
         XCTAssertFalse(EmqttdACL.matches("a/+", topic: "a/b/c", client: client(), isFilter: false))
     }
 
+    /// The byte-wise matcher against a split-based reference, over every pair of a set of
+    /// rule topics and topics with empty levels, `$`, wildcards and multi-byte characters.
+    func testPlainMatcherAgreesWithSplitting() {
+        func reference(_ rule: String, _ topic: String) -> Bool {
+            let p = rule.split(separator: "/", omittingEmptySubsequences: false)
+            let t = topic.split(separator: "/", omittingEmptySubsequences: false)
+            if topic.hasPrefix("$"), p[0] == "+" || p[0] == "#" { return false }
+            var i = 0
+            while i < p.count {
+                if p[i] == "#" { return true }
+                if i >= t.count { return false }
+                if p[i] != "+" && p[i] != t[i] { return false }
+                i += 1
+            }
+            return i == t.count
+        }
+        let rules = ["#", "+", "+/#", "a", "a/#", "a/+", "a/+/c", "/", "/+", "+/", "a//b", "$SYS/#", "$SYS", "+x", "#x/#",
+                     "é/+", "a/b/c/#", "", "//", "+/+/+"]
+        let topics = ["a", "a/b", "a/b/c", "a/b/c/d", "", "/", "//", "a/", "/a", "a//b", "$SYS/x", "$SYS", "+x/y", "#x/y",
+                      "é/ü", "b", "a/+", "a/#", "+", "#"]
+        for r in rules {
+            for t in topics {
+                XCTAssertEqual(EmqttdACL.plainMatches(r, topic: t), reference(r, t), "\(r) vs \(t)")
+                XCTAssertEqual(EmqttdACL.matches(r, topic: t, client: client(), isFilter: true), reference(r, t), "\(r) vs \(t)")
+            }
+        }
+    }
+
     func testDefaultsAndCIDR() {
         XCTAssertEqual(EmqttdACL.Rule.emqttdDefaults.count, 5)
         XCTAssertTrue(CIDR("10.0.0.0/8")!.contains("::ffff:10.1.1.1"))

@@ -33,6 +33,10 @@ extension MQTTConnectionHandler {
     /// answered, holding back every later packet of this connection meanwhile (order kept).
     func withACL(_ access: ACLAccess, _ topic: String, _ body: @escaping (Bool) -> Void) {
         if let d = cachedACL(access, topic) { return body(d) }
+        if let answer = broker.auth.authorizeNow(clientInfo, access: access, topic: topic, now: eventLoop.now) {
+            rememberACL(access, topic, answer)
+            return body(answer.allowed)
+        }
         paused = true
         broker.auth.authorize(clientInfo, access: access, topic: topic, on: eventLoop).whenComplete { [self] result in
             let answer = (try? result.get()) ?? ACLAnswer(allowed: broker.config.auth.fallbackAllow, ttl: .zero)
