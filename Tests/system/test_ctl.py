@@ -334,7 +334,8 @@ def test_retained_list_and_del(env):
 
 def test_cache_stats_and_clear(env):
     b, sock = env
-    c = Client(b, client_id=uid())
+    # With credentials: an anonymous client without any is decided without the cache.
+    c = Client(b, client_id=uid(), username="cache-user", password="pw")
     c.disconnect()
     out = ctl_ok(sock, "cache", "stats")
     assert "authn" in out and "authz" in out and "builtin" in out
