@@ -2,10 +2,11 @@
 subprotocols, packets split across frames and several in one, fragmented messages, ping/pong,
 max_frame_size, RFC 6455 close codes, the path and Origin checks, X-Forwarded-For and the
 PROXY protocol; hostile frames get a close frame with their code, never a crash. A raw
-WebSocket client here (so every frame is chosen), paho-mqtt over ws/wss, and a page in
-headless Chromium running a small MQTT client over the browser's own WebSocket."""
+WebSocket client here (so every frame is chosen), paho-mqtt over ws/wss, and MQTT.js (bundled
+from Debian's node-mqtt, mqttjs.py) in a page in headless Chromium over ws and wss."""
 
 import base64
+import json
 import os
 import queue
 import socket
@@ -15,6 +16,7 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -22,6 +24,7 @@ import pytest
 from brokers import free_port
 from clients import wait_for
 from ctl import ctl_config, ctl_ok
+import mqttjs
 from mqttraw import connect, dec_varint, disconnect, publish, subscribe
 from pki import PKI, tls_listener
 from sidecars import short_dir
@@ -413,87 +416,119 @@ def test_hostile_input_on_wss_port(ws):
     ws.assert_alive()
 
 
-PAGE = """<!doctype html><html><body><pre id="log"></pre><script>
-// A minimal MQTT 3.1.1 client over the browser's WebSocket: CONNECT, SUBSCRIBE, PUBLISH.
-function str(s) { const b = new TextEncoder().encode(s); return [b.length >> 8, b.length & 255, ...b]; }
-function pkt(type, body) {
-  const len = []; let n = body.length;
-  do { let d = n % 128; n = Math.floor(n / 128); if (n > 0) d |= 128; len.push(d); } while (n > 0);
-  return new Uint8Array([type, ...len, ...body]);
-}
-const log = (m) => { document.getElementById('log').textContent += m + '\\n'; };
-const ws = new WebSocket('ws://127.0.0.1:@port@/mqtt', ['mqtt']);
-ws.binaryType = 'arraybuffer';
-ws.onopen = () => {
-  log('open ' + ws.protocol);
-  ws.send(pkt(0x10, [...str('MQTT'), 4, 2, 0, 60, ...str('@client@')]));
-};
-ws.onmessage = (e) => {
-  const b = new Uint8Array(e.data);
-  if (b[0] === 0x20) {
-    log('connack ' + b[3]);
-    ws.send(pkt(0x82, [0, 1, ...str('@topic@'), 0]));
-  } else if (b[0] === 0x90) {
-    log('suback');
-    ws.send(pkt(0x30, [...str('@topic@'), ...new TextEncoder().encode('from-the-browser')]));
-  } else if ((b[0] & 0xF0) === 0x30) {
-    log('message ' + new TextDecoder().decode(b.slice(4 + @tlen@)));
-  }
-};
-ws.onerror = () => log('error');
+# -- a browser: MQTT.js in headless Chromium ---------------------------------------------------
+
+PAGE = """<!doctype html><html><body><pre id="log"></pre><script src="/mqtt.js"></script><script>
+// MQTT.js over the browser's own WebSocket: subscribe, publish QoS 0 and 1 to itself, publish
+// to a topic paho subscribed to, receive what paho publishes. Every event lands in window.seen.
+const CFG = @cfg@;
+window.seen = [];
+const note = (e) => { window.seen.push(e); document.getElementById('log').textContent += JSON.stringify(e) + '\\n'; };
+const c = mqtt.connect(CFG.url, { clientId: CFG.client, protocolVersion: 4, clean: true, reconnectPeriod: 0 });
+c.on('connect', (ack) => {
+  note({ ev: 'connect', rc: ack.returnCode, protocol: c.stream.socket.protocol });
+  c.subscribe([CFG.own, CFG.fromPaho], { qos: 1 }, (err, granted) => {
+    note({ ev: 'suback', err: err && String(err), qos: granted.map((g) => g.qos) });
+    c.publish(CFG.own, 'q0-from-browser', { qos: 0 });
+    c.publish(CFG.own, 'q1-from-browser', { qos: 1 }, (err) => note({ ev: 'puback', err: err && String(err) }));
+    c.publish(CFG.toPaho, 'to-paho', { qos: 1 });
+  });
+});
+c.on('message', (topic, payload, packet) => note({ ev: 'message', topic, payload: payload.toString(), qos: packet.qos }));
+c.on('error', (err) => note({ ev: 'error', err: String(err) }));
+c.on('close', () => note({ ev: 'close' }));
 </script></body></html>"""
 
 
-def test_browser_publishes_over_websocket(ws):
+@pytest.fixture(scope="module")
+def browser_env(tmp_path_factory, pki):
+    """MQTT.js bundled for the browser, and a HOME whose NSS database trusts the test CA, so
+    Chromium verifies the wss listener's certificate as for any site. Without Debian's packages
+    (scripts/test installs them as root) the browser tests skip, never as root."""
     pytest.importorskip("selenium")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
+    need = mqttjs.missing() + [p for p, f in (("chromium", "/usr/bin/chromium"),
+                                              ("chromium-driver", "/usr/bin/chromedriver")) if not Path(f).exists()]
+    if need:
+        msg = f"the browser tests need Debian's {' '.join(need)} (apt-get install, as scripts/test does)"
+        if os.geteuid() == 0:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    d = tmp_path_factory.mktemp("browser")
+    return {"bundle": mqttjs.bundle(d).read_bytes(), "home": mqttjs.trust_ca(d / "home", pki.path("ca.pem"))}
 
-    topic = f"browser/{uuid.uuid4().hex[:6]}"
-    page = PAGE
-    for k, v in {"port": ws.ports["ws"], "client": cid(), "topic": topic, "tlen": len(topic)}.items():
-        page = page.replace(f"@{k}@", str(v))
 
+def serve(routes):
+    """A local HTTP server for routes (path -> (content type, bytes)) on a free port."""
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
-            body = page.encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
+            ctype, body = routes.get(self.path.split("?")[0], ("text/plain", None))
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body or b"")))
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(body or b"")
 
         def log_message(self, *a):
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    # A paho subscriber on the plain TCP listener sees what the browser publishes.
+    return server
+
+
+@pytest.mark.parametrize("scheme", ["ws", "wss"])
+def test_browser_mqttjs_over_websocket(ws, browser_env, scheme):
+    """A page in headless Chromium with MQTT.js connects to the ws (or wss, its certificate
+    verified against the test CA) listener, subscribes, gets its own QoS 0 and QoS 1
+    messages back, and talks both ways with paho-mqtt on the plain TCP listener."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    tag = uuid.uuid4().hex[:6]
+    cfg = {"url": f"{scheme}://127.0.0.1:{ws.ports[scheme]}/mqtt",
+           "client": cid(), "own": f"browser/{tag}/own", "fromPaho": f"browser/{tag}/from-paho",
+           "toPaho": f"browser/{tag}/to-paho"}
+    page = PAGE.replace("@cfg@", json.dumps(cfg)).encode()
+    server = serve({"/": ("text/html", page), "/mqtt.js": ("text/javascript", browser_env["bundle"])})
     got = queue.Queue()
-    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid())
+    paho = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid())
     subscribed = queue.Queue()
-    sub.on_subscribe = lambda *a: subscribed.put(True)
-    sub.on_message = lambda cl, u, m: got.put(m.payload)
-    sub.connect(ws.host, ws.port)
-    sub.loop_start()
-    sub.subscribe(topic)
+    paho.on_subscribe = lambda *a: subscribed.put(True)
+    paho.on_message = lambda cl, u, m: got.put((m.topic, m.payload, m.qos))
+    paho.connect(ws.host, ws.port)
+    paho.loop_start()
+    paho.subscribe(cfg["toPaho"], qos=1)
     subscribed.get(timeout=10)
-    opts = Options()
+    opts = webdriver.ChromeOptions()
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
         opts.add_argument(a)
     opts.binary_location = "/usr/bin/chromium"
-    driver = webdriver.Chrome(options=opts, service=Service("/usr/bin/chromedriver"))
+    # Chromium reads its trusted certificates from $HOME/.pki/nssdb.
+    service = Service("/usr/bin/chromedriver", env={**os.environ, "HOME": str(browser_env["home"])})
+    driver = webdriver.Chrome(options=opts, service=service)
+    seen = lambda: driver.execute_script("return window.seen || []")
     try:
         driver.get(f"http://127.0.0.1:{server.server_address[1]}/")
-        assert got.get(timeout=20) == b"from-the-browser"
-        wait_for(lambda: "message from-the-browser" in driver.find_element(By.ID, "log").text,
-                 msg="the browser receives its own message")
-        text = driver.find_element(By.ID, "log").text
-        assert "open mqtt" in text and "connack 0" in text, text
+        assert got.get(timeout=20) == (cfg["toPaho"], b"to-paho", 1), seen()
+        wait_for(lambda: any(e["ev"] == "suback" for e in seen()), msg="the browser subscribes")
+        paho.publish(cfg["fromPaho"], b"from-paho", qos=1).wait_for_publish(10)
+        messages = lambda: [(e["topic"], e["payload"], e["qos"]) for e in seen() if e["ev"] == "message"]
+        want = {(cfg["own"], "q0-from-browser", 0), (cfg["own"], "q1-from-browser", 1),
+                (cfg["fromPaho"], "from-paho", 1)}
+        try:
+            wait_for(lambda: want <= set(messages()), msg="the browser's own and paho's messages")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; the page saw {seen()}") from None
+        events = seen()
+        assert events[0] == {"ev": "connect", "rc": 0, "protocol": "mqtt"}, events
+        assert {"ev": "suback", "err": None, "qos": [1, 1]} in events and {"ev": "puback", "err": None} in events
+        assert not [e for e in events if e["ev"] in ("error", "close")], events
+        assert sorted(messages()) == sorted(want), events  # each exactly once
+        # The broker shows the browser as a client of the listener it was pointed at.
+        j = ctl_ok(ws.ctl, "clients", "show", cfg["client"], json_out=True)
+        assert j["listener"] == f"{scheme}:127.0.0.1:{ws.ports[scheme]}", j
     finally:
         driver.quit()
-        sub.disconnect()
-        sub.loop_stop()
+        paho.disconnect()
+        paho.loop_stop()
         server.shutdown()
