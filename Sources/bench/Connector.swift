@@ -77,7 +77,7 @@ struct Connector {
     private func connectOne(_ config: ClientConfig, on el: EventLoop, source: String?) async throws -> MQTTClient {
         let client = MQTTClient(config: config, bench: bench, eventLoop: el)
         var bootstrap = ClientBootstrap(group: el)
-            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: 128 * 1024, high: 512 * 1024))
             .connectTimeout(.milliseconds(Int64(config.connectTimeout * 1000)))
             .channelInitializer { [options, tls = bench.tls] ch in

@@ -23,7 +23,7 @@ final class TCPListener {
             var bootstrap = ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 256)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             if let high = writeHighWater {
                 bootstrap = bootstrap.childChannelOption(.writeBufferWaterMark, value: .init(low: high / 2, high: high))
             }

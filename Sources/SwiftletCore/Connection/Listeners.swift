@@ -20,7 +20,7 @@ public enum Listeners {
                     try server.pipeline.syncOperations.addHandler(AcceptGate(listener: state, now: server.eventLoop.now))
                 }
             }
-            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
             // Each channel keeps its last receive buffer: start it small (see the type).
             .childChannelOption(ChannelOptions.recvAllocator, value: CompactRecvAllocator())
