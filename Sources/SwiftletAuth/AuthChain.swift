@@ -1,4 +1,5 @@
 import AuthBackends
+import Atomics
 import SwiftletConfig
 import Crypto
 import Foundation
@@ -54,7 +55,9 @@ public final class ProviderStats: @unchecked Sendable {
 /// Authentication and authorization are kept apart; answers go through `DecisionCache`.
 public final class AuthChain: @unchecked Sendable {
     public let config: AuthConfig
-    public let allowAnonymous: Bool
+    /// `mqtt.allow_anonymous`; `reload config` may change it (read once per authentication).
+    public var allowAnonymous: Bool { anonymousAllowed.load(ordering: .relaxed) }
+    private let anonymousAllowed: ManagedAtomic<Bool>
     public let logger: Logger
     /// Every provider, and the ones asked for each question in that question's order: sorted
     /// when the chain changes, not on every question.
@@ -74,9 +77,13 @@ public final class AuthChain: @unchecked Sendable {
     public let authnCache: DecisionCache<AuthnResult>
     public let authzCache: DecisionCache<ACLAnswer>
 
+    public func setAllowAnonymous(_ allow: Bool) {
+        anonymousAllowed.store(allow, ordering: .relaxed)
+    }
+
     public init(config: AuthConfig, allowAnonymous: Bool, logger: Logger) {
         self.config = config
-        self.allowAnonymous = allowAnonymous
+        self.anonymousAllowed = ManagedAtomic(allowAnonymous)
         self.logger = logger
         self.authnCache = DecisionCache(capacity: config.cacheSize)
         self.authzCache = DecisionCache(capacity: config.cacheSize)

@@ -38,16 +38,23 @@ public final class BuiltinAuth: AuthProvider, @unchecked Sendable {
 
     /// Re-reads the ACL file (`swiftlet-ctl acl reload`). On error the old rules stay.
     public func reloadACL() throws -> Int {
-        let rules = try aclPath.map(Self.loadRules) ?? ACLRule.emqttdDefaults
-        state.withLockedValue { $0.rules = rules }
+        let rules = try readACL()
+        install(rules: rules)
         return rules.count
     }
 
     public func reloadUsers() throws -> Int {
-        let users = try usersPath.map(Self.loadUsers) ?? [:]
-        state.withLockedValue { $0.users = users }
+        let users = try readUsers()
+        install(users: users)
         return users.count
     }
+
+    /// The ACL file's rules, read and checked but not in force (`reload config` checks every
+    /// file before it applies any).
+    public func readACL() throws -> [ACLRule] { try aclPath.map(Self.loadRules) ?? ACLRule.emqttdDefaults }
+    public func readUsers() throws -> [String: BuiltinUser] { try usersPath.map(Self.loadUsers) ?? [:] }
+    public func install(rules: [ACLRule]) { state.withLockedValue { $0.rules = rules } }
+    public func install(users: [String: BuiltinUser]) { state.withLockedValue { $0.users = users } }
 
     public func authenticate(_ c: ClientInfo, password: [UInt8]?, on loop: EventLoop) -> EventLoopFuture<ProviderAnswer> {
         guard let name = c.username, let user = users[name] else { return loop.makeSucceededFuture(ProviderAnswer(.ignore)) }

@@ -14,12 +14,22 @@ public final class RetainedStore: @unchecked Sendable {
     private var _count = 0
     private var _bytes = 0
     /// Limits (0: unlimited). A new topic beyond them is refused; replacing is always allowed.
-    public let maxCount: Int
-    public let maxBytes: Int
+    /// Under the lock (`setLimits`).
+    private var maxCount: Int
+    private var maxBytes: Int
 
     public init(maxCount: Int = 0, maxBytes: Int = 0) {
         self.maxCount = maxCount
         self.maxBytes = maxBytes
+    }
+
+    /// New limits (`reload config`). Messages already kept beyond lowered limits stay; new
+    /// topics are refused until the store is under them again.
+    public func setLimits(maxCount: Int, maxBytes: Int) {
+        lock.withLock {
+            self.maxCount = maxCount
+            self.maxBytes = maxBytes
+        }
     }
 
     public var count: Int { lock.withLock { _count } }

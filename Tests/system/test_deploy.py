@@ -30,7 +30,12 @@ def localized(text, d):
 
 # -- systemd ---------------------------------------------------------------------------------
 
-def test_systemd_units_verify(tmp_path):
+SIDECAR_DROPINS = ["auth_sql", "auth_redis", "auth_mongo", "auth_ldap", "auth_http"]
+
+
+def systemd_verify(tmp_path, tweak=None):
+    """`systemd-analyze verify` of every unit and, through them, every drop-in
+    (`<unit>.d/*.conf`, found next to the unit); `tweak(dir)` may change the copies first."""
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.fail("systemd-analyze not installed (scripts/test installs systemd)")
@@ -38,14 +43,48 @@ def test_systemd_units_verify(tmp_path):
     assert {u.name for u in units} >= {"swiftlet.service", "swiftlet-sidecar@.service", "swiftlet-gateways.service"}
     for u in units:
         (tmp_path / u.name).write_text(u.read_text().replace(BIN, str(swiftlet_path().parent) + "/"))
-    # A template is verified through an instance of it.
+    for d in (DEPLOY / "systemd").glob("*.service.d"):
+        shutil.copytree(d, tmp_path / d.name)
+    # A template is verified through its instances: each with a drop-in, and one without.
     names = [str(tmp_path / u.name) for u in units if "@." not in u.name]
-    shutil.copy(tmp_path / "swiftlet-sidecar@.service", tmp_path / "swiftlet-sidecar@auth_http.service")
-    names.append(str(tmp_path / "swiftlet-sidecar@auth_http.service"))
+    for inst in SIDECAR_DROPINS + ["custom"]:
+        shutil.copy(tmp_path / "swiftlet-sidecar@.service", tmp_path / f"swiftlet-sidecar@{inst}.service")
+        names.append(str(tmp_path / f"swiftlet-sidecar@{inst}.service"))
+    if tweak:
+        tweak(tmp_path)
     r = subprocess.run([analyze, "verify", *names], capture_output=True, text=True, timeout=60)
-    problems = [l for l in (r.stdout + r.stderr).splitlines() if "swiftlet" in l]
+    return r, [l for l in (r.stdout + r.stderr).splitlines() if "swiftlet" in l]
+
+
+def test_systemd_units_verify(tmp_path):
+    r, problems = systemd_verify(tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert problems == [], "\n".join(problems)
+
+
+def test_systemd_dropins_are_read_by_verify(tmp_path):
+    """The check above covers the drop-ins: a wrong key in one is reported, with its file."""
+    def spoil(d):
+        with open(d / "swiftlet-sidecar@auth_sql.service.d" / "network.conf", "a") as f:
+            f.write("NoSuchSetting=1\n")
+    _, problems = systemd_verify(tmp_path, spoil)
+    assert any("network.conf" in l and "NoSuchSetting" in l for l in problems), problems
+
+
+def test_systemd_network_dropins_restrict_each_sidecar():
+    template = (DEPLOY / "systemd" / "swiftlet-sidecar@.service").read_text()
+    assert "RestrictAddressFamilies=AF_UNIX\n" in template and "IPAddressDeny=any" in template
+    for inst in SIDECAR_DROPINS:
+        conf = (DEPLOY / "systemd" / f"swiftlet-sidecar@{inst}.service.d" / "network.conf").read_text()
+        for line in ("RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "IPAddressDeny=any", "IPAddressAllow=localhost",
+                     "# >>> The database host", "#IPAddressAllow="):
+            assert line in conf, (inst, line)
+    gw = (DEPLOY / "systemd" / "swiftlet-gateways.service.d" / "network.conf").read_text()
+    shipped = (ROOT / "etc" / "plugins" / "gateways.toml").read_text()
+    ports = [l.split("=")[1].split("#")[0].strip() for l in shipped.splitlines() if l.startswith("listener =")]
+    assert ports == ["1884", "61613", "61616"], ports
+    for rule in ("SocketBindDeny=any", "SocketBindAllow=udp:1884", "SocketBindAllow=tcp:61613", "SocketBindAllow=tcp:61616"):
+        assert rule in gw, rule
 
 
 def test_broker_unit_declares_notify_and_watchdog():

@@ -1,6 +1,6 @@
 """`swiftlet-ctl reload config` (issue 18 point 2): the configuration file read again while
 the broker runs; the log level and the ACL (and users) files apply at once, settings that need
-a restart are named, a file that does not parse changes nothing."""
+a restart are named, a file that does not parse changes nothing. Limits: test_reload_limits.py."""
 
 import pytest
 
@@ -74,10 +74,13 @@ def test_reload_config_applies_log_level_and_acl_file(broker_factory, tmp_path):
 
 def test_reload_config_names_what_needs_a_restart(broker_factory, tmp_path):
     b, ctl, _ = start(broker_factory, tmp_path)
-    b.config_path.write_text(b.config_path.read_text() + "\n[mqtt]\nmax_inflight = 7\n")
+    b.config_path.write_text(b.config_path.read_text() + "\n[sys]\ninterval = 5\n[mqtt]\nmax_inflight = 7\n")
     j = ctl_ok(ctl, "reload", "config", json_out=True)
-    assert any(x.startswith("mqtt") for x in j["needs_restart"]), j
-    assert "needs a restart: mqtt" in ctl_ok(ctl, "reload", "config")
+    assert j["needs_restart"] == ["sys.interval"], j
+    assert "mqtt.max_inflight 32 -> 7 (new connections)" in j["applied"], j
+    # Named again until the restart; what applied is not applied twice.
+    out = ctl_ok(ctl, "reload", "config")
+    assert "needs a restart: sys.interval" in out and "max_inflight" not in out, out
 
 
 @pytest.mark.parametrize("broken", ["[log]\nlevel = \"loud\"\n", "[mqtt]\nno_such_key = 1\n", "[[listeners]\n"])

@@ -38,7 +38,7 @@ extension Broker {
             try await ctx.eventLoop.flatSubmit { [self] () -> EventLoopFuture<Void> in
                 let version = ProtocolVersion(rawValue: rec.version) ?? .v3_1_1
                 let s = Session(clientId: rec.clientId, loopIndex: ctx.index, version: version, expiry: rec.expiry,
-                                    limits: config.mqtt, store: store)
+                                    limits: connectionPolicy.mqtt, store: store)
                 s.persistent.store(true, ordering: .relaxed)
                 let now = ctx.eventLoop.now
                 s.disconnectedAt = now - .milliseconds(elapsedMs)

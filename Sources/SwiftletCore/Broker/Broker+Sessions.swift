@@ -13,7 +13,7 @@ extension Broker {
         registry.serialize(clientId, on: home.eventLoop) { [self] in
             let makeNew = { () -> Void in
                 let s = Session(clientId: clientId, loopIndex: home.index, version: conn.version, expiry: expiry,
-                                    limits: self.config.mqtt, store: self.store)
+                                    limits: conn.config, store: self.store)
                 self.registry.put(s)
                 attach(s, false)
             }

@@ -17,9 +17,13 @@ import NIOSSL
 public final class Broker: @unchecked Sendable {
     public static let version = "0.1.0"
 
+    /// The configuration the broker started with. `[mqtt]` and listener limits may since have
+    /// changed (`reload config`): read them from `connectionPolicy` and the listener's state.
     public let config: BrokerConfig
-    /// The MQTT limits, shared by every connection's state machine.
-    let connectionPolicy: ConnectionPolicy
+    /// The MQTT limits of new connections, replaced as a whole by `reload config`. A
+    /// connection reads it once, when it is accepted, and keeps that object (no lock per packet).
+    var connectionPolicy: ConnectionPolicy { policyBox.withLockedValue { $0 } }
+    private let policyBox: NIOLockedValueBox<ConnectionPolicy>
     public let logger: Logger
     let group: EventLoopGroup
     private let ownsGroup: Bool
@@ -73,7 +77,7 @@ public final class Broker: @unchecked Sendable {
     public init(config: BrokerConfig, logger: Logger, group: EventLoopGroup, ownsGroup: Bool = false) {
         self.config = config
         self.appliedConfig = AppliedConfig(config)
-        self.connectionPolicy = ConnectionPolicy(config.mqtt)
+        self.policyBox = NIOLockedValueBox(ConnectionPolicy(config.mqtt))
         self.logger = logger
         self.group = group
         self.ownsGroup = ownsGroup
@@ -98,6 +102,17 @@ public final class Broker: @unchecked Sendable {
         self.supervisor = Supervisor(config: config, loop: group.next(), logger: logger, hub: sidecars, control: control)
         self.parts = makeParts()
         registerBuiltinCommands()
+    }
+
+    /// `reload config`: the `[mqtt]` limits of connections accepted from now on, and the
+    /// broker-wide ones (retained store, anonymous access, shared subscription strategy).
+    func applyMQTTLimits(_ m: MQTTConfig) {
+        policyBox.withLockedValue { $0 = ConnectionPolicy(m) }
+        retained.setLimits(maxCount: m.maxRetainedMessages, maxBytes: m.maxRetainedBytes)
+        auth.setAllowAnonymous(m.allowAnonymous)
+        for ctx in loops {
+            ctx.eventLoop.execute { ctx.sharedStrategy = m.sharedStrategy }
+        }
     }
 
     func loopContext(for el: EventLoop) -> LoopContext {

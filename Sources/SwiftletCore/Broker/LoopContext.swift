@@ -71,7 +71,8 @@ final class LoopContext: @unchecked Sendable {
     let trie = SubscriptionTrie()
     /// Every loop of the broker, this one included: where remote deliveries go.
     unowned let table: LoopTable
-    let sharedStrategy: SharedStrategy
+    /// How shared groups pick a member; `reload config` sets it on this loop.
+    var sharedStrategy: SharedStrategy
     var stats = LoopStats()
     /// Keep alive, CONNECT idle timeout and retry timers of this loop's connections.
     lazy var connectionSweep = ConnectionSweep(eventLoop: eventLoop)

@@ -81,6 +81,7 @@ extension MQTTConnectionHandler {
         session.persistent.store(broker.store != nil && expiry > 0, ordering: .relaxed)
         session.record(.session(clientId: session.clientId, expiry: expiry, version: version.rawValue))
         session.outbound.window = max(1, min(config.maxInflight, machine.clientReceiveMaximum))
+        session.adoptQueueLimits(config)  // a resumed session takes this connection's limits
         wasCounted = true
         let n = broker.clientsConnected.wrappingIncrementThenLoad(ordering: .relaxed)
         var mx = broker.clientsMax.load(ordering: .relaxed)

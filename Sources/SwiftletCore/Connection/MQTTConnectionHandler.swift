@@ -81,9 +81,10 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         self.peerHost = peerHost
         self.peerPort = peerPort
         self.listener = listener
-        self.machine = ConnectionStateMachine(policy: broker.connectionPolicy, now: ctx.eventLoop.now.uptimeNanoseconds)
-        self.decoder = NIOSingleStepByteToMessageProcessor(MQTTPacketDecoder(maxPacketSize: broker.config.mqtt.maxPacketSize,
-                                                                            strictUTF8: broker.config.mqtt.strictUTF8))
+        let policy = broker.connectionPolicy  // read once: a reload applies to later connections
+        self.machine = ConnectionStateMachine(policy: policy, now: ctx.eventLoop.now.uptimeNanoseconds)
+        self.decoder = NIOSingleStepByteToMessageProcessor(MQTTPacketDecoder(maxPacketSize: policy.mqtt.maxPacketSize,
+                                                                            strictUTF8: policy.mqtt.strictUTF8))
     }
 
     /// host:port of the client, [host]:port for IPv6.

@@ -21,7 +21,8 @@ extension Broker {
         for (r, n) in l.refusedByReason { refused[r.rawValue] = n }
         return ["type": l.config.kind.rawValue, "bind": "\(l.config.host):\(l.config.port)", "address": address,
                 "name": l.name, "connections": l.current.load(ordering: .relaxed),
-                "max_connections": l.config.maxConnections, "max_conn_rate": l.config.maxConnRate,
+                "max_connections": l.maxConnections.load(ordering: .relaxed),
+                "max_conn_rate": l.maxConnRate.load(ordering: .relaxed),
                 "accepted": l.accepted.load(ordering: .relaxed), "refused": refused.values.reduce(0, +),
                 "refused_by_reason": refused, "malformed": l.malformed.load(ordering: .relaxed),
                 "log_suppressed": l.logSuppressed.load(ordering: .relaxed)]
@@ -34,9 +35,9 @@ extension Broker {
             let address = l.address
             let j = listenerJSON(l, address: address)
             json.append(j)
-            let rate = l.config.maxConnRate == 0 ? "-" : "\(l.config.maxConnRate)/s"
+            let rate = j["max_conn_rate"] as? Int == 0 ? "-" : "\(j["max_conn_rate"]!)/s"
             rows.append([l.config.kind.rawValue, "\(l.config.host):\(l.config.port)", address, "\(j["connections"]!)",
-                         "\(l.config.maxConnections)", rate, "\(j["refused"]!)", "\(j["malformed"]!)"])
+                         "\(j["max_connections"]!)", rate, "\(j["refused"]!)", "\(j["malformed"]!)"])
         }
         let text = TextTable.render(["TYPE", "BIND", "ADDRESS", "CONNECTIONS", "MAX", "RATE", "REFUSED", "MALFORMED"], rows)
             + "\nctl socket: \(config.ctlSocketPath)\nsidecar socket: \(config.sidecarSocketPath)"

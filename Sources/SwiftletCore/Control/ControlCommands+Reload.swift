@@ -1,4 +1,5 @@
 import SwiftletConfig
+import Atomics
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
@@ -48,62 +49,56 @@ extension Broker {
         var json: [String: Any] { ["applied": applied, "needs_restart": needsRestart] }
     }
 
-    /// On the thread pool: parse (an error changes nothing), then apply section by section.
+    /// On the thread pool. First every check (the file parses, certificates, ACL, users and
+    /// plugin files load), then, only when all passed, every change: a failed reload changes
+    /// nothing and its error says why.
     func reloadConfig(path: String) throws -> ReloadReport {
+        // 1. Check. Everything that can fail is read here and kept for step 2.
         let new = try ConfigLoader.load(path: path)
         let old = appliedConfig.box.withLockedValue { $0 }
-        var r = ReloadReport()
-        // TLS certificates first: a file that does not load refuses the whole reload before
-        // anything is applied. Only listeners configured as before (same files, new contents).
-        let tlsListeners = new.listeners == old.listeners ? listeners.filter { $0.config.isTLS } : []
-        for l in tlsListeners { _ = try ListenerTLS.load(l.config) }
-        if new.logLevel != old.logLevel {
-            logLevels?.level = new.logLevel
-            r.applied.append("log.level \(old.logLevel) -> \(new.logLevel)")
-        }
-        // The ACL and users files are re-read even when the configuration did not change:
+        let plan = ReloadPlan(running: old, file: new)
+        let running = listeners
+        let tls = try running.filter { plan.tlsListeners.contains($0.name) }.map { ($0, try ListenerTLS.load($0.config)) }
+        // The ACL and users files are read again even when the configuration did not change:
         // "reload config" after editing them is the point.
-        if new.auth.aclFile == old.auth.aclFile {
-            let n = try builtinAuth.reloadACL()
-            r.applied.append("auth.acl_file: \(n) rule(s) from \(new.auth.aclFile ?? "(emqttd defaults)")")
+        let rules = try new.auth.aclFile == old.auth.aclFile ? builtinAuth.readACL() : nil
+        let users = try new.auth.usersFile == old.auth.usersFile && new.auth.usersFile != nil ? builtinAuth.readUsers() : nil
+        try supervisor.checkDeclarations()
+
+        // 2. Apply. Nothing below fails.
+        var r = ReloadReport()
+        if let level = plan.logLevel {
+            logLevels?.level = level
+            r.applied.append("log.level \(old.logLevel) -> \(level)")
         }
-        if new.auth.usersFile == old.auth.usersFile, new.auth.usersFile != nil {
-            let n = try builtinAuth.reloadUsers()
-            r.applied.append("auth.users_file: \(n) user(s) from \(new.auth.usersFile!)")
+        if let rules {
+            builtinAuth.install(rules: rules)
+            r.applied.append("auth.acl_file: \(rules.count) rule(s) from \(new.auth.aclFile ?? "(emqttd defaults)")")
         }
-        for l in tlsListeners {
-            try l.reloadTLS()
+        if let users {
+            builtinAuth.install(users: users)
+            r.applied.append("auth.users_file: \(users.count) user(s) from \(new.auth.usersFile!)")
+        }
+        for (l, loaded) in tls {
+            l.install(loaded)
             r.applied.append("listener \(l.name): certificate and key read again (new connections)")
+        }
+        if let m = plan.mqtt { applyMQTTLimits(m) }
+        r.applied += plan.mqttChanges
+        for (name, c) in plan.listenerLimits {
+            guard let l = running.first(where: { $0.name == name }) else { continue }
+            let was = (l.maxConnections.load(ordering: .relaxed), l.maxConnRate.load(ordering: .relaxed))
+            l.setLimits(maxConnections: c.maxConnections, maxConnRate: c.maxConnRate)
+            r.applied.append("listener \(name): max_connections \(was.0) -> \(c.maxConnections), "
+                             + "max_conn_rate \(was.1) -> \(c.maxConnRate) (next accepted connections; open ones stay)")
         }
         let dropped = auth.invalidate(.all)
         r.applied.append("auth cache: \(dropped) cached decision(s) dropped")
-        r.needsRestart = Self.restartOnlyChanges(old, new)
-        appliedConfig.box.withLockedValue { c in
-            c.logLevel = new.logLevel
-        }
+        r.needsRestart = plan.needsRestart
+        appliedConfig.box.withLockedValue { $0 = plan.inForce }
         logger.info("configuration reloaded by swiftlet-ctl", metadata: [
             "config.file": "\(path)", "config.applied": "\(r.applied.joined(separator: "; "))",
             "config.needs_restart": "\(r.needsRestart.joined(separator: ", "))"])
         return r
-    }
-
-    /// The changed settings that only take effect at the next start (listeners bound, limits
-    /// built into every connection's policy, the store, sockets, the dashboard).
-    static func restartOnlyChanges(_ a: BrokerConfig, _ b: BrokerConfig) -> [String] {
-        var out: [String] = []
-        if a.nodeName != b.nodeName { out.append("node.name") }
-        if a.listeners != b.listeners { out.append("listeners (certificate files with new contents apply live; other changes do not)") }
-        if a.mqtt != b.mqtt { out.append("mqtt (limits are fixed when the broker starts)") }
-        if a.sysInterval != b.sysInterval { out.append("sys.interval") }
-        if a.persistence != b.persistence { out.append("persistence") }
-        if a.auth.aclFile != b.auth.aclFile { out.append("auth.acl_file (a different file)") }
-        if a.auth.usersFile != b.auth.usersFile { out.append("auth.users_file (a different file)") }
-        var aa = a.auth, bb = b.auth
-        (aa.aclFile, aa.usersFile, bb.aclFile, bb.usersFile) = (nil, nil, nil, nil)
-        if aa != bb { out.append("auth (cache, fallback, acl_nomatch, password_hash)") }
-        if a.sidecars != b.sidecars { out.append("sidecars") }
-        if a.ctl != b.ctl { out.append("ctl") }
-        if a.dashboard != b.dashboard { out.append("dashboard") }
-        return out
     }
 }

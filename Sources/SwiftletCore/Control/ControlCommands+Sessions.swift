@@ -101,7 +101,7 @@ extension Broker {
 
     private func subscriptionsAdd(_ id: String, _ filter: String, _ qosText: String, _ loop: EventLoop) -> EventLoopFuture<ControlReply> {
         guard let q = UInt8(qosText), q <= 2 else { return loop.reply(.usage("subscriptions add <clientid> <filter> <qos 0|1|2>")) }
-        let m = config.mqtt
+        let m = connectionPolicy.mqtt
         guard let parsed = ParsedFilter.parse(filter), parsed.filter.utf8.count <= m.maxTopicLength,
               Topic.levelCount(parsed.filter) <= m.maxTopicLevels else {
             return loop.reply(.failure("invalid topic filter \(filter)"))

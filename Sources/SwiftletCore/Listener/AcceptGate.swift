@@ -1,3 +1,4 @@
+import Atomics
 import NIOCore
 
 /// The first handler of a listener's server channel: sees each accepted socket before NIO
@@ -10,20 +11,33 @@ final class AcceptGate: ChannelInboundHandler, @unchecked Sendable {
 
     let listener: ListenerState
     private var bucket: TokenBucket?
+    /// The rate `bucket` was made for: a reload that changes it starts a new bucket.
+    private var rate: Int
 
     init(listener: ListenerState, now: NIODeadline) {
         self.listener = listener
-        let rate = listener.config.maxConnRate
-        bucket = rate > 0 ? TokenBucket(rate: Double(rate), burst: Double(rate), now: now.uptimeNanoseconds) : nil
+        rate = listener.maxConnRate.load(ordering: .relaxed)
+        bucket = Self.bucket(rate: rate, now: now)
+    }
+
+    private static func bucket(rate: Int, now: NIODeadline) -> TokenBucket? {
+        rate > 0 ? TokenBucket(rate: Double(rate), burst: Double(rate), now: now.uptimeNanoseconds) : nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let child = unwrapInboundIn(data)
-        if listener.current.load(ordering: .relaxed) >= listener.config.maxConnections {
-            return refuse(child, .maxConnections, "max_connections (\(listener.config.maxConnections)) reached")
+        let maxConnections = listener.maxConnections.load(ordering: .relaxed)
+        if listener.current.load(ordering: .relaxed) >= maxConnections {
+            return refuse(child, .maxConnections, "max_connections (\(maxConnections)) reached")
         }
-        if bucket?.take(now: context.eventLoop.now.uptimeNanoseconds) == false {
-            return refuse(child, .rate, "over max_conn_rate (\(listener.config.maxConnRate)/s)")
+        let now = context.eventLoop.now
+        let rate = listener.maxConnRate.load(ordering: .relaxed)
+        if rate != self.rate {
+            self.rate = rate
+            bucket = Self.bucket(rate: rate, now: now)
+        }
+        if bucket?.take(now: now.uptimeNanoseconds) == false {
+            return refuse(child, .rate, "over max_conn_rate (\(rate)/s)")
         }
         listener.current.wrappingIncrement(ordering: .relaxed)
         listener.accepted.wrappingIncrement(ordering: .relaxed)

@@ -19,8 +19,14 @@ final class ListenerState: @unchecked Sendable {
         case connect = "connect_refused"
     }
 
+    /// As configured at start; `max_connections` and `max_conn_rate` may have changed since
+    /// (`limits`).
     let config: ListenerConfig
     let name: String
+    /// `max_connections` and `max_conn_rate` in force: `reload config` changes them and the
+    /// accept gate reads them for each accepted socket.
+    let maxConnections: ManagedAtomic<Int>
+    let maxConnRate: ManagedAtomic<Int>
     /// The bound address ("host:port"), set once at bind.
     var address = ""
     private let logger: Logger
@@ -44,6 +50,15 @@ final class ListenerState: @unchecked Sendable {
         self.config = config
         self.name = name ?? config.name
         self.logger = logger
+        self.maxConnections = ManagedAtomic(config.maxConnections)
+        self.maxConnRate = ManagedAtomic(config.maxConnRate)
+    }
+
+    /// `reload config`: limits for the next accepted sockets. Connections already open stay,
+    /// even above a lowered `max_connections`.
+    func setLimits(maxConnections: Int, maxConnRate: Int) {
+        self.maxConnections.store(maxConnections, ordering: .relaxed)
+        self.maxConnRate.store(maxConnRate, ordering: .relaxed)
     }
 
     /// A gateway's (or an embedded) listener.
@@ -68,7 +83,11 @@ final class ListenerState: @unchecked Sendable {
     /// Reads the files again; on any problem the context in use stays and the error is thrown.
     func reloadTLS() throws {
         guard config.isTLS else { return }
-        let loaded = try ListenerTLS.load(config)
+        install(try ListenerTLS.load(config))
+    }
+
+    /// A context loaded (and so checked) beforehand: new handshakes use it.
+    func install(_ loaded: ListenerTLS) {
         lock.withLock {
             tls = loaded
             tlsLoadedAt = .now()

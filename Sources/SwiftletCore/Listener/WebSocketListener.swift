@@ -13,10 +13,10 @@ enum WebSocketListener {
 
     static func addUpgrade(channel: Channel, broker: Broker, listener: ListenerState, connectionPeer: ConnectionPeer?) throws {
         let l = listener.config
-        let maxFrame = l.maxFrameSize ?? max(broker.config.mqtt.maxPacketSize, 1 << 16)
+        let maxFrame = l.maxFrameSize ?? max(broker.connectionPolicy.mqtt.maxPacketSize, 1 << 16)
         // A connection that never completes the upgrade is closed after idle_timeout, as one
         // that never sends CONNECT is.
-        let deadline = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(broker.config.mqtt.idleTimeout * 1000))) {
+        let deadline = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(broker.connectionPolicy.mqtt.idleTimeout * 1000))) {
             listener.refused(.websocket, peer: channel.remoteAddress, detail: "no WebSocket upgrade within idle_timeout")
             channel.close(promise: nil)
         }

@@ -44,7 +44,15 @@ public final class Session: @unchecked Sendable {
         self.expiryInterval = expiry
         self.store = store
         self.outbound = OutboundState(window: m.maxInflight, maxQueue: m.maxQueuedMessages, queueQoS0: m.queueQoS0)
-        self.outbound.maxQueueBytes = m.maxQueuedBytes
+        adoptQueueLimits(m)
+    }
+
+    /// The queue limits of `m` (a session resumed after `reload config` changed them). A
+    /// queue already longer than a lowered cap is not trimmed: it shrinks as it drains.
+    func adoptQueueLimits(_ m: MQTTConfig) {
+        outbound.maxQueue = m.maxQueuedMessages
+        outbound.maxQueueBytes = m.maxQueuedBytes
+        outbound.queueQoS0 = m.queueQoS0
     }
 
     /// Records a change of this session in the durable store when it is persistent.

@@ -207,6 +207,19 @@ public final class Supervisor: BrokerPart, @unchecked Sendable {
         }
     }
 
+    /// `reload config` reads every plugin file before it applies anything: the first that
+    /// does not load refuses the whole reload.
+    public func checkDeclarations() throws {
+        guard let dir = pluginsDir else { return }
+        for (name, file) in PluginSpec.scan(dir: dir) {
+            do { _ = try PluginSpec.load(name: name, file: file) } catch {
+                throw PluginFileError(description: "plugin \(name) (\(file)): \(error)")
+            }
+        }
+    }
+
+    struct PluginFileError: Error, CustomStringConvertible { let description: String }
+
     /// `reload config`: each plugin file read again. A running sidecar whose declaration
     /// changed is reloaded (a hand-over); a new or stopped one with `enabled = true` is
     /// started. Returns what was done, one line per plugin; a file with an error is named and
