@@ -106,6 +106,7 @@ struct ReloadPlan {
         ("max_clientid_len", { "\($0.maxClientIdLength)" }),
         ("max_topic_levels", { "\($0.maxTopicLevels)" }),
         ("max_topic_length", { "\($0.maxTopicLength)" }),
+        ("max_subscriptions", { "\($0.maxSubscriptions)" }),
         ("max_topic_alias", { "\($0.maxTopicAlias)" }),
         ("receive_maximum", { "\($0.receiveMaximum)" }),
         ("max_inflight", { "\($0.maxInflight)" }),
