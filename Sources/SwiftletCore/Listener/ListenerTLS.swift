@@ -32,6 +32,9 @@ struct ListenerTLS {
         if let c = l.ciphers, case .success(let codes) = TLSCipherNames.parse(c) {
             tls.cipherSuiteValues = codes.map { NIOTLSCipher(rawValue: $0) }
         }
+        if let g = l.supportedGroups, case .success(let codes) = TLSGroupNames.parse(g) {
+            tls.curves = codes.map { NIOTLSCurve(rawValue: $0) }
+        }
         var revocations: RevocationList?
         switch l.verify {
         case .none:
