@@ -196,6 +196,35 @@ final class WebSocketBridgeTests: XCTestCase {
         XCTAssertTrue(ch.isActive)
     }
 
+    func testFramesOfOneReadReachMQTTAsOneBufferAtItsEnd() throws {
+        let ch = try channel()
+        let tail: [UInt8] = Array(0..<21)
+        ch.pipeline.syncOperations.fireChannelRead(NIOAny(frame(.binary, [0xC0, 0x00])))
+        ch.pipeline.syncOperations.fireChannelRead(NIOAny(frame(.binary, tail)))
+        XCTAssertNil(try ch.readInbound(as: ByteBuffer.self), "held until the read ends")
+        ch.pipeline.syncOperations.fireChannelReadComplete()
+        XCTAssertEqual(Array(try XCTUnwrap(ch.readInbound(as: ByteBuffer.self)).readableBytesView), [0xC0, 0x00] + tail)
+        XCTAssertNil(try ch.readInbound(as: ByteBuffer.self))
+        // Bytes before a bad frame still reach the MQTT handler, before the close.
+        ch.pipeline.syncOperations.fireChannelRead(NIOAny(frame(.binary, [0xE0, 0x00])))
+        ch.pipeline.syncOperations.fireChannelRead(NIOAny(frame(.text, [0x41])))
+        XCTAssertEqual(Array(try XCTUnwrap(ch.readInbound(as: ByteBuffer.self)).readableBytesView), [0xE0, 0x00])
+        XCTAssertEqual(try closeCode(ch), 1003)
+    }
+
+    func testUnmaskMatchesTheBytewiseDefinition() {
+        let key = WebSocketMaskingKey([0x9A, 0x01, 0xFF, 0x3C])!
+        for count in [0, 1, 3, 7, 8, 9, 16, 31, 100] {
+            for offset in [0, 3] {
+                let plain = (0..<(count + offset)).map { UInt8(truncatingIfNeeded: $0 &* 37) }
+                var buffer = ByteBuffer(bytes: plain)
+                buffer.unmaskWebSocket(at: offset, count: count, key: key)
+                let expected = plain.enumerated().map { $0.offset < offset ? $0.element : $0.element ^ key[($0.offset - offset) % 4] }
+                XCTAssertEqual(Array(buffer.readableBytesView), expected, "count \(count) offset \(offset)")
+            }
+        }
+    }
+
     func testProtocolViolationsCloseWithTheirCode() throws {
         let cases: [(String, [WebSocketFrame], UInt16)] = [
             ("unmasked", [frame(.binary, [1], masked: false)], 1002),
