@@ -305,13 +305,14 @@ def test_truncated_handshake_is_closed_and_broker_serves_on(modes, pki):
 
 @pytest.fixture(scope="module")
 def tuned(module_broker_factory, pki):
-    ports = {"crl": free_port(), "v13": free_port(), "ciphers": free_port(), "groups": free_port()}
+    ports = {"crl": free_port(), "v13": free_port(), "ciphers": free_port(), "groups": free_port(), "rsakx": free_port()}
     ca = pki.path("ca.pem")
     b = broker_with(module_broker_factory, pki,
                     tls_listener("tls", ports["crl"], pki, cacertfile=ca, verify="required", crlfile=pki.path("crl.pem")),
                     tls_listener("tls", ports["v13"], pki, min_tls_version="tlsv1.3"),
                     tls_listener("tls", ports["ciphers"], pki, ciphers="ECDHE-RSA-AES128-GCM-SHA256"),
-                    tls_listener("tls", ports["groups"], pki, supported_groups="P-384:x25519"))
+                    tls_listener("tls", ports["groups"], pki, supported_groups="P-384:x25519"),
+                    tls_listener("tls", ports["rsakx"], pki, ciphers="AES128-GCM-SHA256"))
     b.ports = ports
     return b
 
@@ -348,6 +349,15 @@ def test_cipher_list(tuned, pki):
     s = handshake(tuned.ports["ciphers"], pki, max_version=ssl.TLSVersion.TLSv1_2,
                   ciphers="ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256")
     assert s.cipher()[0] == "ECDHE-RSA-AES128-GCM-SHA256"
+    assert mqtt_over(s)
+    s.close()
+
+
+def test_rsa_key_exchange(tuned, pki):
+    """TLS 1.2's RSA key exchange: the broker's RSA key decrypts the premaster secret (through
+    libcrypto, SystemRSAKey), as it signs every other handshake."""
+    s = handshake(tuned.ports["rsakx"], pki, max_version=ssl.TLSVersion.TLSv1_2, ciphers="AES128-GCM-SHA256")
+    assert s.cipher()[0] == "AES128-GCM-SHA256"
     assert mqtt_over(s)
     s.close()
 
