@@ -86,19 +86,7 @@ final class SystemRSAKey: NIOSSLCustomPrivateKey, Hashable, @unchecked Sendable 
                   EVP_PKEY_CTX_set_rsa_pss_saltlen(keyCtx, RSA_PSS_SALTLEN_DIGEST) == 1
             else { throw Failure(step: "PSS parameters") }
         }
-        var length = Int(EVP_PKEY_get_size(key))
-        var out = ByteBufferAllocator().buffer(capacity: length)
-        var failed = false
-        data.withUnsafeReadableBytes { input in
-            _ = out.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { sig in
-                guard EVP_DigestSign(ctx, sig.baseAddress?.assumingMemoryBound(to: UInt8.self), &length,
-                                     input.baseAddress?.assumingMemoryBound(to: UInt8.self), input.count) == 1
-                else { failed = true; return 0 }
-                return length
-            }
-        }
-        guard !failed, length > 0 else { throw Failure(step: "EVP_DigestSign") }
-        return out
+        return try produce(data, step: "EVP_DigestSign") { EVP_DigestSign(ctx, $0, $1, $2, $3) }
     }
 
     func decrypt(_ data: ByteBuffer) throws -> ByteBuffer {
@@ -110,18 +98,26 @@ final class SystemRSAKey: NIOSSLCustomPrivateKey, Hashable, @unchecked Sendable 
         guard EVP_PKEY_decrypt_init(pctx) == 1, EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_NO_PADDING) == 1 else {
             throw Failure(step: "EVP_PKEY_decrypt_init")
         }
+        return try produce(data, step: "EVP_PKEY_decrypt") { EVP_PKEY_decrypt(pctx, $0, $1, $2, $3) }
+    }
+
+    /// Runs a libcrypto call that reads `input` and writes at most the key's size (a
+    /// signature, a decrypted block), returning what it wrote.
+    private func produce(_ input: ByteBuffer, step: String,
+                         _ call: (UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<Int>, UnsafePointer<UInt8>?, Int) -> Int32)
+        throws -> ByteBuffer {
         var length = Int(EVP_PKEY_get_size(key))
         var out = ByteBufferAllocator().buffer(capacity: length)
         var failed = false
-        data.withUnsafeReadableBytes { input in
-            _ = out.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { plain in
-                guard EVP_PKEY_decrypt(pctx, plain.baseAddress?.assumingMemoryBound(to: UInt8.self), &length,
-                                       input.baseAddress?.assumingMemoryBound(to: UInt8.self), input.count) == 1
+        input.withUnsafeReadableBytes { bytes in
+            _ = out.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { buffer in
+                guard call(buffer.baseAddress?.assumingMemoryBound(to: UInt8.self), &length,
+                           bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count) == 1
                 else { failed = true; return 0 }
                 return length
             }
         }
-        guard !failed else { throw Failure(step: "EVP_PKEY_decrypt") }
+        guard !failed, length > 0 else { throw Failure(step: step) }
         return out
     }
 }
