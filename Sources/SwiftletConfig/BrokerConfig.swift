@@ -32,6 +32,9 @@ public struct ListenerConfig: Sendable, Equatable {
     public var minTLSVersion: TLSVersion = .tlsv1_2
     /// OpenSSL cipher list for TLS 1.2 and below; nil: swift-nio-ssl's defaults.
     public var ciphers: String?
+    /// Key exchange groups offered, `:`-separated, in order of preference; nil:
+    /// swift-nio-ssl's defaults (X25519MLKEM768, x25519, secp256r1, secp384r1).
+    public var supportedGroups: String?
     /// PEM CRL file: client certificates it lists are refused.
     public var crlFile: String?
     public var peerCertAsUsername: CertField?

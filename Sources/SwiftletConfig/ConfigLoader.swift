@@ -183,7 +183,8 @@ public enum ConfigLoader {
         func listener(_ t: TOMLTable, index: Int) throws -> ListenerConfig {
             let s = "listeners"
             let tlsKeys: Set<String> = ["certfile", "keyfile", "cacertfile", "verify", "verify_peer", "fail_if_no_peer_cert",
-                                        "min_tls_version", "ciphers", "crlfile", "peer_cert_as_username", "peer_cert_as_clientid"]
+                                        "min_tls_version", "ciphers", "supported_groups", "crlfile", "peer_cert_as_username",
+                                        "peer_cert_as_clientid"]
             try checkKeys(t, allowed: tlsKeys.union(["type", "bind", "max_connections", "max_conn_rate", "backlog",
                                                      "log_limit", "log_interval", "path", "max_frame_size",
                                                      "allowed_origins", "allow_origin_absence", "proxy_address_header",
@@ -224,7 +225,7 @@ public enum ConfigLoader {
             guard l.isTLS else {
                 // TLS options on a plain listener are a mistake an operator wants to hear about
                 // (certfile and friends were accepted before and stay accepted, unused).
-                for k in ["verify", "min_tls_version", "ciphers", "crlfile", "peer_cert_as_username", "peer_cert_as_clientid"]
+                for k in ["verify", "min_tls_version", "ciphers", "supported_groups", "crlfile", "peer_cert_as_username", "peer_cert_as_clientid"]
                 where t[k] != nil {
                     throw error("listeners.\(k)", "applies to tls and wss listeners only (\(bind) is \(kind.rawValue))")
                 }
@@ -263,6 +264,10 @@ public enum ConfigLoader {
             if let v = try string(t, "ciphers", section: s) {
                 if case .failure(let e) = TLSCipherNames.parse(v) { throw error("listeners.ciphers", e.text) }
                 l.ciphers = v
+            }
+            if let v = try string(t, "supported_groups", section: s) {
+                if case .failure(let e) = TLSGroupNames.parse(v) { throw error("listeners.supported_groups", e.text) }
+                l.supportedGroups = v
             }
             l.crlFile = try string(t, "crlfile", section: s)
             for (key, path) in [("peer_cert_as_username", \ListenerConfig.peerCertAsUsername),

@@ -133,6 +133,7 @@ final class ConfigLoaderTests: XCTestCase {
         verify = "optional"
         min_tls_version = "tlsv1.3"
         ciphers = "ECDHE-RSA-AES128-GCM-SHA256"
+        supported_groups = "x25519:P-256"
         crlfile = "/crl.pem"
         peer_cert_as_username = "cn"
         peer_cert_as_clientid = "dn"
@@ -153,6 +154,8 @@ final class ConfigLoaderTests: XCTestCase {
         XCTAssertEqual(l.verify, .optional)
         XCTAssertEqual(l.minTLSVersion, .tlsv1_3)
         XCTAssertEqual(l.ciphers, "ECDHE-RSA-AES128-GCM-SHA256")
+        XCTAssertEqual(l.supportedGroups, "x25519:P-256")
+        XCTAssertNil(c.listeners[1].supportedGroups, "no list: swift-nio-ssl's defaults")
         XCTAssertEqual(l.crlFile, "/crl.pem")
         XCTAssertEqual(l.peerCertAsUsername, .cn)
         XCTAssertEqual(l.peerCertAsClientId, .dn)
@@ -170,6 +173,9 @@ final class ConfigLoaderTests: XCTestCase {
             (tls + "cacertfile = \"/ca\"\nverify = \"sometimes\"\n", "listeners.verify"),
             (tls + "cacertfile = \"/ca\"\nverify = \"required\"\nverify_peer = true\n", "listeners.verify"),
             (tls + "min_tls_version = \"ssl3\"\n", "listeners.min_tls_version"),
+            (tls + "supported_groups = \"x448\"\n", "listeners.supported_groups"),
+            (tls + "supported_groups = \"\"\n", "listeners.supported_groups"),
+            ("[[listeners]]\nbind = \"0.0.0.0:1\"\nsupported_groups = \"x25519\"\n", "listeners.supported_groups"),
             (tls + "peer_cert_as_username = \"cn\"\n", "listeners.peer_cert_as_username"),
             (tls + "cacertfile = \"/ca\"\nverify = \"optional\"\npeer_cert_as_clientid = \"email\"\n", "listeners.peer_cert_as_clientid"),
             (tls + "crlfile = \"/crl\"\n", "listeners.crlfile"),
@@ -181,6 +187,15 @@ final class ConfigLoaderTests: XCTestCase {
                 XCTAssertEqual((e as? ConfigError)?.key, key, text)
             }
         }
+    }
+
+    func testSupportedGroupsByNameAndAliasInOrder() {
+        XCTAssertEqual(try TLSGroupNames.parse("X25519MLKEM768:x25519:prime256v1:P-384:secp521r1").get(),
+                       [0x11EC, 0x1D, 0x17, 0x18, 0x19])
+        XCTAssertEqual(try TLSGroupNames.parse("P-256, X25519, p-256").get(), [0x17, 0x1D], "case-insensitive, duplicates once")
+        guard case .failure(let e) = TLSGroupNames.parse("x25519:brainpoolP256r1") else { return XCTFail("accepted") }
+        XCTAssertTrue(e.text.contains("\"brainpoolP256r1\""), e.text)
+        XCTAssertTrue(e.text.contains("X25519MLKEM768"), "the error lists the known names: \(e.text)")
     }
 
     func testListenerTypeDefaultsToTCP() throws {

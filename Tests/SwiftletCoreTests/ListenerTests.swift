@@ -196,6 +196,35 @@ final class WebSocketBridgeTests: XCTestCase {
         XCTAssertTrue(ch.isActive)
     }
 
+    func testFramesOfOneReadReachMQTTAsOneBufferAtItsEnd() throws {
+        let ch = try channel()
+        let tail: [UInt8] = Array(0..<21)
+        ch.pipeline.syncOperations.fireChannelRead(NIOAny(frame(.binary, [0xC0, 0x00])))
+        ch.pipeline.syncOperations.fireChannelRead(NIOAny(frame(.binary, tail)))
+        XCTAssertNil(try ch.readInbound(as: ByteBuffer.self), "held until the read ends")
+        ch.pipeline.syncOperations.fireChannelReadComplete()
+        XCTAssertEqual(Array(try XCTUnwrap(ch.readInbound(as: ByteBuffer.self)).readableBytesView), [0xC0, 0x00] + tail)
+        XCTAssertNil(try ch.readInbound(as: ByteBuffer.self))
+        // Bytes before a bad frame still reach the MQTT handler, before the close.
+        ch.pipeline.syncOperations.fireChannelRead(NIOAny(frame(.binary, [0xE0, 0x00])))
+        ch.pipeline.syncOperations.fireChannelRead(NIOAny(frame(.text, [0x41])))
+        XCTAssertEqual(Array(try XCTUnwrap(ch.readInbound(as: ByteBuffer.self)).readableBytesView), [0xE0, 0x00])
+        XCTAssertEqual(try closeCode(ch), 1003)
+    }
+
+    func testUnmaskMatchesTheBytewiseDefinition() {
+        let key = WebSocketMaskingKey([0x9A, 0x01, 0xFF, 0x3C])!
+        for count in [0, 1, 3, 7, 8, 9, 16, 31, 100] {
+            for offset in [0, 3] {
+                let plain = (0..<(count + offset)).map { UInt8(truncatingIfNeeded: $0 &* 37) }
+                var buffer = ByteBuffer(bytes: plain)
+                buffer.unmaskWebSocket(at: offset, count: count, key: key)
+                let expected = plain.enumerated().map { $0.offset < offset ? $0.element : $0.element ^ key[($0.offset - offset) % 4] }
+                XCTAssertEqual(Array(buffer.readableBytesView), expected, "count \(count) offset \(offset)")
+            }
+        }
+    }
+
     func testProtocolViolationsCloseWithTheirCode() throws {
         let cases: [(String, [WebSocketFrame], UInt16)] = [
             ("unmasked", [frame(.binary, [1], masked: false)], 1002),
@@ -293,5 +322,72 @@ final class AcceptGateTests: XCTestCase {
         XCTAssertTrue(try accept(server).passed, "one token after half a second at 2/s")
         XCTAssertFalse(try accept(server).passed)
         XCTAssertEqual(state.accepted.load(ordering: .relaxed), 3)
+    }
+}
+
+final class TLSRecordCoalescerTests: XCTestCase {
+    private func written(_ ch: EmbeddedChannel) throws -> [[UInt8]] {
+        var out: [[UInt8]] = []
+        while let b = try ch.readOutbound(as: ByteBuffer.self) { out.append(Array(b.readableBytesView)) }
+        return out
+    }
+
+    func testWritesOfOneFlushReachTLSAsOneBuffer() throws {
+        let ch = EmbeddedChannel(handler: TLSRecordCoalescer())
+        ch.write(ByteBuffer(bytes: [1, 2]), promise: nil)
+        ch.write(ByteBuffer(bytes: [3]), promise: nil)
+        ch.write(ByteBuffer(bytes: [4, 5]), promise: nil)
+        XCTAssertEqual(try written(ch), [], "nothing before the flush")
+        ch.flush()
+        XCTAssertEqual(try written(ch), [[1, 2, 3, 4, 5]])
+        ch.writeAndFlush(ByteBuffer(bytes: [6]), promise: nil)
+        XCTAssertEqual(try written(ch), [[6]], "a lone write passes as it is")
+    }
+
+    func testPromisesLargeWritesAndCloseKeepTheOrder() throws {
+        let ch = EmbeddedChannel(handler: TLSRecordCoalescer())
+        let big = [UInt8](repeating: 7, count: TLSRecordCoalescer.recordSize)
+        ch.write(ByteBuffer(bytes: [1]), promise: nil)
+        ch.write(ByteBuffer(bytes: [2]), promise: nil)
+        ch.write(ByteBuffer(bytes: big), promise: nil)
+        let p = ch.eventLoop.makePromise(of: Void.self)
+        ch.write(ByteBuffer(bytes: [3]), promise: p)
+        ch.write(ByteBuffer(bytes: [4]), promise: nil)
+        ch.flush()
+        XCTAssertEqual(try written(ch), [[1, 2], big, [3], [4]])
+        XCTAssertNoThrow(try p.futureResult.wait())
+    }
+
+    func testWhatWasWrittenBeforeACloseReachesTLSBeforeIt() throws {
+        let log = OutboundLog()
+        let ch = EmbeddedChannel(handlers: [log, TLSRecordCoalescer()])
+        ch.write(ByteBuffer(bytes: [5]), promise: nil)
+        ch.write(ByteBuffer(bytes: [6]), promise: nil)
+        ch.close(promise: nil)
+        XCTAssertEqual(log.events, ["write 2", "close"])
+    }
+
+    func testNoBufferGrowsBeyondOneRecord() throws {
+        let ch = EmbeddedChannel(handler: TLSRecordCoalescer())
+        let chunk = [UInt8](repeating: 1, count: 6000)
+        for _ in 0..<5 { ch.write(ByteBuffer(bytes: chunk), promise: nil) }
+        ch.flush()
+        XCTAssertEqual(try written(ch).map(\.count), [12_000, 12_000, 6000])
+    }
+}
+
+/// Records the writes and the close that reach it, in order.
+private final class OutboundLog: ChannelOutboundHandler {
+    typealias OutboundIn = ByteBuffer
+    var events: [String] = []
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        events.append("write \(unwrapOutboundIn(data).readableBytes)")
+        context.write(data, promise: promise)
+    }
+
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        events.append("close")
+        context.close(mode: mode, promise: promise)
     }
 }

@@ -95,9 +95,12 @@ def roundtrip(c, topic):
     return got.get(timeout=10)
 
 
-def handshake(port, pki, cert=None, ca="ca.pem", max_version=None, min_version=None, ciphers=None):
-    """A bare TLS handshake; returns (ssl socket) or raises."""
+def handshake(port, pki, cert=None, ca="ca.pem", max_version=None, min_version=None, ciphers=None, curve=None):
+    """A bare TLS handshake; returns (ssl socket) or raises. `curve`: the only key exchange
+    group the client offers."""
     ctx = ssl.create_default_context(cafile=pki.path(ca))
+    if curve:
+        ctx.set_ecdh_curve(curve)
     if cert:
         ctx.load_cert_chain(pki.path(cert + ".pem"), pki.path(cert + ".key"))
     if max_version:
@@ -302,12 +305,14 @@ def test_truncated_handshake_is_closed_and_broker_serves_on(modes, pki):
 
 @pytest.fixture(scope="module")
 def tuned(module_broker_factory, pki):
-    ports = {"crl": free_port(), "v13": free_port(), "ciphers": free_port()}
+    ports = {"crl": free_port(), "v13": free_port(), "ciphers": free_port(), "groups": free_port(), "rsakx": free_port()}
     ca = pki.path("ca.pem")
     b = broker_with(module_broker_factory, pki,
                     tls_listener("tls", ports["crl"], pki, cacertfile=ca, verify="required", crlfile=pki.path("crl.pem")),
                     tls_listener("tls", ports["v13"], pki, min_tls_version="tlsv1.3"),
-                    tls_listener("tls", ports["ciphers"], pki, ciphers="ECDHE-RSA-AES128-GCM-SHA256"))
+                    tls_listener("tls", ports["ciphers"], pki, ciphers="ECDHE-RSA-AES128-GCM-SHA256"),
+                    tls_listener("tls", ports["groups"], pki, supported_groups="P-384:x25519"),
+                    tls_listener("tls", ports["rsakx"], pki, ciphers="AES128-GCM-SHA256"))
     b.ports = ports
     return b
 
@@ -348,6 +353,25 @@ def test_cipher_list(tuned, pki):
     s.close()
 
 
+def test_rsa_key_exchange(tuned, pki):
+    """TLS 1.2's RSA key exchange: the broker's RSA key decrypts the premaster secret (through
+    libcrypto, SystemRSAKey), as it signs every other handshake."""
+    s = handshake(tuned.ports["rsakx"], pki, max_version=ssl.TLSVersion.TLSv1_2, ciphers="AES128-GCM-SHA256")
+    assert s.cipher()[0] == "AES128-GCM-SHA256"
+    assert mqtt_over(s)
+    s.close()
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_supported_groups(tuned, pki, version):
+    with pytest.raises(ssl.SSLError):
+        handshake(tuned.ports["groups"], pki, max_version=version, curve="prime256v1")
+    for curve in ("secp384r1", "X25519"):
+        s = handshake(tuned.ports["groups"], pki, max_version=version, curve=curve)
+        assert mqtt_over(s)
+        s.close()
+
+
 # -- start-up errors -----------------------------------------------------------------------
 
 def start_failure(tmp_path, pki, cert=None, key=None, **opts):
@@ -374,6 +398,7 @@ def start_failure(tmp_path, pki, cert=None, key=None, **opts):
     ("mismatched key", "listeners.keyfile"),
     ("missing ca", "listeners.cacertfile"),
     ("garbage crl", "listeners.crlfile"),
+    ("unknown group", "listeners.supported_groups"),
 ])
 def test_startup_errors_name_the_key(tmp_path, pki, case, key):
     junk = tmp_path / "junk.pem"
@@ -386,6 +411,7 @@ def test_startup_errors_name_the_key(tmp_path, pki, case, key):
         "mismatched key": {"key": pki.path("wrong.key")},
         "missing ca": {"cacertfile": str(tmp_path / "nope-ca.pem"), "verify": "required"},
         "garbage crl": {"cacertfile": pki.path("ca.pem"), "verify": "required", "crlfile": str(junk)},
+        "unknown group": {"supported_groups": "x25519:x448"},
     }[case]
     check, run = start_failure(tmp_path, pki, **opts)
     assert check.returncode != 0 and key in check.stderr, check

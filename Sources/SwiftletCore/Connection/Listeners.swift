@@ -36,6 +36,8 @@ public enum Listeners {
                     }
                     if let tls = state.currentTLS {
                         try sync.addHandler(NIOSSLServerHandler(context: tls.context))
+                        // One TLS record per flush, not one per MQTT packet (see the type).
+                        try sync.addHandler(TLSRecordCoalescer())
                         if wantsCert, let peer {
                             try sync.addHandler(PeerCertificateHandler(peer: peer, revocations: tls.revocations, listener: state))
                         }

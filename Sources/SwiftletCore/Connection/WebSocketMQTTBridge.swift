@@ -6,6 +6,12 @@ import NIOWebSocket
 /// may hold several packets, and a message may be fragmented, so the decoder simply sees a
 /// byte stream. What RFC 6455 asks of a server is checked here; a violation is a close frame
 /// with its status code (1002 protocol error, 1003 text data), then the close.
+///
+/// Inbound, the payloads of the binary frames of one socket read are gathered into one
+/// buffer and unmasked there, a word at a time, and the MQTT handler gets that buffer once, at
+/// the end of the read: a client that sends one packet per frame (paho, the generator) costs
+/// one buffer and one pass through the MQTT decoder per read, as on TCP, rather than a copy
+/// (`WebSocketFrame.unmaskedData`, unmasked a byte at a time) and a decoder pass per packet.
 final class WebSocketMQTTBridge: ChannelDuplexHandler, @unchecked Sendable {
     typealias InboundIn = WebSocketFrame
     typealias InboundOut = ByteBuffer
@@ -21,21 +27,24 @@ final class WebSocketMQTTBridge: ChannelDuplexHandler, @unchecked Sendable {
         self.listener = listener
     }
 
+    /// Unmasked payload bytes of this read, for the MQTT handler at the read's end.
+    private var inbound: ByteBuffer?
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         guard !closeSent || frame.opcode == .connectionClose else { return }
         // Section 5.1: a client masks every frame. Section 5.2: no extension was negotiated.
-        if frame.maskKey == nil { return violation(context, .protocolError, "unmasked client frame") }
+        guard let mask = frame.maskKey else { return violation(context, .protocolError, "unmasked client frame") }
         if frame.rsv1 || frame.rsv2 || frame.rsv3 { return violation(context, .protocolError, "reserved bits set") }
         switch frame.opcode {
         case .binary:
             if inMessage { return violation(context, .protocolError, "new message inside a fragmented one") }
             inMessage = !frame.fin
-            context.fireChannelRead(wrapInboundOut(frame.unmaskedData))
+            gather(frame.data, mask: mask, context: context)
         case .continuation:
             guard inMessage else { return violation(context, .protocolError, "continuation without a message") }
             inMessage = !frame.fin
-            context.fireChannelRead(wrapInboundOut(frame.unmaskedData))
+            gather(frame.data, mask: mask, context: context)
         case .text:
             // MQTT is binary only (MQTT-6.0.0-1).
             violation(context, .unacceptableData, "text frame")
@@ -47,6 +56,7 @@ final class WebSocketMQTTBridge: ChannelDuplexHandler, @unchecked Sendable {
         case .connectionClose:
             // The client's answer to our close frame ends the connection; else we answer its
             // close with the same status code (section 5.5.1).
+            deliver(context)
             if closeSent { return context.close(promise: nil) }
             var payload = frame.unmaskedData
             guard payload.readableBytes != 1, let code = payload.readableBytes >= 2 ? payload.readWebSocketErrorCode() : .normalClosure
@@ -55,6 +65,32 @@ final class WebSocketMQTTBridge: ChannelDuplexHandler, @unchecked Sendable {
         default:
             violation(context, .protocolError, "unknown opcode \(frame.opcode)")
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        deliver(context)
+        context.fireChannelReadComplete()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deliver(context)
+        context.fireChannelInactive()
+    }
+
+    private func gather(_ masked: ByteBuffer, mask: WebSocketMaskingKey, context: ChannelHandlerContext) {
+        guard masked.readableBytes > 0 else { return }
+        if inbound == nil { inbound = context.channel.allocator.buffer(capacity: max(masked.readableBytes, 1024)) }
+        let start = inbound!.writerIndex
+        var bytes = masked
+        inbound!.writeBuffer(&bytes)
+        inbound!.unmaskWebSocket(at: start, count: masked.readableBytes, key: mask)
+    }
+
+    /// Passes what this read gathered to the MQTT handler.
+    private func deliver(_ context: ChannelHandlerContext) {
+        guard let bytes = inbound else { return }
+        inbound = nil
+        context.fireChannelRead(wrapInboundOut(bytes))
     }
 
     /// Writes since the last flush, sent as one binary frame at the flush: the connection
@@ -112,6 +148,8 @@ final class WebSocketMQTTBridge: ChannelDuplexHandler, @unchecked Sendable {
     }
 
     private func violation(_ context: ChannelHandlerContext, _ code: WebSocketErrorCode, _ why: String) {
+        // What came before the bad frame is the client's: the MQTT handler sees it first.
+        deliver(context)
         listener?.malformed(peer: context.channel.remoteAddress.map(ListenerState.describe) ?? "unknown",
                             detail: "WebSocket: \(why)", clientId: "")
         sendClose(context: context, code: code)
@@ -125,5 +163,28 @@ final class WebSocketMQTTBridge: ChannelDuplexHandler, @unchecked Sendable {
         data.write(webSocketErrorCode: code)
         let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
         context.writeAndFlush(wrapOutboundOut(frame)).whenComplete { _ in context.close(promise: nil) }
+    }
+}
+
+extension ByteBuffer {
+    /// XORs `count` bytes from `index` with the masking key (RFC 6455 5.3), eight at a time;
+    /// masking and unmasking are the same operation. Each frame starts at key byte 0.
+    mutating func unmaskWebSocket(at index: Int, count: Int, key: WebSocketMaskingKey) {
+        var word: UInt64 = 0
+        for j in 0..<8 { word |= UInt64(key[j % 4]) << (8 * j) }
+        let mask = UInt64(littleEndian: word)
+        let start = index - readerIndex
+        withUnsafeMutableReadableBytes { all in
+            let p = UnsafeMutableRawBufferPointer(rebasing: all[start..<(start + count)])
+            var i = 0
+            while i + 8 <= count {
+                p.storeBytes(of: p.loadUnaligned(fromByteOffset: i, as: UInt64.self) ^ mask, toByteOffset: i, as: UInt64.self)
+                i += 8
+            }
+            while i < count {
+                p[i] ^= key[i % 4]
+                i += 1
+            }
+        }
     }
 }

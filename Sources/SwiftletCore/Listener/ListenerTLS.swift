@@ -32,6 +32,9 @@ struct ListenerTLS {
         if let c = l.ciphers, case .success(let codes) = TLSCipherNames.parse(c) {
             tls.cipherSuiteValues = codes.map { NIOTLSCipher(rawValue: $0) }
         }
+        if let g = l.supportedGroups, case .success(let codes) = TLSGroupNames.parse(g) {
+            tls.curves = codes.map { NIOTLSCurve(rawValue: $0) }
+        }
         var revocations: RevocationList?
         switch l.verify {
         case .none:
@@ -52,11 +55,20 @@ struct ListenerTLS {
                 }
             }
         }
-        do {
-            return ListenerTLS(context: try NIOSSLContext(configuration: tls), revocations: revocations)
-        } catch {
+        var context: NIOSSLContext
+        do { context = try NIOSSLContext(configuration: tls) } catch {
             throw ListenerFileError(l, "keyfile", "\(keyPath) does not fit \(certPath) (\(error))")
         }
+        // BoringSSL has checked that the key fits the certificate; an RSA key then signs
+        // through libcrypto (SystemRSAKey: about half the CPU per handshake). TLS 1.0 and 1.1
+        // sign with MD5+SHA-1, which that path does not offer: such listeners keep BoringSSL's.
+        if l.minTLSVersion == .tlsv1_2 || l.minTLSVersion == .tlsv1_3, let rsa = SystemRSAKey(pem: keyPEM) {
+            tls.privateKey = .privateKey(NIOSSLPrivateKey(customPrivateKey: rsa))
+            do { context = try NIOSSLContext(configuration: tls) } catch {
+                throw ListenerFileError(l, "keyfile", "\(keyPath): \(error)")
+            }
+        }
+        return ListenerTLS(context: context, revocations: revocations)
     }
 
     private static func readFile(_ path: String, key: String, listener l: ListenerConfig) throws -> [UInt8] {
