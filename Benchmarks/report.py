@@ -751,6 +751,7 @@ def report(res):
             f"{bp.get('rssAfterBytes', 0) / 1048576:.1f}" if bp else "—",
             gen]) + " |")
     w("")
+    write_cpu_split(w, runs)
     write_syscalls(w, res)
     allocs = write_allocations(w, res)
     write_targets(w, runs, allocs)
@@ -775,6 +776,52 @@ def report(res):
             w("```")
             w("")
     return "\n".join(out) + "\n"
+
+
+BROKER_SHARE_TARGET = 0.30
+
+
+def cpu_per_100k(run):
+    """(broker user, broker system, generator) CPU seconds per 100,000 messages received, i.e.
+    the cores each would use at 100,000 msg/s; None where the run did not record it."""
+    if not run or not run.get("receivedPerSecond") or not run.get("durationSeconds"):
+        return None
+    msgs = run["receivedPerSecond"] * run["durationSeconds"]
+    bp, bench = run.get("brokerProcess") or {}, run.get("bench") or {}
+
+    def per(v):
+        return None if v is None else v / msgs * 1e5
+    return per(bp.get("userSeconds")), per(bp.get("systemSeconds")), per(bench.get("cpuSeconds"))
+
+
+def write_cpu_split(w, runs):
+    """Issue 19: where each throughput row's time goes, per 100,000 msg/s."""
+    rows = []
+    for key, title, kind, unit, _ in ROWS:
+        if kind != "recv":
+            continue
+        for broker in BROKERS:
+            split = cpu_per_100k(runs.get((key, broker)))
+            if split and split[0] is not None:
+                rows.append((key, broker, split))
+    if not rows:
+        return
+    w("### CPU per 100,000 msg/s: broker (user, system) and generator")
+    w("")
+    w("Cores each part would use at 100,000 msg/s received (CPU seconds per 100,000 messages) in the "
+      "runs above: the broker's user time (its own code and libraries), its system time (the "
+      "kernel working for it: socket reads and writes, loopback TCP, wake-ups) and the load "
+      f"generator's user + system time. Issue 19's bound: broker below {BROKER_SHARE_TARGET:.2f} of a "
+      "core per 100,000 msg/s.")
+    w("")
+    w("| scenario | broker | broker user | broker system | broker total | generator | broker below 0.30 |")
+    w("|---|---|---:|---:|---:|---:|---|")
+    for key, broker, (u, sy, g) in rows:
+        total = u + (sy or 0)
+        verdict = ("yes" if total < BROKER_SHARE_TARGET else "no") if broker == "swiftlet" else ""
+        w(f"| {key} | {broker} | {u:.3f} | {'—' if sy is None else f'{sy:.3f}'} | {total:.3f} | "
+          f"{'—' if g is None else f'{g:.3f}'} | {verdict} |")
+    w("")
 
 
 # Issue 19's targets, as the quick table shows them: scenario -> (kind, bound).
@@ -825,6 +872,7 @@ def quick(res):
         w(f"| {title}{note} | {fmt(vs, unit)} | {fmt(vm, unit)} | {unit} | "
           f"{'—' if ratio is None else f'{ratio:.2f}x'} | {target} | {verdict} |")
     w("")
+    write_cpu_split(w, runs)
     alloc, stacks_file = res / "alloc.md", res / "alloc-stacks.txt"
     parsed = {}
     if alloc.exists() and alloc.read_text().strip():
