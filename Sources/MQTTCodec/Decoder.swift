@@ -130,3 +130,13 @@ public struct MQTTPacketDecoder: NIOSingleStepByteToMessageDecoder {
         try decoder.decode(buffer: &buffer)
     }
 }
+
+extension MQTTDecoder {
+    /// Size of the packet starting at `buffer`'s reader index, fixed header included, once
+    /// its fixed header is readable; nil before. Throws as `decode` does for a first byte or
+    /// a length that can never be valid (before any of the body is awaited).
+    public func packetLength(_ buffer: ByteBuffer) throws -> Int? {
+        guard let (_, _, header, body) = try Self.parseFixedHeader(buffer, maxPacketSize: maxPacketSize) else { return nil }
+        return header + body
+    }
+}

@@ -71,7 +71,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     /// Splits the byte stream into packets. Decoding here rather than in a
     /// ByteToMessageHandler in front keeps each packet off the pipeline: a packet passed as
     /// NIOAny is boxed (a PUBLISH does not fit an existential's inline storage).
-    let decoder: NIOSingleStepByteToMessageProcessor<MQTTPacketDecoder>
+    var framer: PacketFramer
     /// Set after the stream failed to decode: later bytes are ignored.
     var decodeFailed = false
 
@@ -82,8 +82,8 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         self.peerPort = peerPort
         self.listener = listener
         self.machine = ConnectionStateMachine(policy: broker.connectionPolicy, now: ctx.eventLoop.now.uptimeNanoseconds)
-        self.decoder = NIOSingleStepByteToMessageProcessor(MQTTPacketDecoder(maxPacketSize: broker.config.mqtt.maxPacketSize,
-                                                                            strictUTF8: broker.config.mqtt.strictUTF8))
+        self.framer = PacketFramer(MQTTPacketDecoder(maxPacketSize: broker.config.mqtt.maxPacketSize,
+                                                     strictUTF8: broker.config.mqtt.strictUTF8))
     }
 
     /// host:port of the client, [host]:port for IPv6.
@@ -127,7 +127,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         ctx.stats.bytesReceived += bytes.readableBytes
         guard !decodeFailed, state != .closed else { return }
         do {
-            try decoder.process(buffer: bytes) { received($0) }
+            try framer.process(bytes) { received($0) }
         } catch {
             decodeFailed = true
             failed(error)
