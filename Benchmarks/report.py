@@ -485,13 +485,11 @@ def why_16k(runs):
         f"{fmt(ps, 'ms')} ms through swiftlet against {fmt(pm, 'ms')} ms through mosquitto ("
         + ("neither broker CPU-bound: " if max(_bp(s, 'coresUsed'), _bp(m, 'coresUsed')) < 0.9 else "")
         + f"brokers {_bp(s, 'coresUsed'):.2f} and {_bp(m, 'coresUsed'):.2f} cores, generator "
-        f"{_gen(s):.2f} and {_gen(m):.2f}). What lengthens swiftlet's per-message time (perf record -e "
-        "cpu-clock on the broker, at commit 9b728cb): `MQTTConnectionHandler.publishAuthorized` re-encodes "
-        "every inbound PUBLISH into a new buffer as the message's wire form (`Packet.encode`), a 16 KB copy "
-        "into freshly allocated memory that faults its pages in: ~16% of the broker's samples, with page "
-        "faults ~11% overall; the decoder's cumulation of packets that straddle two reads adds ~3%, and "
-        "the kernel's copies (writev ~25%) are the same for both brokers. mosquitto reads each packet "
-        "into a buffer of its own size and writes that same buffer to the subscriber. "
+        f"{_gen(s):.2f} and {_gen(m):.2f}). Since issue 19 the broker forwards a plain QoS 0 PUBLISH as the "
+        "bytes it arrived in (docs/decisions/0005-forward-received-bytes.md) and copies only a packet that "
+        "straddles two reads (`PacketFramer`), so the re-encode copy and its page faults (16 % and 11 % "
+        "of the broker's samples before) are gone; most of what remains is the kernel's loopback copies "
+        "(`_copy_from_iter`, `_copy_to_iter`), the same for both brokers. "
         "On this shared 2-core machine the same build measured between 35,000 and 70,000 msg/s in "
         "repeated 5 s runs of this shape, so the ratio is uncertain by about a third.")
 
@@ -501,14 +499,11 @@ WHY = {
     "one-to-one-16k-q0": why_16k,
     "alloc-q0": (
         "What they are: `Message.__allocating_init` is the one reference-counted message object per "
-        "PUBLISH, shared by every subscriber (the payload is stored once); the two at Message.swift:50 "
-        "are the message's wire form, the inbound PUBLISH re-encoded into a new `ByteBuffer` (NIO "
-        "allocates the buffer's storage object and its bytes) so that a plain QoS 0 delivery writes it "
-        "unchanged; `MQTTString.validate` makes the topic `String`, which lives on the heap only when "
-        "longer than 15 UTF-8 bytes (the long topic, 22 bytes). Forwarding a slice of the inbound read "
-        "buffer instead of the re-encoded copy would remove two, leaving the message object (and the "
-        "topic for long topics), at the cost of keeping the receive buffer alive while subscribers' "
-        "writes are queued."),
+        "PUBLISH, shared by every subscriber. The fixture gives each packet a buffer of its own (as a "
+        "read of one large packet is), so the message forwards the received bytes as its wire "
+        "(docs/decisions/0005-forward-received-bytes.md) and the decoder shares a repeated topic's "
+        "`String`. Under load a read carries many small packets: a message is then encoded into a "
+        "buffer of its own (two more allocations) rather than pin the whole read buffer."),
 }
 ALLOC_SITES = {}  # benchmark title -> [(allocations per message, site)] of the broker's own
 
@@ -751,6 +746,7 @@ def report(res):
             f"{bp.get('rssAfterBytes', 0) / 1048576:.1f}" if bp else "—",
             gen]) + " |")
     w("")
+    write_cpu_split(w, runs)
     write_syscalls(w, res)
     allocs = write_allocations(w, res)
     write_targets(w, runs, allocs)
@@ -775,6 +771,52 @@ def report(res):
             w("```")
             w("")
     return "\n".join(out) + "\n"
+
+
+BROKER_SHARE_TARGET = 0.30
+
+
+def cpu_per_100k(run):
+    """(broker user, broker system, generator) CPU seconds per 100,000 messages received, i.e.
+    the cores each would use at 100,000 msg/s; None where the run did not record it."""
+    if not run or not run.get("receivedPerSecond") or not run.get("durationSeconds"):
+        return None
+    msgs = run["receivedPerSecond"] * run["durationSeconds"]
+    bp, bench = run.get("brokerProcess") or {}, run.get("bench") or {}
+
+    def per(v):
+        return None if v is None else v / msgs * 1e5
+    return per(bp.get("userSeconds")), per(bp.get("systemSeconds")), per(bench.get("cpuSeconds"))
+
+
+def write_cpu_split(w, runs):
+    """Issue 19: where each throughput row's time goes, per 100,000 msg/s."""
+    rows = []
+    for key, title, kind, unit, _ in ROWS:
+        if kind != "recv":
+            continue
+        for broker in BROKERS:
+            split = cpu_per_100k(runs.get((key, broker)))
+            if split and split[0] is not None:
+                rows.append((key, broker, split))
+    if not rows:
+        return
+    w("### CPU per 100,000 msg/s: broker (user, system) and generator")
+    w("")
+    w("Cores each part would use at 100,000 msg/s received (CPU seconds per 100,000 messages) in the "
+      "runs above: the broker's user time (its own code and libraries), its system time (the "
+      "kernel working for it: socket reads and writes, loopback TCP, wake-ups) and the load "
+      f"generator's user + system time. Issue 19's bound: broker below {BROKER_SHARE_TARGET:.2f} of a "
+      "core per 100,000 msg/s.")
+    w("")
+    w("| scenario | broker | broker user | broker system | broker total | generator | broker below 0.30 |")
+    w("|---|---|---:|---:|---:|---:|---|")
+    for key, broker, (u, sy, g) in rows:
+        total = u + (sy or 0)
+        verdict = ("yes" if total < BROKER_SHARE_TARGET else "no") if broker == "swiftlet" else ""
+        w(f"| {key} | {broker} | {u:.3f} | {'—' if sy is None else f'{sy:.3f}'} | {total:.3f} | "
+          f"{'—' if g is None else f'{g:.3f}'} | {verdict} |")
+    w("")
 
 
 # Issue 19's targets, as the quick table shows them: scenario -> (kind, bound).
@@ -825,6 +867,7 @@ def quick(res):
         w(f"| {title}{note} | {fmt(vs, unit)} | {fmt(vm, unit)} | {unit} | "
           f"{'—' if ratio is None else f'{ratio:.2f}x'} | {target} | {verdict} |")
     w("")
+    write_cpu_split(w, runs)
     alloc, stacks_file = res / "alloc.md", res / "alloc-stacks.txt"
     parsed = {}
     if alloc.exists() and alloc.read_text().strip():

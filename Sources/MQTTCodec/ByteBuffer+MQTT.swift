@@ -1,4 +1,9 @@
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Primitive MQTT data types over `ByteBuffer`. Readers throw `malformed` when the data
 /// runs out: they are only used on a body whose full length is already buffered.
@@ -57,6 +62,20 @@ extension ByteBuffer {
         }
         moveReaderIndex(forwardBy: len)
         return s
+    }
+
+    /// Reads a string field when its bytes are `known`'s (already validated), and returns
+    /// true; otherwise reads nothing and returns false. An empty `known` never matches.
+    mutating func mqttReadStringIfEqual(to known: inout String) -> Bool {
+        guard !known.isEmpty, let len = getInteger(at: readerIndex, as: UInt16.self),
+              Int(len) == known.utf8.count, readableBytes >= 2 + Int(len) else { return false }
+        let same = known.withUTF8 { k in
+            withUnsafeReadableBytes { raw in
+                memcmp(raw.baseAddress! + 2, k.baseAddress!, Int(len)) == 0
+            }
+        }
+        if same { moveReaderIndex(forwardBy: 2 + Int(len)) }
+        return same
     }
 
     @inlinable

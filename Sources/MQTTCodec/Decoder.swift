@@ -14,6 +14,9 @@ public struct MQTTDecoder: Sendable {
     /// Refuse U+0001-U+001F and U+007F-U+009F in topics, client ids and user names as
     /// malformed (the spec's SHOULD NOT; mosquitto refuses them too).
     public var strictUTF8: Bool
+    /// The topic of the last PUBLISH decoded: one entry, shared by the next PUBLISH that
+    /// names the same topic (no allocation, no second validation).
+    var lastTopic = ""
 
     public init(version: ProtocolVersion? = nil, maxPacketSize: Int = 268_435_460, strictUTF8: Bool = true) {
         self.version = version
@@ -80,9 +83,17 @@ public struct MQTTDecoder: Sendable {
         if type == .auth && version != nil && version != .v5 {
             throw MQTTCodecError.malformed("packet type 15 is reserved before 5.0")
         }
-        buffer.moveReaderIndex(forwardBy: headerLength)
-        var body = buffer.readSlice(length: bodyLength)!
-        let packet = try Packet.decode(type: type, flags: flags, body: &body, version: version ?? .v3_1_1, strict: strictUTF8)
+        let packet: Packet
+        if type == .publish {
+            let whole = buffer.readSlice(length: headerLength + bodyLength)!
+            var body = whole.getSlice(at: headerLength, length: bodyLength)!
+            packet = try Packet.decode(type: type, flags: flags, body: &body, version: version ?? .v3_1_1, strict: strictUTF8,
+                                       lastTopic: &lastTopic, received: whole)
+        } else {
+            buffer.moveReaderIndex(forwardBy: headerLength)
+            var body = buffer.readSlice(length: bodyLength)!
+            packet = try Packet.decode(type: type, flags: flags, body: &body, version: version ?? .v3_1_1, strict: strictUTF8)
+        }
         if case .connect(let c) = packet, version == nil { version = c.protocolVersion }
         return packet
     }
@@ -117,5 +128,15 @@ public struct MQTTPacketDecoder: NIOSingleStepByteToMessageDecoder {
 
     public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> Packet? {
         try decoder.decode(buffer: &buffer)
+    }
+}
+
+extension MQTTDecoder {
+    /// Size of the packet starting at `buffer`'s reader index, fixed header included, once
+    /// its fixed header is readable; nil before. Throws as `decode` does for a first byte or
+    /// a length that can never be valid (before any of the body is awaited).
+    public func packetLength(_ buffer: ByteBuffer) throws -> Int? {
+        guard let (_, _, header, body) = try Self.parseFixedHeader(buffer, maxPacketSize: maxPacketSize) else { return nil }
+        return header + body
     }
 }

@@ -42,10 +42,20 @@ public enum Packet: Sendable, Equatable {
     /// characters in topics, client ids and user names (`strict_utf8`).
     static func decode(type: PacketType, flags: UInt8, body: inout ByteBuffer, version: ProtocolVersion,
                        strict: Bool = false) throws -> Packet {
+        var none = ""
+        return try decode(type: type, flags: flags, body: &body, version: version, strict: strict, lastTopic: &none)
+    }
+
+    /// As above; a PUBLISH shares `lastTopic` when it names the same topic and keeps
+    /// `received` (the whole packet).
+    static func decode(type: PacketType, flags: UInt8, body: inout ByteBuffer, version: ProtocolVersion,
+                       strict: Bool, lastTopic: inout String, received: ByteBuffer? = nil) throws -> Packet {
         switch type {
         case .connect: return .connect(try ConnectPacket.decode(flags: flags, body: &body, strict: strict))
         case .connack: return .connack(try ConnAckPacket.decode(flags: flags, body: &body, version: version))
-        case .publish: return .publish(try PublishPacket.decode(flags: flags, body: &body, version: version, strict: strict))
+        case .publish:
+            return .publish(try PublishPacket.decode(flags: flags, body: &body, version: version, strict: strict,
+                                                     lastTopic: &lastTopic, received: received))
         case .puback: return .puback(try PubAckPacket.decode(type: type, flags: flags, body: &body, version: version))
         case .pubrec: return .pubrec(try PubAckPacket.decode(type: type, flags: flags, body: &body, version: version))
         case .pubrel: return .pubrel(try PubAckPacket.decode(type: type, flags: flags, body: &body, version: version))

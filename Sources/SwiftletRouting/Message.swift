@@ -6,8 +6,12 @@ import NIOCore
 /// reference by every subscriber, queue and the retained store.
 ///
 /// `wire` holds the message encoded as a QoS 0, non-retained PUBLISH for the publisher's
-/// protocol family; `payload` is a slice of it, so the message owns exactly one buffer and
-/// never pins a connection's receive buffer.
+/// protocol family; `payload` is a slice of it. When the publisher sent exactly those bytes
+/// (a plain QoS 0 PUBLISH) and they are at least `1 / maxPinnedRatio` of the receive
+/// buffer's storage, `wire` is the received packet itself: no copy, no allocation, and the
+/// receive buffer stays alive while the message does (docs/decisions/0005-forward-received-bytes.md).
+/// Otherwise the message is encoded into a buffer of its own, as a small packet read among
+/// many would pin a buffer many times its size.
 public final class Message: @unchecked Sendable {
     public let topic: String
     public let payload: ByteBuffer
@@ -30,9 +34,17 @@ public final class Message: @unchecked Sendable {
     public let wire: ByteBuffer
     public let wireIsV5: Bool
 
+    /// A received packet is forwarded in place only when the receive buffer's storage is at
+    /// most this many times the packet: what a held message pins is bounded by this factor of
+    /// its own size.
+    public static let maxPinnedRatio = 8
+
+    /// `received`: the publisher's packet as read (`PublishPacket.received`), passed only when
+    /// it is a QoS 0, non-retained PUBLISH with these topic, properties and payload; used as
+    /// `wire` when it is the same bytes encoding would produce and pinning it is cheap.
     public init(topic: String, payload: ByteBuffer, qos: QoS, retain: Bool, properties: Properties = Properties(),
                 expiryInterval: UInt32? = nil, origin: String = "", v5Wire: Bool = false,
-                now: NIODeadline, allocator: ByteBufferAllocator = ByteBufferAllocator()) {
+                now: NIODeadline, allocator: ByteBufferAllocator = ByteBufferAllocator(), received: ByteBuffer? = nil) {
         self.topic = topic
         self.qos = qos
         self.retain = retain
@@ -47,10 +59,26 @@ public final class Message: @unchecked Sendable {
         let packet = PublishPacket(topic: topic, properties: props, payload: payload)
         let version: ProtocolVersion = v5Wire ? .v5 : .v3_1_1
         let body = packet.bodyLength(version: version)
-        var b = allocator.buffer(capacity: 1 + MQTTString.varIntLength(body) + body)
+        let length = 1 + MQTTString.varIntLength(body) + body
+        if let r = received, expiryInterval == nil, Self.forwardable(r, length: length) {
+            self.wire = r
+            self.payload = payload
+            return
+        }
+        var b = allocator.buffer(capacity: length)
         Packet.publish(packet).encode(into: &b, version: version)
         self.wire = b
         self.payload = b.getSlice(at: b.writerIndex - payload.readableBytes, length: payload.readableBytes)!
+    }
+
+    /// True when `received` can stand as the wire of a message whose encoding is `length`
+    /// bytes: a plain QoS 0 PUBLISH (first byte 0x30) of exactly that length (so its remaining
+    /// length is minimally encoded, as a receiver requires), in storage at most
+    /// `maxPinnedRatio` times its size.
+    static func forwardable(_ received: ByteBuffer, length: Int) -> Bool {
+        received.readableBytes == length
+            && received.storageCapacity <= length &* maxPinnedRatio
+            && received.getInteger(at: received.readerIndex, as: UInt8.self) == 0x30
     }
 
     /// Seconds of life left, nil when the message never expires, 0 when expired.

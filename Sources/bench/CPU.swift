@@ -36,6 +36,9 @@ struct CPUSample: Sendable {
 struct ProcessSample: Sendable {
     var cpuSeconds: Double
     var rssBytes: Int
+    /// The user and system (kernel) parts of `cpuSeconds`.
+    var userSeconds: Double = 0
+    var systemSeconds: Double = 0
 
     static func read(pid: Int32) -> ProcessSample? {
         guard let stat = readFile("/proc/\(pid)/stat"), let status = readFile("/proc/\(pid)/status") else { return nil }
@@ -50,7 +53,7 @@ struct ProcessSample: Sendable {
             let parts = line.split(separator: " ", omittingEmptySubsequences: true)
             if parts.count >= 2, let kb = Int(parts[1]) { rss = kb * 1024 }
         }
-        return ProcessSample(cpuSeconds: (ut + st) / hz, rssBytes: rss)
+        return ProcessSample(cpuSeconds: (ut + st) / hz, rssBytes: rss, userSeconds: ut / hz, systemSeconds: st / hz)
     }
 }
 

@@ -31,6 +31,9 @@ struct RunResult: Codable {
         /// True when the generator used at least 90 % of the cores it may use, so the figures
         /// may be limited by the generator rather than the broker.
         var saturated: Bool
+        /// The user and system (kernel) parts of `cpuSeconds`.
+        var userSeconds: Double? = nil
+        var systemSeconds: Double? = nil
     }
 
     struct BrokerProcess: Codable {
@@ -43,6 +46,9 @@ struct RunResult: Codable {
         var rssBeforeBytes: Int
         var rssAfterBytes: Int
         var rssPerConnectionBytes: Double?
+        /// The user and system (kernel) parts of `cpuSeconds`.
+        var userSeconds: Double? = nil
+        var systemSeconds: Double? = nil
     }
 
     /// Background subscriptions made before the traffic (pairs --background-subscriptions).

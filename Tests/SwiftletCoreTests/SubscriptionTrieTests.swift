@@ -26,6 +26,33 @@ final class SubscriptionTrieTests: XCTestCase {
         return (ids.sorted(), groups)
     }
 
+    /// A repeated topic is answered from the match cache; every change to the trie shows at
+    /// the next match (subscribe, replace with other options, unsubscribe, shared groups).
+    func testRepeatedTopicSeesEveryChange() {
+        let trie = SubscriptionTrie()
+        let a = h.session("a"), b = h.session("b")
+        let topic = "sensors/building-7/floor-3/temperature"
+        XCTAssertEqual(match(trie, topic).ids, [])
+        XCTAssertEqual(match(trie, topic).ids, [])
+        trie.insert(filter("sensors/#"), entry: entry(a))
+        XCTAssertEqual(match(trie, topic).ids, ["a"])
+        XCTAssertEqual(match(trie, topic).ids, ["a"])
+        trie.insert(filter("sensors/+/floor-3/+"), entry: entry(b))
+        XCTAssertEqual(match(trie, topic).ids, ["a", "b"])
+        trie.insert(filter("sensors/#"), entry: entry(a, qos: .atLeastOnce))
+        var qos: [QoS] = []
+        trie.match(topic: topic, visit: { if $0.session.clientId == "a" { qos.append($0.options.qos) } }, visitShared: { _ in })
+        XCTAssertEqual(qos, [.atLeastOnce])
+        trie.remove(filter("sensors/#"), session: a)
+        XCTAssertEqual(match(trie, topic).ids, ["b"])
+        trie.insert(filter("$share/g/sensors/#"), entry: entry(a))
+        XCTAssertEqual(match(trie, topic).groups, 1)
+        trie.remove(filter("$share/g/sensors/#"), session: a)
+        trie.remove(filter("sensors/+/floor-3/+"), session: b)
+        XCTAssertEqual(match(trie, topic).ids, [])
+        XCTAssertEqual(match(trie, topic).groups, 0)
+    }
+
     func testInsertCountsEachNewSubscription() {
         let trie = SubscriptionTrie()
         let a = h.session("a"), b = h.session("b")

@@ -11,6 +11,16 @@ public struct PublishPacket: Sendable, Equatable {
     public var packetId: UInt16?
     public var properties: Properties
     public var payload: ByteBuffer
+    /// The whole packet as it was received, fixed header included: a slice of the receive
+    /// buffer, set by the decoder (nil for a packet built in code). A router may forward these
+    /// bytes unchanged when they are what a subscriber gets (see `Message`). Whoever changes
+    /// another field of a decoded packet must clear it. Not part of equality.
+    public var received: ByteBuffer?
+
+    public static func == (a: PublishPacket, b: PublishPacket) -> Bool {
+        a.dup == b.dup && a.qos == b.qos && a.retain == b.retain && a.topic == b.topic && a.packetId == b.packetId
+            && a.properties == b.properties && a.payload == b.payload
+    }
 
     public init(
         dup: Bool = false, qos: QoS = .atMostOnce, retain: Bool = false, topic: String,
@@ -29,11 +39,17 @@ public struct PublishPacket: Sendable, Equatable {
         (dup ? 0x08 : 0) | (qos.rawValue << 1) | (retain ? 0x01 : 0)
     }
 
-    static func decode(flags: UInt8, body: inout ByteBuffer, version: ProtocolVersion, strict: Bool = false) throws -> PublishPacket {
+    /// Decodes a PUBLISH body. `lastTopic` is the topic of the connection's previous PUBLISH:
+    /// when this one names the same bytes, its `String` is shared (publishers usually repeat
+    /// their topics; a topic over 15 UTF-8 bytes is otherwise a heap allocation per message)
+    /// and not validated again. `received` is the whole packet, kept as `received`.
+    static func decode(flags: UInt8, body: inout ByteBuffer, version: ProtocolVersion, strict: Bool = false,
+                       lastTopic: inout String, received: ByteBuffer? = nil) throws -> PublishPacket {
         guard let qos = QoS(rawValue: (flags >> 1) & 0x03) else { throw MQTTCodecError.malformed("PUBLISH QoS 3") }
         let dup = flags & 0x08 != 0
         if qos == .atMostOnce && dup { throw MQTTCodecError.malformed("DUP set on a QoS 0 PUBLISH") }
-        let topic = try body.mqttReadString(rejectControl: strict)
+        let known = body.mqttReadStringIfEqual(to: &lastTopic)
+        let topic = known ? lastTopic : try body.mqttReadString(rejectControl: strict)
         var packetId: UInt16?
         if qos != .atMostOnce {
             let id = try body.mqttReadUInt16()
@@ -45,12 +61,15 @@ public struct PublishPacket: Sendable, Equatable {
             if version != .v5 || props.topicAlias == nil {
                 throw MQTTCodecError.protocolError("zero-length topic name without a topic alias")
             }
-        } else {
+        } else if !known {
             try Topic.validateName(topic)
+            lastTopic = topic
         }
         let payload = body.readSlice(length: body.readableBytes)!
-        return PublishPacket(dup: dup, qos: qos, retain: flags & 1 != 0, topic: topic, packetId: packetId,
-                             properties: props, payload: payload)
+        var p = PublishPacket(dup: dup, qos: qos, retain: flags & 1 != 0, topic: topic, packetId: packetId,
+                              properties: props, payload: payload)
+        p.received = received
+        return p
     }
 
     /// Length of everything after the fixed header.

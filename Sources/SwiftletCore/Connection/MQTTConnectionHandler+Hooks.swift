@@ -97,6 +97,7 @@ extension MQTTConnectionHandler {
                                                                     && (try? Topic.validateName(m.topic)) != nil:
                     // The QoS stays the client's: it decides the acknowledgement flow.
                     var q = p
+                    q.received = nil  // changed: the received bytes are no longer this message
                     q.payload = m.payload
                     q.retain = m.retain
                     q.properties.items.removeAll { if case .userProperty = $0 { return true } else { return false } }

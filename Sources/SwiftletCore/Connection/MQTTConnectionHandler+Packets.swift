@@ -98,9 +98,13 @@ extension MQTTConnectionHandler {
                 }
             }
         }
+        // A plain QoS 0 PUBLISH is already what a subscriber of the same family gets: the
+        // message may forward the received bytes (Message decides whether pinning is cheap).
+        let received = p.qos == .atMostOnce && !p.retain && p.topic == topic && (version != .v5 || p.properties.isEmpty)
+            ? p.received : nil
         let message = Message(topic: topic, payload: p.payload, qos: p.qos, retain: p.retain, properties: props,
                               expiryInterval: expiry, origin: clientId, v5Wire: version == .v5, now: eventLoop.now,
-                              allocator: transport!.transportAllocator)
+                              allocator: transport!.transportAllocator, received: received)
         ctx.stats.messagesReceived += 1
         hookPublish(message)
         let store = broker.store

@@ -71,7 +71,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     /// Splits the byte stream into packets. Decoding here rather than in a
     /// ByteToMessageHandler in front keeps each packet off the pipeline: a packet passed as
     /// NIOAny is boxed (a PUBLISH does not fit an existential's inline storage).
-    let decoder: NIOSingleStepByteToMessageProcessor<MQTTPacketDecoder>
+    var framer: PacketFramer
     /// Set after the stream failed to decode: later bytes are ignored.
     var decodeFailed = false
 
@@ -83,8 +83,8 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         self.listener = listener
         let policy = broker.connectionPolicy  // read once: a reload applies to later connections
         self.machine = ConnectionStateMachine(policy: policy, now: ctx.eventLoop.now.uptimeNanoseconds)
-        self.decoder = NIOSingleStepByteToMessageProcessor(MQTTPacketDecoder(maxPacketSize: policy.mqtt.maxPacketSize,
-                                                                            strictUTF8: policy.mqtt.strictUTF8))
+        self.framer = PacketFramer(MQTTPacketDecoder(maxPacketSize: policy.mqtt.maxPacketSize,
+                                                     strictUTF8: policy.mqtt.strictUTF8))
     }
 
     /// host:port of the client, [host]:port for IPv6.
@@ -128,7 +128,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         ctx.stats.bytesReceived += bytes.readableBytes
         guard !decodeFailed, state != .closed else { return }
         do {
-            try decoder.process(buffer: bytes) { received($0) }
+            try framer.process(bytes) { received($0) }
         } catch {
             decodeFailed = true
             failed(error)

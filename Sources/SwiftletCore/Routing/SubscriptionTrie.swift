@@ -30,6 +30,28 @@ public final class SubscriptionTrie {
     /// to its loop).
     private var levels: [Substring] = []
 
+    /// What a topic matched, kept for the next PUBLISH to it: publishers repeat their topics,
+    /// and splitting a topic and hashing each level at each node was most of a QoS 0
+    /// one-to-one message's routing time. Emptied by every change to the trie; bounded by
+    /// `cacheTopics` topics and `cacheEntries` subscriptions in all (a topic matching more
+    /// than `cachePerTopic` is not kept).
+    private struct Matched {
+        var entries: [SubscriberEntry] = []
+        var groups: [SharedGroup] = []
+    }
+    private var cache: [String: Matched] = [:]
+    private var cachedEntries = 0
+    static let cacheTopics = 1024
+    static let cachePerTopic = 64
+    static let cacheEntries = 16_384
+
+    private func changed() {
+        if !cache.isEmpty {
+            cache.removeAll()
+            cachedEntries = 0
+        }
+    }
+
     public init() {}
 
     /// False when no subscription can match a `$SYS/...` topic: wildcards at the first level
@@ -39,6 +61,7 @@ public final class SubscriptionTrie {
     /// Adds or replaces a subscription. Returns true when it replaced an existing one.
     @discardableResult
     public func insert(_ filter: ParsedFilter, entry: SubscriberEntry) -> Bool {
+        changed()
         var node = root
         for level in TopicMatch.levels(filter.filter) {
             if let c = node.children[level] { node = c } else {
@@ -66,6 +89,7 @@ public final class SubscriptionTrie {
     /// Removes a subscription. Returns true when it existed.
     @discardableResult
     public func remove(_ filter: ParsedFilter, session: Session) -> Bool {
+        changed()
         let levels = TopicMatch.levels(filter.filter)
         var path: [(Node, Substring)] = []
         var node = root
@@ -102,10 +126,26 @@ public final class SubscriptionTrie {
     /// Calls `visit` for every non-shared subscription matching `topic`, and `visitShared`
     /// once per matching shared group.
     func match(topic: String, visit: (SubscriberEntry) -> Void, visitShared: (SharedGroup) -> Void) {
+        if let m = cache[topic] {
+            for e in m.entries { visit(e) }
+            for g in m.groups { visitShared(g) }
+            return
+        }
+        var m = Matched()
         TopicMatch.levels(topic, into: &levels)
         let dollar = topic.utf8.first == UInt8(ascii: "$")
-        Self.walk(root, levels, 0, dollar, visit, visitShared)
+        Self.walk(root, levels, 0, dollar, { m.entries.append($0) }, { m.groups.append($0) })
         levels.removeAll(keepingCapacity: true)
+        for e in m.entries { visit(e) }
+        for g in m.groups { visitShared(g) }
+        let n = m.entries.count + m.groups.count
+        guard n <= Self.cachePerTopic else { return }
+        if cache.count >= Self.cacheTopics || cachedEntries + n > Self.cacheEntries {
+            cache.removeAll(keepingCapacity: true)
+            cachedEntries = 0
+        }
+        cache[topic] = m
+        cachedEntries += n
     }
 
     private static func walk(_ node: Node, _ levels: [Substring], _ i: Int, _ dollar: Bool,

@@ -152,7 +152,9 @@ struct TrafficRunner {
             result.brokerProcess = .init(
                 pid: pid, cpuSeconds: cpu.rounded(toPlaces: 3), coresUsed: (cpu / wall).rounded(toPlaces: 3),
                 cpuSecondsPerMillionMessages: messages > 0 ? (cpu / (Double(messages) / 1e6)).rounded(toPlaces: 3) : nil,
-                rssBeforeBytes: b0.rssBytes, rssAfterBytes: b1.rssBytes, rssPerConnectionBytes: nil)
+                rssBeforeBytes: b0.rssBytes, rssAfterBytes: b1.rssBytes, rssPerConnectionBytes: nil,
+                userSeconds: (b1.userSeconds - b0.userSeconds).rounded(toPlaces: 3),
+                systemSeconds: (b1.systemSeconds - b0.systemSeconds).rounded(toPlaces: 3))
         }
         result.subscriptions = background.result
         return result
@@ -196,7 +198,8 @@ func benchCPU(_ a: CPUSample, _ b: CPUSample, threads: Int) -> RunResult.BenchCP
     let used = wall > 0 ? cpu / wall : 0
     let cores = onlineCPUs()
     return .init(threads: threads, cores: cores, cpuSeconds: cpu.rounded(toPlaces: 3), coresUsed: used.rounded(toPlaces: 3),
-                 saturated: used >= 0.9 * Double(min(threads, cores)))
+                 saturated: used >= 0.9 * Double(min(threads, cores)),
+                 userSeconds: (b.user - a.user).rounded(toPlaces: 3), systemSeconds: (b.system - a.system).rounded(toPlaces: 3))
 }
 
 func sleep(seconds: Double) async throws {
