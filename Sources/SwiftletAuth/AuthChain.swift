@@ -148,6 +148,12 @@ public final class AuthChain: @unchecked Sendable {
 
     // MARK: Authentication
 
+    /// The verdict when no provider decides a CONNECT: `mqtt.allow_anonymous`.
+    private static func anonymous(_ allowed: Bool) -> AuthnResult {
+        AuthnResult(allowed: allowed, superuser: false, provider: "",
+                    reason: allowed ? "anonymous allowed" : "no provider accepted the client")
+    }
+
     public func authenticate(_ c: ClientInfo, password: [UInt8]?, on loop: EventLoop) -> EventLoopFuture<AuthnResult> {
         let list = providers(for: .authn)
         let cfg = config, anonymous = allowAnonymous
@@ -155,8 +161,7 @@ public final class AuthChain: @unchecked Sendable {
         // anonymous rule decides at once. Not cached: a cache entry per anonymous client
         // (about 270 bytes) cost more than the decision.
         if c.username == nil && password == nil && list.allSatisfy({ $0 is BuiltinAuth }) {
-            return loop.makeSucceededFuture(AuthnResult(allowed: anonymous, superuser: false, provider: "",
-                                                        reason: anonymous ? "anonymous allowed" : "no provider accepted the client"))
+            return loop.makeSucceededFuture(Self.anonymous(anonymous))
         }
         // Not String(format:) per byte: Foundation's formatter cost about a quarter of a cached CONNECT.
         let digest = password.map { PasswordCheck.hex(SHA256.hash(data: $0)) } ?? "-"
@@ -166,10 +171,7 @@ public final class AuthChain: @unchecked Sendable {
             if !$0.provider.isEmpty { stats($0.provider).cacheHit() }
         }) { [self] in
             fold(list, on: loop, what: "auth", ask: { $0.authenticate(c, password: password, on: loop) }, nobody: {
-                let ok = anonymous
-                return (AuthnResult(allowed: ok, superuser: false, provider: "",
-                                    reason: ok ? "anonymous allowed" : "no provider accepted the client"),
-                        ok ? cfg.allowTTL : cfg.denyTTL)
+                (Self.anonymous(anonymous), anonymous ? cfg.allowTTL : cfg.denyTTL)
             }, decided: { p, answer in
                 switch answer.decision {
                 case .allow(let su):
@@ -192,25 +194,36 @@ public final class AuthChain: @unchecked Sendable {
     /// The chain's ACL answer, with how long it may be kept (zero: not at all, e.g. the
     /// fallback after a provider error).
     public func authorize(_ c: ClientInfo, access: ACLAccess, topic: String, on loop: EventLoop) -> EventLoopFuture<ACLAnswer> {
-        let key = DecisionCache<ACLAnswer>.Key(kind: access.rawValue + 1, clientId: c.clientId, username: c.username ?? "",
-                                               detail: "\(topic)|\(c.peerAddress)")
+        let key = aclKey(c, access, topic)
         let list = providers(for: .authz)
-        let cfg = config
         return authzCache.lookup(key, now: loop.now, on: loop, hit: { [self] in stats(slot: $0.providerSlot)?.cacheHit() }) { [self] in
-            fold(list, on: loop, what: "acl", ask: { $0.authorize(c, access: access, topic: topic, on: loop) }, nobody: {
-                let ok = cfg.aclNomatchAllow
-                let ttl = ok ? cfg.allowTTL : cfg.denyTTL
-                return (ACLAnswer(allowed: ok, ttl: ttl), ttl)
-            }, decided: { [self] p, answer in
-                let (allowed, ttl): (Bool, TimeAmount)
-                switch answer.decision {
-                case .allow: (allowed, ttl) = (true, answer.ttl ?? cfg.allowTTL)
-                case .deny: (allowed, ttl) = (false, answer.ttl ?? cfg.denyTTL)
-                default: (allowed, ttl) = (cfg.fallbackAllow, .zero)
-                }
-                return (ACLAnswer(allowed: allowed, ttl: ttl, providerSlot: stats(p.name).slot), ttl)
-            })
+            fold(list, on: loop, what: "acl", ask: { $0.authorize(c, access: access, topic: topic, on: loop) },
+                 nobody: { [self] in let a = aclNoMatch(); return (a, a.ttl) },
+                 decided: { [self] p, answer in let a = aclAnswer(p, answer); return (a, a.ttl) })
         }
+    }
+
+    private func aclKey(_ c: ClientInfo, _ access: ACLAccess, _ topic: String) -> DecisionCache<ACLAnswer>.Key {
+        DecisionCache<ACLAnswer>.Key(kind: access.rawValue + 1, clientId: c.clientId, username: c.username ?? "",
+                                     detail: "\(topic)|\(c.peerAddress)")
+    }
+
+    /// `acl_nomatch`, when no provider decides.
+    private func aclNoMatch() -> ACLAnswer {
+        let ok = config.aclNomatchAllow
+        return ACLAnswer(allowed: ok, ttl: ok ? config.allowTTL : config.denyTTL)
+    }
+
+    /// The answer of the provider that decided; an error applies the fallback, uncached.
+    private func aclAnswer(_ p: AuthProvider, _ answer: ProviderAnswer) -> ACLAnswer {
+        let cfg = config
+        let (allowed, ttl): (Bool, TimeAmount)
+        switch answer.decision {
+        case .allow: (allowed, ttl) = (true, answer.ttl ?? cfg.allowTTL)
+        case .deny: (allowed, ttl) = (false, answer.ttl ?? cfg.denyTTL)
+        default: (allowed, ttl) = (cfg.fallbackAllow, .zero)
+        }
+        return ACLAnswer(allowed: allowed, ttl: ttl, providerSlot: stats(p.name).slot)
     }
 
     /// The chain's ACL answer without waiting, when every ACL provider answers synchronously
@@ -221,35 +234,37 @@ public final class AuthChain: @unchecked Sendable {
     public func authorizeNow(_ c: ClientInfo, access: ACLAccess, topic: String, now: NIODeadline) -> ACLAnswer? {
         let list = providers(for: .authz)
         guard list.allSatisfy(\.answersSynchronously) else { return nil }
-        let key = DecisionCache<ACLAnswer>.Key(kind: access.rawValue + 1, clientId: c.clientId, username: c.username ?? "",
-                                               detail: "\(topic)|\(c.peerAddress)")
+        let key = aclKey(c, access, topic)
         if let v = authzCache.get(key, now: now) {
             stats(slot: v.providerSlot)?.cacheHit()
             return v
         }
-        var answers: [(AuthProvider, ProviderAnswer)] = []
+        var result = aclNoMatch()
         for p in list {
-            let a = p.authorizeNow(c, access: access, topic: topic) ?? ProviderAnswer(.error("no synchronous answer"))
-            answers.append((p, a))
-            if case .ignore = a.decision { continue }
-            break
-        }
-        let cfg = config
-        var result = ACLAnswer(allowed: cfg.aclNomatchAllow, ttl: cfg.aclNomatchAllow ? cfg.allowTTL : cfg.denyTTL)
-        for (p, answer) in answers {
-            stats(p.name).record(0)
-            switch answer.decision {
-            case .ignore: continue
-            case .allow: result = ACLAnswer(allowed: true, ttl: answer.ttl ?? cfg.allowTTL, providerSlot: stats(p.name).slot)
-            case .deny: result = ACLAnswer(allowed: false, ttl: answer.ttl ?? cfg.denyTTL, providerSlot: stats(p.name).slot)
-            case .error(let why):
-                logger.warning("acl provider failed; applying fallback", metadata: [
-                    "sidecar.name": "\(p.name)", "error": "\(why)", "auth.fallback": "\(cfg.fallbackAllow ? "allow" : "deny")"])
-                result = ACLAnswer(allowed: cfg.fallbackAllow, ttl: .zero, providerSlot: stats(p.name).slot)
+            let answer = p.authorizeNow(c, access: access, topic: topic) ?? ProviderAnswer(.error("no synchronous answer"))
+            if settled(p, answer, seconds: 0, what: "acl") {
+                result = aclAnswer(p, answer)
+                break
             }
         }
         authzCache.put(key, result, ttl: result.ttl, now: now)
         return result
+    }
+
+    /// Counts a provider's answer and logs an error; true when the answer decides (not an ignore).
+    private func settled(_ p: AuthProvider, _ answer: ProviderAnswer, seconds: Double, what: String) -> Bool {
+        switch answer.decision {
+        case .ignore:
+            stats(p.name).record(seconds)
+            return false
+        case .error(let why):
+            stats(p.name).record(seconds, timedOut: why.contains("timed out"), error: true)
+            logger.warning("\(what) provider failed; applying fallback", metadata: [
+                "sidecar.name": "\(p.name)", "error": "\(why)", "auth.fallback": "\(config.fallbackAllow ? "allow" : "deny")"])
+        case .allow, .deny:
+            stats(p.name).record(seconds)
+        }
+        return true
     }
 
     /// The fold both questions share (mosquitto's defer loop): providers are asked in order
@@ -266,16 +281,8 @@ public final class AuthChain: @unchecked Sendable {
             .recover { ProviderAnswer(.error("\($0)")) }
             .flatMap { [self] answer in
                 let secs = Double((loop.now - started).nanoseconds) / 1e9
-                switch answer.decision {
-                case .ignore:
-                    stats(p.name).record(secs)
+                guard settled(p, answer, seconds: secs, what: what) else {
                     return fold(list, from: i + 1, on: loop, what: what, ask: ask, nobody: nobody, decided: decided)
-                case .error(let why):
-                    stats(p.name).record(secs, timedOut: why.contains("timed out"), error: true)
-                    logger.warning("\(what) provider failed; applying fallback", metadata: [
-                        "sidecar.name": "\(p.name)", "error": "\(why)", "auth.fallback": "\(config.fallbackAllow ? "allow" : "deny")"])
-                case .allow, .deny:
-                    stats(p.name).record(secs)
                 }
                 return loop.makeSucceededFuture(decided(p, answer))
             }
