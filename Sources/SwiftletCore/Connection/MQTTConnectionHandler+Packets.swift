@@ -229,7 +229,7 @@ extension MQTTConnectionHandler {
     /// Writes one delivery. QoS 0 plain deliveries share the message's encoded bytes;
     /// others write a fresh header followed by the shared payload slice.
     func sendPublish(_ d: Delivery, packetId: UInt16?, dup: Bool, now: NIODeadline) {
-        guard let transport else { return }
+        guard transport != nil else { return }
         let msg = d.message
         ctx.stats.messagesSent += 1
         hookDelivered(d)
@@ -256,10 +256,17 @@ extension MQTTConnectionHandler {
             if !isNew { packet.topic = "" }
             packet.properties.items.append(.topicAlias(alias))
         }
-        var header = transport.transportAllocator.buffer(capacity: packet.headerLength(version: version))
-        packet.encodeHeader(into: &header, version: version)
-        write(header)
-        if msg.payload.readableBytes > 0 { write(msg.payload) }
+        let version = self.version
+        if msg.payload.readableBytes <= Self.inlinePayloadLimit {
+            writeCoalesced { out in
+                packet.encodeHeader(into: &out, version: version)
+                var payload = msg.payload
+                out.writeBuffer(&payload)
+            }
+            return
+        }
+        writeCoalesced { packet.encodeHeader(into: &$0, version: version) }
+        write(msg.payload)
     }
 
     private func dropOversize(_ d: Delivery, _ packetId: UInt16?) {

@@ -67,6 +67,17 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     /// them quadratic on the event loop (the stall of QoS 1 to a persistent session).
     var acks = Deque<PendingAck>()
     var needsFlush = false
+    /// Small packets encoded since the last flush (acks, QoS 1/2 PUBLISH headers with small
+    /// payloads), handed to the transport as one buffer at the flush or before the next
+    /// shared buffer: one allocation and one pipeline write per flush instead of per packet
+    /// (each was ~4 % of a QoS 1 message's broker time in the profile). Nil between flushes,
+    /// so an idle connection holds nothing; handed over at `coalesceLimit` bytes, so NIO's
+    /// write-buffer water marks see what is queued.
+    var pendingOut: ByteBuffer?
+    static let coalesceLimit = 16 * 1024
+    /// A QoS 1/2 payload up to this size is copied after its header into `pendingOut`;
+    /// a larger one is written as a slice of the message (no copy).
+    static let inlinePayloadLimit = 512
     var wasCounted = false
     /// Splits the byte stream into packets. Decoding here rather than in a
     /// ByteToMessageHandler in front keeps each packet off the pipeline: a packet passed as
@@ -117,6 +128,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     func handlerRemoved(context: ChannelHandlerContext) {
         connectionLost()
         self.transport = nil
+        self.pendingOut = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -204,12 +216,43 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func write(_ buffer: ByteBuffer) {
         guard let transport else { return }
+        if let p = pendingOut {
+            pendingOut = nil
+            transport.transportWrite(p)
+        }
         ctx.stats.bytesSent += buffer.readableBytes
         transport.transportWrite(buffer)
+        markNeedsFlush()
+    }
+
+    @inline(__always)
+    private func markNeedsFlush() {
         if !needsFlush {
             needsFlush = true
             ctx.markDirty(self)
         }
+    }
+
+    /// Appends what `encode` writes to `pendingOut` (see there).
+    @inline(__always)
+    func writeCoalesced(_ encode: (inout ByteBuffer) -> Void) {
+        guard let transport else { return }
+        var b: ByteBuffer
+        if let p = pendingOut {
+            b = p
+            pendingOut = nil  // `b` is the only reference: appending does not copy
+        } else {
+            b = transport.transportAllocator.buffer(capacity: 512)
+        }
+        let before = b.writerIndex
+        encode(&b)
+        ctx.stats.bytesSent += b.writerIndex - before
+        if b.readableBytes >= Self.coalesceLimit {
+            transport.transportWrite(b)
+        } else {
+            pendingOut = b
+        }
+        markNeedsFlush()
     }
 
     func send(_ packet: Packet) {
@@ -218,7 +261,8 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         // of the packet through the state machine (measured: ~1,500 instructions per ack).
         guard machine.clientMaxPacketSize != .max else {
             ctx.stats.packetsSent += 1
-            write(packet.encoded(version: version, allocator: transport.transportAllocator))
+            let version = self.version
+            writeCoalesced { packet.encode(into: &$0, version: version) }
             return
         }
         let (fitting, mustClose) = machine.fitting(packet)
@@ -229,13 +273,19 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             return
         }
         ctx.stats.packetsSent += 1
-        write(fitting.encoded(version: version, allocator: transport.transportAllocator))
+        let version = self.version
+        writeCoalesced { fitting.encode(into: &$0, version: version) }
     }
 
     func flushIfDirty() {
         guard needsFlush else { return }
         needsFlush = false
-        transport?.transportFlush()
+        guard let transport else { return }
+        if let p = pendingOut {
+            pendingOut = nil
+            transport.transportWrite(p)
+        }
+        transport.transportFlush()
     }
 
     /// Closes the connection; `protocolError` sends a DISCONNECT first for 5.0.
