@@ -195,3 +195,73 @@ final class OutboundPacketSizeTests: XCTestCase {
         XCTAssertEqual(got.map(\.payload.readableBytes), [10])
     }
 }
+
+/// Small packets written in one turn of the loop leave as one buffer, in the order written
+/// (acks, QoS 1 PUBLISH headers and small payloads coalesce; a shared QoS 0 wire goes between).
+final class CoalescedOutputTests: XCTestCase {
+    private func outboundBuffers(_ c: TestClient) throws -> [ByteBuffer] {
+        c.harness.run()
+        var out: [ByteBuffer] = []
+        while let b = try c.channel.readOutbound(as: ByteBuffer.self) { out.append(b) }
+        return out
+    }
+
+    private func batch(_ packets: [Packet], _ version: ProtocolVersion) -> ByteBuffer {
+        var all = ByteBuffer()
+        for p in packets { var b = p.encoded(version: version); all.writeBuffer(&b) }
+        return all
+    }
+
+    func testAcksOfOneReadLeaveAsOneBuffer() throws {
+        let h = makeHarness()
+        let sub = try h.client(.v3_1_1)
+        try sub.connect("sub")
+        try sub.subscribe("t", qos: .atLeastOnce)
+        let pub = try h.client(.v3_1_1)
+        try pub.connect("pub")
+        _ = try outboundBuffers(pub)
+        _ = try outboundBuffers(sub)
+        let publishes: [Packet] = (1...3).map {
+            .publish(PublishPacket(qos: .atLeastOnce, topic: "t", packetId: UInt16($0), payload: payload("m\($0)")))
+        }
+        try pub.sendBytes(batch(publishes, .v3_1_1))
+        let acks = try outboundBuffers(pub)
+        XCTAssertEqual(acks.count, 1)
+        var decoder = MQTTDecoder(version: .v3_1_1, strictUTF8: false)
+        var all = acks[0]
+        var ids: [UInt16] = []
+        while let p = try decoder.decode(buffer: &all) {
+            if case .puback(let a) = p { ids.append(a.packetId) }
+        }
+        XCTAssertEqual(ids, [1, 2, 3])
+        XCTAssertEqual(all.readableBytes, 0)
+        let deliveries = try outboundBuffers(sub)
+        XCTAssertEqual(deliveries.count, 1)
+        var d = deliveries[0]
+        var payloads: [String] = []
+        while let p = try decoder.decode(buffer: &d) {
+            if case .publish(let m) = p { payloads.append(String(buffer: m.payload)) }
+        }
+        XCTAssertEqual(payloads, ["m1", "m2", "m3"])
+    }
+
+    func testSharedQoS0WireKeepsItsPlaceAmongCoalescedPackets() throws {
+        let h = makeHarness()
+        let sub = try h.client(.v3_1_1)
+        try sub.connect("sub")
+        try sub.subscribe("q1", qos: .atLeastOnce)
+        try sub.subscribe("q0", qos: .atMostOnce)
+        let pub = try h.client(.v3_1_1)
+        try pub.connect("pub")
+        _ = try sub.packets()
+        let big = String(repeating: "x", count: 2_000)
+        try pub.sendBytes(batch([
+            .publish(PublishPacket(qos: .atLeastOnce, topic: "q1", packetId: 1, payload: payload("a"))),
+            .publish(PublishPacket(qos: .atMostOnce, topic: "q0", payload: payload("b"))),
+            .publish(PublishPacket(qos: .atLeastOnce, topic: "q1", packetId: 2, payload: payload(big))),
+            .publish(PublishPacket(qos: .atLeastOnce, topic: "q1", packetId: 3, payload: payload("c"))),
+            .publish(PublishPacket(qos: .atMostOnce, topic: "q0", payload: payload("d"))),
+        ], .v3_1_1))
+        XCTAssertEqual(try sub.publishes().map { String(buffer: $0.payload) }, ["a", "b", big, "c", "d"])
+    }
+}
