@@ -22,6 +22,9 @@ final class MQTTClient: ChannelInboundHandler, @unchecked Sendable {
     var state = State.connecting
     var context: ChannelHandlerContext?
     private var cumulation: ByteBuffer?
+    /// Bytes of a PUBLISH's payload still to come and to drop: a PUBLISH is counted as soon
+    /// as its header and the first bytes of its payload (timestamp, publisher, sequence) are in.
+    private var skip = 0
     /// Acks to write at the end of the read.
     private var pendingOut: ByteBuffer?
     private var decoder: MQTTDecoder
@@ -135,28 +138,42 @@ final class MQTTClient: ChannelInboundHandler, @unchecked Sendable {
     // MARK: Reading
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let incoming = unwrapInboundIn(data)
-        var buffer: ByteBuffer
-        if var c = cumulation {
-            cumulation = nil
-            var i = incoming
-            c.writeBuffer(&i)
-            buffer = c
-        } else {
-            buffer = incoming
-        }
+        var input = unwrapInboundIn(data)
         do {
-            try frames(&buffer)
+            while true {
+                // The rest of a PUBLISH already counted from its first bytes: dropped unread.
+                if skip > 0 {
+                    let n = min(skip, input.readableBytes)
+                    input.moveReaderIndex(forwardBy: n)
+                    skip -= n
+                }
+                guard input.readableBytes > 0 else { return }
+                guard var c = cumulation else { break }
+                // A packet's start straddled the last read: complete it from this one in small
+                // steps, so only headers are copied (a large payload is skipped, not copied).
+                cumulation = nil
+                var chunk = input.readSlice(length: min(input.readableBytes, Self.cumulationStep))!
+                c.writeBuffer(&chunk)
+                try frames(&c)
+                if c.readableBytes > 0 { cumulation = c }
+            }
+            try frames(&input)
         } catch {
             counters.c.protocolErrors += 1
             context.close(promise: nil)
             return
         }
-        if buffer.readableBytes > 0 {
-            if buffer.readerIndex > 65_536 { buffer.discardReadBytes() }
-            cumulation = buffer
+        if input.readableBytes > 0 {
+            // A copy of the start of the next packet (its header, or a small packet's part):
+            // the read buffer is not pinned by it.
+            var c = context.channel.allocator.buffer(capacity: max(input.readableBytes, Self.cumulationStep))
+            c.writeBuffer(&input)
+            cumulation = c
         }
     }
+
+    /// Bytes taken from a read at a time to complete a packet that straddled two reads.
+    static let cumulationStep = 512
 
     func channelReadComplete(context: ChannelHandlerContext) {
         if var out = pendingOut, out.readableBytes > 0 {
@@ -191,11 +208,19 @@ final class MQTTClient: ChannelInboundHandler, @unchecked Sendable {
                 multiplier *= 128
             }
             let total = i + length
-            guard b.readableBytes >= total else { return }
             if first >> 4 == PacketType.publish.rawValue {
-                try receivePublish(b, first: first, bodyStart: start + i, end: start + total, now: now, measuring: measuring,
-                                   flows: flows)
+                // Counted from its first bytes: the payload after the bench's fields is never read.
+                let available = min(total, b.readableBytes)
+                guard try receivePublish(b, first: first, bodyStart: start + i, end: start + total,
+                                         available: start + available, now: now, measuring: measuring,
+                                         flows: flows) else { return }
+                if available < total {
+                    skip = total - available
+                    b.moveReaderIndex(forwardBy: available)
+                    return
+                }
             } else {
+                guard b.readableBytes >= total else { return }
                 var slice = b.getSlice(at: start, length: total)!
                 if let packet = try decoder.decode(buffer: &slice) { handle(packet) }
             }
@@ -203,23 +228,33 @@ final class MQTTClient: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
+    /// Counts one PUBLISH whose bytes up to `available` are in `b`; false (nothing done) when
+    /// its header and the payload's bench fields are not all in yet.
     @inline(__always)
-    private func receivePublish(_ b: ByteBuffer, first: UInt8, bodyStart: Int, end: Int, now: UInt64, measuring: Bool,
-                                flows: [PublisherFlow]) throws {
+    private func receivePublish(_ b: ByteBuffer, first: UInt8, bodyStart: Int, end: Int, available: Int, now: UInt64,
+                                measuring: Bool, flows: [PublisherFlow]) throws -> Bool {
         let qos = (first >> 1) & 0x03
+        let complete = available >= end
+        // A field past what has arrived: wait for more, or, in a complete packet, malformed.
+        func missing(_ what: String) throws -> Bool {
+            if complete { throw BenchError.protocolViolation(what) }
+            return false
+        }
         guard let topicLength = b.getInteger(at: bodyStart, as: UInt16.self) else {
-            throw BenchError.protocolViolation("PUBLISH without a topic")
+            return try missing("PUBLISH without a topic")
         }
         var p = bodyStart + 2 + Int(topicLength)
         var id: UInt16 = 0
         if qos > 0 {
-            id = b.getInteger(at: p, as: UInt16.self) ?? 0
+            guard let v = b.getInteger(at: p, as: UInt16.self) else { return try missing("PUBLISH without a packet id") }
+            id = v
             p += 2
         }
         if config.version == .v5 {
             var propLength = 0
             var multiplier = 1
-            while let byte = b.getInteger(at: p, as: UInt8.self) {
+            while true {
+                guard let byte = b.getInteger(at: p, as: UInt8.self) else { return try missing("PUBLISH without properties") }
                 p += 1
                 propLength += Int(byte & 0x7F) * multiplier
                 if byte & 0x80 == 0 { break }
@@ -228,6 +263,8 @@ final class MQTTClient: ChannelInboundHandler, @unchecked Sendable {
             p += propLength
         }
         guard p <= end else { throw BenchError.protocolViolation("PUBLISH shorter than its headers") }
+        // Everything read below lies before the end of the payload's bench fields.
+        if !complete && available < p + BenchPayload.minimumSize { return false }
         counters.c.received += 1
         receivedLocal += 1
         if receivedLocal == receiveTarget, let p = targetReached {
@@ -248,6 +285,7 @@ final class MQTTClient: ChannelInboundHandler, @unchecked Sendable {
         } else if qos == 2 {
             queueAck(0x50, id: id)
         }
+        return true
     }
 
     /// Counts gaps (messages skipped) and late messages (behind a later one), per publisher.

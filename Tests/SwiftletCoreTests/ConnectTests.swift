@@ -12,6 +12,17 @@ final class ConnectTests: XCTestCase {
         XCTAssertTrue(c.isActive)
     }
 
+    func testConnAckIsWrittenInTheTurnThatReadTheConnect() throws {
+        // A new session is made on the connection's loop at once: CONNACK is out before the
+        // loop runs any queued task (no extra trip through the task queue per CONNECT).
+        let h = makeHarness()
+        let c = try h.client(.v3_1_1)
+        try c.channel.writeInbound(Packet.connect(ConnectPacket(protocolVersion: .v3_1_1, clientId: "c1")).encoded(version: .v3_1_1))
+        let ack = try XCTUnwrap(c.channel.readOutbound(as: ByteBuffer.self))
+        XCTAssertEqual(Array(ack.readableBytesView), [0x20, 0x02, 0x00, 0x00])
+        XCTAssertNotNil(h.broker.registry.get("c1"))
+    }
+
     func testV311ConnAckSessionPresentBitOnResume() throws {
         let h = makeHarness()
         let c1 = try h.client(.v3_1_1)
@@ -201,6 +212,10 @@ final class ConnectTests: XCTestCase {
         let sub = try h.client(.v5)
         try sub.connect("watcher")
         try sub.subscribe("will/#")
+        // A connection of the same client id: the new CONNECT takes its session over, a step
+        // on that session's loop (a CONNECT with nothing to take over attaches at once).
+        let old = try h.client(.v5)
+        try old.connect("x")
         let c = try h.client(.v5)
         let will = Will(topic: "will/x", payload: payload("bye"), qos: .atMostOnce, retain: false)
         // CONNECT is read, then the connection drops before the session is attached.

@@ -18,6 +18,13 @@ extension Broker {
                 attach(s, false)
             }
             guard let old = registry.get(clientId), !old.terminated else {
+                // The usual CONNECT: no session to take over. The registry runs this step at
+                // once on the connection's loop when nothing is pending for the client id:
+                // the session is made and CONNACK written now, not one task-queue trip later.
+                if home.eventLoop.inEventLoop {
+                    makeNew()
+                    return home.eventLoop.makeSucceededVoidFuture()
+                }
                 return home.eventLoop.submit(makeNew)
             }
             let oldCtx = loops[old.homeLoop.load(ordering: .relaxed)]
