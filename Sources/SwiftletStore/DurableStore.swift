@@ -17,6 +17,8 @@ public final class DurableStore: @unchecked Sendable {
     private let cond = ConditionLock(value: 0)
     private var pending: [StoreOp] = []
     private var waiters: [EventLoopPromise<Void>] = []
+    /// The pending batch's promise for each event loop that waits on it (see `submit(_:on:)`).
+    private var loopWaiters: [ObjectIdentifier: EventLoopPromise<Void>] = [:]
     private var stopping = false
     private var stopped = false
     private var thread: Thread?
@@ -77,6 +79,32 @@ public final class DurableStore: @unchecked Sendable {
 
     public func submit(_ op: StoreOp) { submit([op]) }
 
+    /// Submits ops and returns a future, completed on `loop`, that succeeds once they are
+    /// committed. Every submission from one loop into the same batch gets the same future,
+    /// so a commit completes one promise per loop (one task on each loop) however many
+    /// acknowledgements waited for it. A promise per PUBLISH made the writer post a task per
+    /// acknowledgement after each commit, and a loop runs every queued task before it reads
+    /// again: after a slow fsync, thousands of them held up reading and delivering.
+    public func submit(_ ops: [StoreOp], on loop: any EventLoop) -> EventLoopFuture<Void> {
+        cond.lock()
+        if stopped {
+            cond.unlock()
+            return loop.makeFailedFuture(SQLiteError(code: -1, message: "store stopped"))
+        }
+        pending.append(contentsOf: ops)
+        let key = ObjectIdentifier(loop)
+        let promise: EventLoopPromise<Void>
+        if let p = loopWaiters[key] {
+            promise = p
+        } else {
+            promise = loop.makePromise(of: Void.self)
+            loopWaiters[key] = promise
+            waiters.append(promise)
+        }
+        cond.unlock(withValue: 1)
+        return promise.futureResult
+    }
+
     private func run() {
         while true {
             // Wait for work, or a second for the heartbeat.
@@ -92,6 +120,7 @@ public final class DurableStore: @unchecked Sendable {
             let ws = waiters
             pending = []
             waiters = []
+            loopWaiters.removeAll(keepingCapacity: true)
             let exiting = stopping
             cond.unlock(withValue: 0)
 

@@ -6,6 +6,7 @@ import Logging
 import MQTTCodec
 import NIOCore
 import NIOEmbedded
+import NIOPosix
 import XCTest
 @testable import SwiftletCore
 
@@ -124,6 +125,38 @@ final class DurableStoreTests: XCTestCase {
         XCTAssertEqual(snap.sessions.first?.messages.map { String(buffer: $0.message.payload) }, ["pending"])
         XCTAssertEqual(snap.sessions.first?.messages.map(\.packetId), [2])
         XCTAssertEqual(StoreFile.check(path: path).counts["messages"], 1)
+    }
+
+    /// Submissions from one loop into the same batch share one commit future (a commit
+    /// completes one promise per loop, not one per acknowledgement); another loop gets its
+    /// own; both succeed only once the ops are on disk.
+    func testSubmissionsFromOneLoopShareTheBatchFuture() throws {
+        let store = DurableStore(path: path, mode: .batched, commitInterval: 0.002, logger: logger)
+        _ = try store.openAndLoad()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        defer { try? group.syncShutdownGracefully() }
+        let a = group.next(), b = group.next()
+        // Not started yet: everything below lands in the first batch.
+        let a1 = store.submit([.session(clientId: "c1", expiry: 60, version: 5)], on: a)
+        let a2 = store.submit([.enqueue(clientId: "c1", message: message("t", "one", id: 1), qos: .atLeastOnce,
+                                        retainFlag: false, subscriptionIds: [])], on: a)
+        let b1 = store.submit([.session(clientId: "c2", expiry: 60, version: 5)], on: b)
+        XCTAssertTrue(a1 === a2)
+        XCTAssertFalse(a1 === b1)
+        store.start()
+        XCTAssertNoThrow(try a2.wait())
+        XCTAssertNoThrow(try b1.wait())
+        // The next batch gets a new future.
+        let a3 = store.submit([.done(clientId: "c1", messageId: 1)], on: a)
+        XCTAssertFalse(a3 === a1)
+        XCTAssertNoThrow(try a3.wait())
+        store.stop()
+        XCTAssertThrowsError(try store.submit([.sessionGone(clientId: "c2")], on: a).wait())
+        let reader = DurableStore(path: path, mode: .batched, commitInterval: 0.002, logger: logger)
+        let snap = try reader.openAndLoad()
+        reader.stop()
+        XCTAssertEqual(snap.sessions.map(\.clientId).sorted(), ["c1", "c2"])
+        XCTAssertEqual(snap.sessions.first { $0.clientId == "c1" }?.messages.count, 0)
     }
 
     func testRetainedSetReplaceClear() throws {

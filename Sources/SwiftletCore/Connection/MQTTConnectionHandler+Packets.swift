@@ -46,9 +46,7 @@ extension MQTTConnectionHandler {
         // or a reuse after a crash would be taken for a resend and dropped.
         var commit: EventLoopFuture<Void>?
         if known, session.persistent.load(ordering: .relaxed), let store = broker.store {
-            let promise = eventLoop.makePromise(of: Void.self)
-            store.submit([.rel(clientId: session.clientId, packetId: a.packetId)], promise: promise)
-            commit = promise.futureResult
+            commit = store.submit([.rel(clientId: session.clientId, packetId: a.packetId)], on: eventLoop)
         }
         queueAck(.pubcomp(PubAckPacket(packetId: a.packetId, reasonCode: known || version != .v5 ? .success : .packetIdentifierNotFound)),
                  after: commit)
@@ -118,9 +116,7 @@ extension MQTTConnectionHandler {
         }
         var commit: EventLoopFuture<Void>?
         if let store, let ops, !ops.isEmpty {
-            let promise = eventLoop.makePromise(of: Void.self)
-            store.submit(ops, promise: p.qos == .atMostOnce ? nil : promise)
-            if p.qos == .atMostOnce { promise.succeed(()) } else { commit = promise.futureResult }
+            if p.qos == .atMostOnce { store.submit(ops) } else { commit = store.submit(ops, on: eventLoop) }
         }
         ackPublish(p, reason: n == 0 && version == .v5 ? .noMatchingSubscribers : .success, after: commit)
     }

@@ -66,6 +66,9 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     /// deque: a slow commit leaves thousands waiting, and an array's removeFirst made sending
     /// them quadratic on the event loop (the stall of QoS 1 to a persistent session).
     var acks = Deque<PendingAck>()
+    /// The commit the last ack callback was registered for: later acks waiting for the same
+    /// commit (one future per loop and batch) share that callback.
+    var awaitedCommit: EventLoopFuture<Void>?
     var needsFlush = false
     /// Small packets encoded since the last flush (acks, QoS 1/2 PUBLISH headers with small
     /// payloads), handed to the transport as one buffer at the flush or before the next

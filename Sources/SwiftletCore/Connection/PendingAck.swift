@@ -2,35 +2,39 @@ import MQTTCodec
 import NIOCore
 
 /// An acknowledgement that may have to wait for a store commit before it is sent.
-final class PendingAck {
+struct PendingAck {
     var packet: Packet
-    var ready: Bool
+    /// The commit it waits for; nil once it may be sent.
+    var commit: EventLoopFuture<Void>?
     var failed = false
-
-    init(packet: Packet, ready: Bool) {
-        self.packet = packet
-        self.ready = ready
-    }
 }
 
 extension MQTTConnectionHandler {
-    /// Sends `ack` once `commit` (if any) succeeded and every earlier ack was sent.
+    /// Sends `ack` once `commit` (if any) succeeded and every earlier ack was sent. Acks that
+    /// wait for the same commit (the store gives one future per loop and batch) share one
+    /// callback, which releases them all and flushes once.
     func queueAck(_ ack: Packet, after commit: EventLoopFuture<Void>?) {
         if commit == nil && acks.isEmpty {
             send(ack)
             return
         }
-        let a = PendingAck(packet: ack, ready: commit == nil)
-        acks.append(a)
-        commit?.whenComplete { [self] result in
-            a.ready = true
-            if case .failure = result { a.failed = true }
+        acks.append(PendingAck(packet: ack, commit: commit))
+        guard let commit, commit !== awaitedCommit else { return }
+        awaitedCommit = commit
+        commit.whenComplete { [self] result in
+            if awaitedCommit === commit { awaitedCommit = nil }
+            let failed: Bool
+            if case .failure = result { failed = true } else { failed = false }
+            for i in acks.indices where acks[i].commit === commit {
+                acks[i].commit = nil
+                acks[i].failed = failed
+            }
             flushAcks()
         }
     }
 
     private func flushAcks() {
-        while let first = acks.first, first.ready {
+        while let first = acks.first, first.commit == nil {
             acks.removeFirst()
             if first.failed {
                 // Not durable: a 5.0 client is told (0x80), a 3.x client is disconnected so it
