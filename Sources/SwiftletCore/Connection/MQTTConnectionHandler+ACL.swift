@@ -22,9 +22,14 @@ extension MQTTConnectionHandler {
     }
 
     /// Keeps an answer as long as the chain allows (never the fallback after an error).
+    ///
+    /// Publish answers only: the cache is for the per-message path, and a client subscribes
+    /// to a filter about once per session. A subscribe answer kept here was a dictionary per
+    /// subscribed connection (~135 B of heap with one subscription); it is still kept in the
+    /// chain's shared cache (`auth.cache_size`).
     private func rememberACL(_ access: ACLAccess, _ topic: String, _ answer: ACLAnswer) {
         let cfg = broker.config.auth
-        guard cfg.connectionCacheSize > 0, answer.ttl > .zero else { return }
+        guard access == .publish, cfg.connectionCacheSize > 0, answer.ttl > .zero else { return }
         if aclCache.count >= cfg.connectionCacheSize { aclCache.removeAll(keepingCapacity: true) }
         aclCache[aclKey(access, topic)] = (answer.allowed, eventLoop.now + answer.ttl, answer.providerSlot)
     }

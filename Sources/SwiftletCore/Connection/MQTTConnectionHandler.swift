@@ -42,7 +42,13 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     /// The client certificate's names on a listener that asks for one (nil elsewhere).
     var connectionPeer: ConnectionPeer?
     var session: Session?
-    var will: Will?
+    /// The will from CONNECT, out of line: most connections have none, and a `Will?` inline
+    /// was ~60 B of every handler.
+    private var willBox: OutOfLine<Will>?
+    var will: Will? {
+        get { willBox?.value }
+        set { willBox = newValue.map { OutOfLine($0) } }
+    }
     var closeKind = CloseKind.abnormal
     var sawPacket = false
     /// This connection's index in its loop's `ConnectionSweep`; -1 when not in it.

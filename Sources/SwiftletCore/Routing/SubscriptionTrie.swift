@@ -19,7 +19,8 @@ final class SharedGroup {
 public final class SubscriptionTrie {
     final class Node {
         var children: [Substring: Node] = [:]
-        var subscribers: [ObjectIdentifier: SubscriberEntry] = [:]
+        /// One subscription inline, a dictionary from the second (`SubscriberSet`).
+        var subscribers = SubscriberSet()
         var shared: [String: SharedGroup] = [:]
         var isEmpty: Bool { children.isEmpty && subscribers.isEmpty && shared.isEmpty }
     }
@@ -81,7 +82,7 @@ public final class SubscriptionTrie {
             count += 1
             return false
         }
-        let existed = node.subscribers.updateValue(entry, forKey: id) != nil
+        let existed = node.subscribers.update(entry)
         if !existed { count += 1 }
         return existed
     }
@@ -108,7 +109,7 @@ public final class SubscriptionTrie {
                 removed = true
             }
         } else {
-            removed = node.subscribers.removeValue(forKey: id) != nil
+            removed = node.subscribers.remove(id)
         }
         if removed {
             count -= 1
@@ -152,11 +153,11 @@ public final class SubscriptionTrie {
                              _ visit: (SubscriberEntry) -> Void, _ visitShared: (SharedGroup) -> Void) {
         let wildOK = !(dollar && i == 0)
         if wildOK, let hash = node.children["#"] {
-            for e in hash.subscribers.values { visit(e) }
+            hash.subscribers.forEach(visit)
             for g in hash.shared.values { visitShared(g) }
         }
         if i == levels.count {
-            for e in node.subscribers.values { visit(e) }
+            node.subscribers.forEach(visit)
             for g in node.shared.values { visitShared(g) }
             return
         }

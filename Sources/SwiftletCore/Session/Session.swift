@@ -12,12 +12,15 @@ import NIOCore
 /// moved is forwarded (see `LoopContext.receive`).
 public final class Session: @unchecked Sendable {
     public let clientId: String
-    let homeLoop: ManagedAtomic<Int>
+    /// `homeLoop`, `online` and `persistent` in one atomic word (three `ManagedAtomic`s were
+    /// three objects per session): the loop index above the two flag bits.
+    private let shared: ManagedAtomic<Int>
+    var homeLoop: SessionLoopIndex { SessionLoopIndex(word: shared) }
     /// Read by shared-subscription dispatch on any loop to prefer connected members.
-    let online = ManagedAtomic<Bool>(false)
+    var online: SessionFlag { SessionFlag(word: shared, bit: 1) }
     /// True when the session outlives its connection and the durable store is on: its QoS
     /// 1/2 deliveries are recorded. Read by publishers on any loop.
-    let persistent = ManagedAtomic<Bool>(false)
+    var persistent: SessionFlag { SessionFlag(word: shared, bit: 2) }
     /// Where its changes are recorded when it is persistent (nil without a durable store).
     let store: DurableStore?
 
@@ -26,20 +29,46 @@ public final class Session: @unchecked Sendable {
     public internal(set) var protocolVersion: ProtocolVersion
     /// Seconds the session outlives its connection; 0 ends it at disconnect, .max never.
     var expiryInterval: UInt32
-    public internal(set) var subscriptions: [String: (ParsedFilter, SubscriptionOptions)] = [:]
+    /// By the filter as subscribed; one subscription out of line, a dictionary from two on.
+    public internal(set) var subscriptions = SessionSubscriptions()
     var outbound: OutboundState
     /// Inbound QoS 2 packet ids received and not yet released (method A: routed on PUBLISH).
     var awaitingRel: Set<UInt16> = []
-    var pendingWill: (will: Will, username: String?)?
-    var willTask: Scheduled<Void>?
-    var expiryTask: Scheduled<Void>?
     var terminated = false
-    var disconnectedAt: NIODeadline?
+    /// Out of line (`OfflineState`): allocated when first set, released when all is unset.
+    private var offline: OutOfLine<OfflineState>?
+    var pendingWill: (will: Will, username: String?)? {
+        get { offline?.value.pendingWill }
+        set { updateOffline { $0.pendingWill = newValue } }
+    }
+    var willTask: Scheduled<Void>? {
+        get { offline?.value.willTask }
+        set { updateOffline { $0.willTask = newValue } }
+    }
+    var expiryTask: Scheduled<Void>? {
+        get { offline?.value.expiryTask }
+        set { updateOffline { $0.expiryTask = newValue } }
+    }
+    var disconnectedAt: NIODeadline? {
+        get { offline?.value.disconnectedAt }
+        set { updateOffline { $0.disconnectedAt = newValue } }
+    }
+
+    private func updateOffline(_ change: (inout OfflineState) -> Void) {
+        if let box = offline {
+            change(&box.value)
+            if box.value.isEmpty { offline = nil }
+        } else {
+            var state = OfflineState()
+            change(&state)
+            if !state.isEmpty { offline = OutOfLine(state) }
+        }
+    }
 
     init(clientId: String, loopIndex: Int, version: ProtocolVersion, expiry: UInt32, limits m: MQTTConfig,
          store: DurableStore?) {
         self.clientId = clientId
-        self.homeLoop = ManagedAtomic(loopIndex)
+        self.shared = ManagedAtomic(loopIndex << SessionLoopIndex.shift)
         self.protocolVersion = version
         self.expiryInterval = expiry
         self.store = store
@@ -132,4 +161,45 @@ extension Session: SessionView {
     public func awaitingRelease(_ packetId: UInt16) -> Bool { awaitingRel.contains(packetId) }
     public var awaitingReleaseCount: Int { awaitingRel.count }
     public func fit(_ ack: OutboundState.Ack, _ packetId: UInt16) -> OutboundState.AckFit { outbound.fit(ack, packetId) }
+}
+
+/// The only ordering the session's atomic word is used with: each field is read and written
+/// on its own, nothing else is published through it (swift-atomics takes orderings only as
+/// literals, so the wrappers below cannot pass one through).
+enum SessionAtomicOrdering { case relaxed }
+
+/// A session's loop index, in the bits of its atomic word above the flags.
+struct SessionLoopIndex {
+    static let shift = 2
+    let word: ManagedAtomic<Int>
+
+    @inline(__always)
+    func load(ordering: SessionAtomicOrdering) -> Int { word.load(ordering: .relaxed) >> Self.shift }
+
+    func store(_ index: Int, ordering: SessionAtomicOrdering) {
+        var old = word.load(ordering: .relaxed)
+        while true {
+            let new = (index << Self.shift) | (old & ((1 << Self.shift) - 1))
+            let (done, seen) = word.weakCompareExchange(expected: old, desired: new, ordering: .relaxed)
+            if done { return }
+            old = seen
+        }
+    }
+}
+
+/// One flag bit of a session's atomic word.
+struct SessionFlag {
+    let word: ManagedAtomic<Int>
+    let bit: Int
+
+    @inline(__always)
+    func load(ordering: SessionAtomicOrdering) -> Bool { word.load(ordering: .relaxed) & bit != 0 }
+
+    func store(_ value: Bool, ordering: SessionAtomicOrdering) {
+        if value {
+            word.loadThenBitwiseOr(with: bit, ordering: .relaxed)
+        } else {
+            word.loadThenBitwiseAnd(with: ~bit, ordering: .relaxed)
+        }
+    }
 }
