@@ -188,11 +188,22 @@ extension MQTTClient {
         if let tail = pub.sharedTail { return writeGathered(n, pub: pub, tail: tail, context: context) }
         let size = pub.template.readableBytes
         var buf = context.channel.allocator.buffer(capacity: n * size)
+        appendStamped(n, pub: pub, from: pub.template, into: &buf)
+        pub.sentLocal += n
+        counters.c.sent += n
+        pub.flow?.sent.wrappingIncrement(by: n, ordering: .sequentiallyConsistent)
+        context.writeAndFlush(wrapOutboundOut(buf), promise: nil)
+    }
+
+    /// Appends `n` copies of `template` (the whole message, or its head up to and including
+    /// the bench fields) to `buf`, each stamped with the send time, publisher, sequence number
+    /// and, for QoS 1/2, a packet id.
+    private func appendStamped(_ n: Int, pub: PublisherState, from template: ByteBuffer, into buf: inout ByteBuffer) {
         let now = monotonicNanos()
         let publisher = UInt32(truncatingIfNeeded: pub.config.index)
         for _ in 0..<n {
             let start = buf.writerIndex
-            buf.writeImmutableBuffer(pub.template)
+            buf.writeImmutableBuffer(template)
             let p = start + pub.payloadOffset
             buf.setInteger(now, at: p + BenchPayload.timestampOffset)
             buf.setInteger(publisher, at: p + BenchPayload.publisherOffset)
@@ -200,10 +211,6 @@ extension MQTTClient {
             pub.sequence &+= 1
             if let io = pub.packetIdOffset { buf.setInteger(pub.allocateId(), at: start + io) }
         }
-        pub.sentLocal += n
-        counters.c.sent += n
-        pub.flow?.sent.wrappingIncrement(by: n, ordering: .sequentiallyConsistent)
-        context.writeAndFlush(wrapOutboundOut(buf), promise: nil)
     }
 
     /// A large message is its header and bench fields (written per message into one small
@@ -212,18 +219,8 @@ extension MQTTClient {
     private func writeGathered(_ n: Int, pub: PublisherState, tail: ByteBuffer, context: ChannelHandlerContext) {
         let headSize = pub.template.readableBytes - tail.readableBytes
         var heads = context.channel.allocator.buffer(capacity: n * headSize)
-        let now = monotonicNanos()
-        let publisher = UInt32(truncatingIfNeeded: pub.config.index)
-        for _ in 0..<n {
-            let start = heads.writerIndex
-            heads.writeImmutableBuffer(pub.template.getSlice(at: pub.template.readerIndex, length: headSize)!)
-            let p = start + pub.payloadOffset
-            heads.setInteger(now, at: p + BenchPayload.timestampOffset)
-            heads.setInteger(publisher, at: p + BenchPayload.publisherOffset)
-            heads.setInteger(pub.sequence, at: p + BenchPayload.sequenceOffset)
-            pub.sequence &+= 1
-            if let io = pub.packetIdOffset { heads.setInteger(pub.allocateId(), at: start + io) }
-        }
+        appendStamped(n, pub: pub, from: pub.template.getSlice(at: pub.template.readerIndex, length: headSize)!,
+                      into: &heads)
         for k in 0..<n {
             context.write(wrapOutboundOut(heads.getSlice(at: k * headSize, length: headSize)!), promise: nil)
             context.write(wrapOutboundOut(tail), promise: nil)
