@@ -174,9 +174,7 @@ extension MQTTConnectionHandler {
         // A persistent session's SUBACK waits for the subscription to be on disk: an
         // acknowledged subscription survives a crash like an acknowledged message.
         if !storeOps.isEmpty, let store = broker.store {
-            let promise = eventLoop.makePromise(of: Void.self)
-            store.submit(storeOps, promise: promise)
-            futures.append(promise.futureResult)
+            futures.append(store.submit(storeOps, on: eventLoop))
         }
         let ack = Packet.suback(SubAckPacket(packetId: s.packetId, reasonCodes: codes))
         EventLoopFuture.andAllComplete(futures, on: eventLoop).whenComplete { [self] _ in

@@ -225,13 +225,19 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func write(_ buffer: ByteBuffer) {
         guard let transport else { return }
+        handOffPendingOut(transport)
+        ctx.stats.bytesSent += buffer.readableBytes
+        transport.transportWrite(buffer)
+        markNeedsFlush()
+    }
+
+    /// Writes the coalesced small packets (if any) ahead of whatever comes next.
+    @inline(__always)
+    private func handOffPendingOut(_ transport: MQTTTransport) {
         if let p = pendingOut {
             pendingOut = nil
             transport.transportWrite(p)
         }
-        ctx.stats.bytesSent += buffer.readableBytes
-        transport.transportWrite(buffer)
-        markNeedsFlush()
     }
 
     @inline(__always)
@@ -290,10 +296,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         guard needsFlush else { return }
         needsFlush = false
         guard let transport else { return }
-        if let p = pendingOut {
-            pendingOut = nil
-            transport.transportWrite(p)
-        }
+        handOffPendingOut(transport)
         transport.transportFlush()
     }
 
