@@ -64,6 +64,10 @@ def available():
     return None
 
 
+class PortTaken(Exception):
+    """The free port was taken by another process before the server bound it."""
+
+
 class Mongo:
     """One secantusd-py process on 127.0.0.1:<free port>, data in its own temporary folder,
     users `root` (admin) and `mqtt` (readWrite on `mqtt`), then running with --auth."""
@@ -86,7 +90,7 @@ class Mongo:
     def create(self):
         """Starts without auth, creates the users, restarts with --auth."""
         import pymongo
-        self.start(auth=False)
+        self._start_on_a_free_port(auth=False)
         c = pymongo.MongoClient(f"mongodb://127.0.0.1:{self.port}/", serverSelectionTimeoutMS=10000,
                                 directConnection=True, **self._tls_args())
         c.admin.command("createUser", ADMIN_USER, pwd=ADMIN_PASSWORD, roles=["root"], mechanisms=MECHANISMS)
@@ -94,8 +98,17 @@ class Mongo:
                             roles=[{"role": "readWrite", "db": DATABASE}], mechanisms=MECHANISMS)
         c.close()
         self.stop()
-        self.start(auth=True)
-        return self
+        # The port was free while the server restarted: if another process took it meanwhile,
+        # the server starts on a new one (nothing has connected to it yet).
+        return self._start_on_a_free_port(auth=True)
+
+    def _start_on_a_free_port(self, auth):
+        for _ in range(3):
+            try:
+                return self.start(auth=auth)
+            except PortTaken:
+                self.port = free_port()
+        return self.start(auth=auth)
 
     def start(self, auth=True):
         args = [str(install()), "--host", "127.0.0.1", "--port", str(self.port), "--storage-path", str(self.data),
@@ -111,11 +124,42 @@ class Mongo:
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True)
         logf.close()
         deadline = time.monotonic() + 60
-        while not self._answers():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+        # Answering is not enough: the listener on the port must be this process's (a port
+        # from free_port() can be taken by another process before the server binds it, and
+        # then that process would answer in its place).
+        while not (self._answers() and self._owns_port()):
+            if self.proc.poll() is not None:
+                if "Address already in use" in self.log_tail():
+                    raise PortTaken(f"127.0.0.1:{self.port} was taken before secantusd-py bound it")
                 raise AssertionError(f"secantusd-py did not start:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(30)
+                raise AssertionError(f"secantusd-py did not start listening on 127.0.0.1:{self.port}:\n{self.log_tail()}")
             time.sleep(0.1)
         return self
+
+    def _owns_port(self):
+        """True when the LISTEN socket on 127.0.0.1:port belongs to this server's process."""
+        inodes = set()
+        with open("/proc/net/tcp") as f:
+            for line in f.read().splitlines()[1:]:
+                cols = line.split()
+                if cols[3] == "0A" and cols[1].endswith(f":{self.port:04X}"):
+                    inodes.add(f"socket:[{cols[9]}]")
+        if not inodes:
+            return False
+        fds = Path(f"/proc/{self.proc.pid}/fd")
+        owned = set()
+        try:
+            for fd in fds.iterdir():
+                try:
+                    owned.add(os.readlink(fd))
+                except OSError:
+                    pass
+        except OSError:
+            return False
+        return inodes <= owned
 
     def _answers(self):
         import socket
@@ -148,6 +192,22 @@ class Mongo:
     def pause(self):
         """SIGSTOP: connections stay open, nothing is answered (a server that hangs)."""
         os.killpg(self.proc.pid, signal.SIGSTOP)
+        # Returns once every thread is stopped, so what the test does next meets a server
+        # that cannot answer.
+        deadline = time.monotonic() + 10
+        while not self._all_threads_stopped():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"secantusd-py (pid {self.proc.pid}) did not stop on SIGSTOP")
+            time.sleep(0.01)
+
+    def _all_threads_stopped(self):
+        tasks = Path(f"/proc/{self.proc.pid}/task")
+        try:
+            # /proc/PID/task/TID/stat: "TID (comm) STATE ..."; comm may hold spaces or ')'.
+            states = [(t / "stat").read_text().rsplit(")", 1)[1].split()[0] for t in tasks.iterdir()]
+        except OSError:
+            return False
+        return bool(states) and all(s in ("T", "t") for s in states)
 
     def resume(self):
         os.killpg(self.proc.pid, signal.SIGCONT)
