@@ -5,7 +5,6 @@ import Foundation
 import Logging
 import MQTTCodec
 import NIOCore
-import NIOEmbedded
 import NIOPosix
 import XCTest
 @testable import SwiftletCore
@@ -40,8 +39,11 @@ final class DurableStoreTests: XCTestCase {
         let store = DurableStore(path: path, mode: mode, commitInterval: 0.002, logger: logger)
         _ = try store.openAndLoad()
         store.start()
-        let loop = EmbeddedEventLoop()
-        let p = loop.makePromise(of: Void.self)
+        // A real loop: the store's writer thread completes the promise, and an
+        // EmbeddedEventLoop may only be touched from the thread that made it.
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let p = group.next().makePromise(of: Void.self)
         store.submit(ops, promise: p)
         store.stop()
         XCTAssertNoThrow(try p.futureResult.wait())
