@@ -10,10 +10,15 @@ def rl(n):
         d = n % 128; n //= 128
         out += bytes([d | (0x80 if n else 0)])
         if not n: return out
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # Linux 4.2
 socks = []
 t0 = time.time()
 for i in range(n):
-    s = socket.socket(); s.bind(("127.0.0.%d" % (2 + i // 20000), 0)); s.connect(("127.0.0.1", port))
+    s = socket.socket()
+    # The source port is chosen at connect(), for the whole address pair: a bind() that picks
+    # it alone failed with EADDRINUSE after earlier runs left ports of 127.0.0.2 in TIME_WAIT.
+    s.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+    s.bind(("127.0.0.%d" % (2 + i // 20000), 0)); s.connect(("127.0.0.1", port))
     body = s8("MQTT") + bytes([4, 2]) + struct.pack("!H", 600) + s8("c%d" % i)
     s.sendall(bytes([0x10]) + rl(len(body)) + body)
     socks.append(s)

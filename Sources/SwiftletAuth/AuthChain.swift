@@ -229,16 +229,16 @@ public final class AuthChain: @unchecked Sendable {
     /// The chain's ACL answer without waiting, when every ACL provider answers synchronously
     /// (`AuthProvider.answersSynchronously`: the built-in rules); nil otherwise, and
     /// `authorize` asks.
-    /// Same decisions, statistics and caching as `authorize`, without its futures: a
-    /// SUBSCRIBE of 100 filters asks 100 questions, and the futures were a fifth of its cost.
+    /// Same decisions and statistics as `authorize`, without its futures: a SUBSCRIBE of 100
+    /// filters asks 100 questions, and the futures were a fifth of its cost.
+    ///
+    /// Not kept in the shared cache: the rules answer faster than a cache entry is made and
+    /// found (key strings, lock, LRU links), and the entry was ~250 B per subscribed client
+    /// for a question asked about once per session. A publisher's answers are still kept, in
+    /// its connection's own cache (with the answer's TTL).
     public func authorizeNow(_ c: ClientInfo, access: ACLAccess, topic: String, now: NIODeadline) -> ACLAnswer? {
         let list = providers(for: .authz)
         guard list.allSatisfy(\.answersSynchronously) else { return nil }
-        let key = aclKey(c, access, topic)
-        if let v = authzCache.get(key, now: now) {
-            stats(slot: v.providerSlot)?.cacheHit()
-            return v
-        }
         var result = aclNoMatch()
         for p in list {
             let answer = p.authorizeNow(c, access: access, topic: topic) ?? ProviderAnswer(.error("no synchronous answer"))
@@ -247,7 +247,6 @@ public final class AuthChain: @unchecked Sendable {
                 break
             }
         }
-        authzCache.put(key, result, ttl: result.ttl, now: now)
         return result
     }
 

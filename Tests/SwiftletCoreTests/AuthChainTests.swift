@@ -3,6 +3,7 @@ import SwiftletConfig
 import MQTTCodec
 import NIOCore
 import NIOEmbedded
+import NIOPosix
 import XCTest
 @testable import SwiftletCore
 
@@ -382,6 +383,25 @@ final class AuthChainTests: XCTestCase {
         pending.succeed(ProviderAnswer(.allow(superuser: false)))
         for f in connects { XCTAssertTrue(try settled(f, loop).allowed) }
         for f in acls { XCTAssertTrue(try settled(f, loop).allowed) }
+    }
+
+    func testSynchronousRulesAnswerWithoutSharedCacheEntries() throws {
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        defer { try? pool.syncShutdownGracefully() }
+        let ch = chain()
+        ch.add(BuiltinAuth(usersPath: nil, aclPath: nil, order: 1000, pool: pool))
+        let now = NIODeadline.now()
+        // emqttd's default rules: `#` is denied to subscribers, anything else allowed.
+        XCTAssertEqual(ch.authorizeNow(alice, access: .subscribe, topic: "a/b", now: now)?.allowed, true)
+        XCTAssertEqual(ch.authorizeNow(alice, access: .subscribe, topic: "#", now: now)?.allowed, false)
+        XCTAssertEqual(ch.authorizeNow(alice, access: .publish, topic: "a/b", now: now)?.allowed, true)
+        XCTAssertEqual(ch.authzCache.count, 0, "the rules answer faster than a cache entry is made (~250 B each)")
+        XCTAssertEqual(ch.stats("builtin").requests, 3)
+        // A rule change applies to the next question at once.
+        (ch.providers.first as? BuiltinAuth)?.install(rules: [])
+        XCTAssertEqual(ch.authorizeNow(alice, access: .subscribe, topic: "#", now: now)?.allowed,
+                       AuthConfig().aclNomatchAllow, "no rule: acl_nomatch decides")
     }
 
     // MARK: the per-connection ACL cache (MQTTConnectionHandler+ACL)
