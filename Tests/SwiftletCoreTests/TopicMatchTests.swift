@@ -72,6 +72,18 @@ final class TopicMatchTests: XCTestCase {
         XCTAssertEqual(TopicMatch.levels("a"), ["a"])
     }
 
+    func testLevelsCutAtEverySlashByteLikeTheUTF8Reference() {
+        // The separator is U+002F wherever it stands, also before a combining mark (which
+        // makes "/\u{301}" one Character, so a split on Characters did not cut there).
+        for topic in ["/a//b/", "", "/", "é/\u{301}x/ü", "a/\u{301}", "👩‍👩‍👧/家/🏠", "$SYS/broker/#"] {
+            let reference = topic.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
+                .map { String(decoding: $0, as: UTF8.self) }
+            XCTAssertEqual(TopicMatch.levels(topic).map(String.init), reference, topic)
+        }
+        XCTAssertEqual(TopicMatch.levels("é/\u{301}x/ü"), ["é", "\u{301}x", "ü"])
+        XCTAssertTrue(TopicMatch.matches(filter: "a/+", topic: "a/\u{301}"))
+    }
+
     func testLevelsIntoAReusedArraySplitsLikeLevels() {
         var out: [Substring] = ["left", "over"]
         for topic in ["/a//b/", "a", "", "/", "a/b/c", "sport/tennis/player1/#", "é/\u{301}x/ü", "$SYS/broker"] {
