@@ -94,6 +94,7 @@ let package = Package(
             name: "AuthBackends",
             dependencies: [
                 "SwiftletIPC",
+                "MQTTCodec",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

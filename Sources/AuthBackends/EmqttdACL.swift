@@ -1,3 +1,5 @@
+import MQTTCodec
+
 /// emqttd's ACL semantics, shared by the built-in rules (etc/acl.toml) and every database
 /// sidecar (rows of `mqtt_acl`): who a rule is for, what access, which topics, first match
 /// decides, `acl_nomatch` when none does.
@@ -167,15 +169,15 @@ public enum EmqttdACL {
         if ruleTopic.hasPrefix("eq ") { return ruleTopic.dropFirst(3) == topic }
         if !ruleTopic.utf8.contains(UInt8(ascii: "%")) { return plainMatches(ruleTopic, topic: topic) }
         var pattern: [Level] = []
-        for level in ruleTopic.split(separator: "/", omittingEmptySubsequences: false) {
+        for level in Topic.levels(ruleTopic) {
             if level == "+" { pattern.append(.plus); continue }
             if level == "#" { pattern.append(.hash); continue }
             guard level.contains("%") else { pattern.append(.exact(level)); continue }
             guard let (text, substituted) = substitute(level, c) else { return false }
             if !substituted { pattern.append(.exact(level)); continue }
-            for part in text.split(separator: "/", omittingEmptySubsequences: false) { pattern.append(.value(part)) }
+            for part in Topic.levels(text) { pattern.append(.value(part)) }
         }
-        let t = topic.split(separator: "/", omittingEmptySubsequences: false)
+        let t = Topic.levels(topic)
         if topic.hasPrefix("$"), let first = pattern.first {
             switch first {
             case .plus, .hash: return false

@@ -65,6 +65,22 @@ final class EmqttdACLTests: XCTestCase {
         XCTAssertFalse(EmqttdACL.Access.publish.covers(.subscribe))
     }
 
+    /// A `/` before a combining mark is a level separator for the rules as for routing
+    /// (Topic.levels): otherwise `secret/\u{301}x` would be one level to a rule and two to
+    /// the subscription trie, and `deny ... secret/#` would not stop what `secret/#`
+    /// subscribers receive.
+    func testRulesCutLevelsWhereRoutingDoes() {
+        let topic = "secret/\u{301}x"
+        XCTAssertTrue(EmqttdACL.plainMatches("secret/#", topic: topic))
+        XCTAssertTrue(EmqttdACL.plainMatches("secret/+", topic: topic))
+        let c = client(user: "secret")
+        XCTAssertTrue(EmqttdACL.matches("%u/+", topic: topic, client: c, isFilter: false))
+        XCTAssertTrue(EmqttdACL.matches("%u/#", topic: topic, client: c, isFilter: false))
+        XCTAssertFalse(EmqttdACL.matches("%u", topic: topic, client: c, isFilter: false))
+        let deny = EmqttdACL.Rule(allow: false, access: .publish, topics: ["%u/#"])
+        XCTAssertEqual(deny.decide(c, .publish, topic: topic), false)
+    }
+
     func testEqIsLiteral() {
         let r = EmqttdACL.Rule(allow: false, access: .subscribe, topics: ["eq #"])
         XCTAssertEqual(r.decide(client(), .subscribe, topic: "#"), false)
