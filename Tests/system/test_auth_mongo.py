@@ -561,7 +561,13 @@ def test_hanging_server_answers_error_and_recovers(broker_factory, own_mongo):
     m.pause()
     try:
         for i in range(3):
-            raw(b, 5, user, "pw", client_id=f"hang-{i}", expect_rc=0x86)[0].close()
+            try:
+                raw(b, 5, user, "pw", client_id=f"hang-{i}", expect_rc=0x86)[0].close()
+            except AssertionError as e:
+                # Once seen in CI (CONNACK 0 while paused): say who could have answered.
+                raise AssertionError(f"{e}\nserver pid {m.proc.pid}: alive {m.alive()}, holds port {m.port} "
+                                     f"{m._owns_port()}, every thread stopped {m._all_threads_stopped()}\n"
+                                     f"{m.log_tail()}") from e
     finally:
         m.resume()
     wait_for(lambda: connects(b, user, "pw"), timeout=30, interval=0.3, msg="served again after the pause")
