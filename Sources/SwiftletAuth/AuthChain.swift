@@ -236,7 +236,7 @@ public final class AuthChain: @unchecked Sendable {
     /// found (key strings, lock, LRU links), and the entry was ~250 B per subscribed client
     /// for a question asked about once per session. A publisher's answers are still kept, in
     /// its connection's own cache (with the answer's TTL).
-    public func authorizeNow(_ c: ClientInfo, access: ACLAccess, topic: String, now: NIODeadline) -> ACLAnswer? {
+    public func authorizeNow(_ c: ClientInfo, access: ACLAccess, topic: String) -> ACLAnswer? {
         let list = providers(for: .authz)
         guard list.allSatisfy(\.answersSynchronously) else { return nil }
         var result = aclNoMatch()

@@ -1,3 +1,4 @@
+import MQTTCodec
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -42,7 +43,7 @@ public final class RetainedStore: @unchecked Sendable {
         lock.withLock { () -> Bool in
             var node = root
             var path: [(Node, String)] = []
-            for level in TopicMatch.levels(message.topic) {
+            for level in Topic.levels(message.topic) {
                 let key = String(level)
                 path.append((node, key))
                 if let c = node.children[key] { node = c } else {
@@ -83,7 +84,7 @@ public final class RetainedStore: @unchecked Sendable {
 
     /// Retained messages whose topic matches `filter`; expired ones are dropped on the way.
     public func match(filter: String, now: NIODeadline) -> [Message] {
-        let levels = TopicMatch.levels(filter)
+        let levels = Topic.levels(filter)
         var out: [Message] = []
         var expired: [Message] = []
         lock.withLock {
@@ -100,7 +101,7 @@ public final class RetainedStore: @unchecked Sendable {
     private func clearIfSame(_ m: Message) {
         lock.withLock {
             var node = root
-            for level in TopicMatch.levels(m.topic) {
+            for level in Topic.levels(m.topic) {
                 guard let c = node.children[String(level)] else { return }
                 node = c
             }

@@ -1,20 +1,13 @@
 import MQTTCodec
 
-/// Topic filter matching by level, shared by the subscription trie and the retained store.
+/// Topic filter matching by level (levels cut by `Topic.levels`), the reference the
+/// subscription trie and the retained store agree with.
 public enum TopicMatch {
-    /// Splits a topic or filter into levels without copying the characters (`Topic.levels`).
-    @inlinable
-    public static func levels(_ s: String) -> [Substring] { Topic.levels(s) }
-
-    /// `levels(s)` written into `out`, which is emptied first and keeps its capacity.
-    @inlinable
-    public static func levels(_ s: String, into out: inout [Substring]) { Topic.levels(s, into: &out) }
-
     /// True when `filter` matches `topic` (MQTT 5.0 4.7), including the rule that a leading
     /// wildcard does not match a topic starting with `$`.
     public static func matches(filter: String, topic: String) -> Bool {
-        let f = levels(filter)
-        let t = levels(topic)
+        let f = Topic.levels(filter)
+        let t = Topic.levels(topic)
         if topic.hasPrefix("$") && (f.first == "+" || f.first == "#") { return false }
         var i = 0
         while i < f.count {

@@ -1,3 +1,4 @@
+import MQTTCodec
 @testable import SwiftletRouting
 import XCTest
 @testable import SwiftletCore
@@ -68,8 +69,8 @@ final class TopicMatchTests: XCTestCase {
     }
 
     func testLevelsKeepsEmptyLevels() {
-        XCTAssertEqual(TopicMatch.levels("/a//b/"), ["", "a", "", "b", ""])
-        XCTAssertEqual(TopicMatch.levels("a"), ["a"])
+        XCTAssertEqual(Topic.levels("/a//b/"), ["", "a", "", "b", ""])
+        XCTAssertEqual(Topic.levels("a"), ["a"])
     }
 
     func testLevelsCutAtEverySlashByteLikeTheUTF8Reference() {
@@ -78,17 +79,17 @@ final class TopicMatchTests: XCTestCase {
         for topic in ["/a//b/", "", "/", "é/\u{301}x/ü", "a/\u{301}", "👩‍👩‍👧/家/🏠", "$SYS/broker/#"] {
             let reference = topic.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
                 .map { String(decoding: $0, as: UTF8.self) }
-            XCTAssertEqual(TopicMatch.levels(topic).map(String.init), reference, topic)
+            XCTAssertEqual(Topic.levels(topic).map(String.init), reference, topic)
         }
-        XCTAssertEqual(TopicMatch.levels("é/\u{301}x/ü"), ["é", "\u{301}x", "ü"])
+        XCTAssertEqual(Topic.levels("é/\u{301}x/ü"), ["é", "\u{301}x", "ü"])
         XCTAssertTrue(TopicMatch.matches(filter: "a/+", topic: "a/\u{301}"))
     }
 
     func testLevelsIntoAReusedArraySplitsLikeLevels() {
         var out: [Substring] = ["left", "over"]
         for topic in ["/a//b/", "a", "", "/", "a/b/c", "sport/tennis/player1/#", "é/\u{301}x/ü", "$SYS/broker"] {
-            TopicMatch.levels(topic, into: &out)
-            XCTAssertEqual(out, TopicMatch.levels(topic), topic)
+            Topic.levels(topic, into: &out)
+            XCTAssertEqual(out, Topic.levels(topic), topic)
         }
     }
 }

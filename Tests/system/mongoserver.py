@@ -102,13 +102,14 @@ class Mongo:
         # the server starts on a new one (nothing has connected to it yet).
         return self._start_on_a_free_port(auth=True)
 
-    def _start_on_a_free_port(self, auth):
-        for _ in range(3):
+    def _start_on_a_free_port(self, auth, attempts=4):
+        for attempt in range(attempts):
             try:
                 return self.start(auth=auth)
             except PortTaken:
+                if attempt == attempts - 1:
+                    raise
                 self.port = free_port()
-        return self.start(auth=auth)
 
     def start(self, auth=True):
         args = [str(install()), "--host", "127.0.0.1", "--port", str(self.port), "--storage-path", str(self.data),

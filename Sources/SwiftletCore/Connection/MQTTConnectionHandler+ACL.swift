@@ -38,7 +38,7 @@ extension MQTTConnectionHandler {
     /// answered, holding back every later packet of this connection meanwhile (order kept).
     func withACL(_ access: ACLAccess, _ topic: String, _ body: @escaping (Bool) -> Void) {
         if let d = cachedACL(access, topic) { return body(d) }
-        if let answer = broker.auth.authorizeNow(clientInfo, access: access, topic: topic, now: eventLoop.now) {
+        if let answer = broker.auth.authorizeNow(clientInfo, access: access, topic: topic) {
             rememberACL(access, topic, answer)
             return body(answer.allowed)
         }

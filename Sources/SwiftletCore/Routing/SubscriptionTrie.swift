@@ -64,7 +64,7 @@ public final class SubscriptionTrie {
     public func insert(_ filter: ParsedFilter, entry: SubscriberEntry) -> Bool {
         changed()
         var node = root
-        for level in TopicMatch.levels(filter.filter) {
+        for level in Topic.levels(filter.filter) {
             if let c = node.children[level] { node = c } else {
                 let c = Node()
                 node.children[level] = c
@@ -91,7 +91,7 @@ public final class SubscriptionTrie {
     @discardableResult
     public func remove(_ filter: ParsedFilter, session: Session) -> Bool {
         changed()
-        let levels = TopicMatch.levels(filter.filter)
+        let levels = Topic.levels(filter.filter)
         var path: [(Node, Substring)] = []
         var node = root
         for level in levels {
@@ -133,7 +133,7 @@ public final class SubscriptionTrie {
             return
         }
         var m = Matched()
-        TopicMatch.levels(topic, into: &levels)
+        Topic.levels(topic, into: &levels)
         let dollar = topic.utf8.first == UInt8(ascii: "$")
         Self.walk(root, levels, 0, dollar, { m.entries.append($0) }, { m.groups.append($0) })
         levels.removeAll(keepingCapacity: true)
