@@ -159,6 +159,7 @@ let package = Package(
             dependencies: [
                 "SwiftletConfig",
                 "AuthBackends",
+                "MQTTCodec",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

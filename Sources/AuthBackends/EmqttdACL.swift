@@ -61,8 +61,8 @@ public enum EmqttdACL {
         public func matches(_ c: Client) -> Bool {
             switch self {
             case .all: return true
-            case .user(let u): return c.username == u
-            case .clientId(let id): return c.clientId == id
+            case .user(let u): return c.username.map { Topic.sameBytes($0, u) } ?? false
+            case .clientId(let id): return Topic.sameBytes(c.clientId, id)
             case .ipaddr(let cidr): return cidr.contains(c.ipAddress)
             case .and(let all): return all.allSatisfy { $0.matches(c) }
             }
@@ -166,7 +166,7 @@ public enum EmqttdACL {
     /// not subscribe to `client/#`). `%u` never matches an anonymous client (nor an empty
     /// username). A topic starting with `$` is not matched by a leading `+` or `#`.
     public static func matches(_ ruleTopic: String, topic: String, client c: Client, isFilter: Bool) -> Bool {
-        if ruleTopic.hasPrefix("eq ") { return ruleTopic.dropFirst(3) == topic }
+        if ruleTopic.hasPrefix("eq ") { return Topic.sameBytes(ruleTopic.dropFirst(3), topic) }
         if !ruleTopic.utf8.contains(UInt8(ascii: "%")) { return plainMatches(ruleTopic, topic: topic) }
         var pattern: [Level] = []
         for level in Topic.levels(ruleTopic) {
@@ -190,8 +190,8 @@ public enum EmqttdACL {
             if i >= t.count { return false }
             switch pattern[i] {
             case .plus, .hash: break
-            case .exact(let s): if s != t[i] { return false }
-            case .value(let s): if s != t[i] || (isFilter && (t[i] == "+" || t[i] == "#")) { return false }
+            case .exact(let s): if !Topic.sameBytes(s, t[i]) { return false }
+            case .value(let s): if !Topic.sameBytes(s, t[i]) || (isFilter && (t[i] == "+" || t[i] == "#")) { return false }
             }
             i += 1
         }
@@ -224,7 +224,7 @@ public enum EmqttdACL {
             if pl.count == 1 && pl.first == UInt8(ascii: "#") { return true }
             guard let tStart = ti else { return false }
             let (tl, tNext) = level(t, tStart)
-            if !(pl.count == 1 && pl.first == UInt8(ascii: "+")) && !pl.elementsEqual(tl) { return false }
+            if !(pl.count == 1 && pl.first == UInt8(ascii: "+")) && !Topic.sameBytes(utf8: pl, tl) { return false }
             pi = pNext
             ti = tNext
         }

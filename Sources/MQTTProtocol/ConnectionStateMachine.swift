@@ -93,7 +93,8 @@ public struct ConnectionStateMachine {
 
     // Topic aliases.
     private var inboundAliases: [UInt16: String] = [:]
-    private var outboundAliases: [String: UInt16] = [:]
+    /// By the topic's bytes: an alias never stands for a canonically equal but different topic.
+    private var outboundAliases: [UTF8Key: UInt16] = [:]
     private var nextOutboundAlias: UInt16 = 1
 
     public init(policy: ConnectionPolicy, now: UInt64) {
@@ -406,10 +407,11 @@ public struct ConnectionStateMachine {
     /// `(alias, isNew)`; a known alias lets the topic be left out. nil when none is available.
     public mutating func outboundAlias(for topic: String) -> (alias: UInt16, isNew: Bool)? {
         guard version == .v5, clientTopicAliasMax > 0 else { return nil }
-        if let a = outboundAliases[topic] { return (a, false) }
+        let key = UTF8Key(topic)
+        if let a = outboundAliases[key] { return (a, false) }
         guard Int(nextOutboundAlias) <= clientTopicAliasMax else { return nil }
         let a = nextOutboundAlias
-        outboundAliases[topic] = a
+        outboundAliases[key] = a
         nextOutboundAlias += 1
         return (a, true)
     }

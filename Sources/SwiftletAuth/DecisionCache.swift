@@ -1,4 +1,5 @@
 import Atomics
+import MQTTCodec
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -20,6 +21,20 @@ public final class DecisionCache<Value: Sendable>: @unchecked Sendable {
             self.clientId = clientId
             self.username = username
             self.detail = detail
+        }
+
+        /// By the bytes of each string (`UTF8Key`): a client id, username or topic that is
+        /// only canonically equal to a cached one is another question.
+        public static func == (a: Key, b: Key) -> Bool {
+            a.kind == b.kind && UTF8Key(a.clientId) == UTF8Key(b.clientId)
+                && UTF8Key(a.username) == UTF8Key(b.username) && UTF8Key(a.detail) == UTF8Key(b.detail)
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            hasher.combine(kind)
+            hasher.combine(clientId)
+            hasher.combine(username)
+            hasher.combine(detail)
         }
     }
 

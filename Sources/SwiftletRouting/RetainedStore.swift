@@ -4,9 +4,11 @@ import NIOCore
 
 /// Retained messages, one per topic. Shared by all event loops behind one lock: it is touched
 /// only by PUBLISH with the retain flag and by SUBSCRIBE, never by plain message routing.
+/// Levels are `UTF8Key`s: two topics are the same topic only when their bytes are
+/// [MQTT-4.7.3-4].
 public final class RetainedStore: @unchecked Sendable {
     final class Node {
-        var children: [String: Node] = [:]
+        var children: [UTF8Key: Node] = [:]
         var message: Message?
     }
 
@@ -42,9 +44,9 @@ public final class RetainedStore: @unchecked Sendable {
     public func set(_ message: Message) -> Bool {
         lock.withLock { () -> Bool in
             var node = root
-            var path: [(Node, String)] = []
+            var path: [(Node, UTF8Key)] = []
             for level in Topic.levels(message.topic) {
-                let key = String(level)
+                let key = UTF8Key(level)
                 path.append((node, key))
                 if let c = node.children[key] { node = c } else {
                     if message.payload.readableBytes == 0 { return true }
@@ -102,7 +104,7 @@ public final class RetainedStore: @unchecked Sendable {
         lock.withLock {
             var node = root
             for level in Topic.levels(m.topic) {
-                guard let c = node.children[String(level)] else { return }
+                guard let c = node.children[UTF8Key(level)] else { return }
                 node = c
             }
             if node.message === m {
@@ -135,7 +137,7 @@ public final class RetainedStore: @unchecked Sendable {
         if level == "#" {
             // '#' also matches the parent level itself.
             if let m = node.message, !top { out.append(m) }
-            var stack: [(Node, Bool)] = node.children.map { ($0.value, top && $0.key.hasPrefix("$")) }
+            var stack: [(Node, Bool)] = node.children.map { ($0.value, top && $0.key.string.hasPrefix("$")) }
             while let (n, skip) = stack.popLast() {
                 if skip { continue }
                 if let m = n.message { out.append(m) }
@@ -145,11 +147,11 @@ public final class RetainedStore: @unchecked Sendable {
         }
         if level == "+" {
             for (key, c) in node.children {
-                if top && key.hasPrefix("$") { continue }
+                if top && key.string.hasPrefix("$") { continue }
                 collect(c, f, i + 1, false, &out)
             }
             return
         }
-        if let c = node.children[String(level)] { collect(c, f, i + 1, false, &out) }
+        if let c = node.children[UTF8Key(level)] { collect(c, f, i + 1, false, &out) }
     }
 }

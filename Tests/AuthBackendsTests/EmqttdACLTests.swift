@@ -81,6 +81,27 @@ final class EmqttdACLTests: XCTestCase {
         XCTAssertEqual(deny.decide(c, .publish, topic: topic), false)
     }
 
+    /// Names and topics compare by their bytes, as routing does [MQTT-4.7.3-4]: a rule for
+    /// one spelling does not apply to a canonically equal other one.
+    func testRulesCompareBytes() {
+        let pre = "caf\u{E9}", dec = "cafe\u{301}"
+        let eq = EmqttdACL.Rule(allow: true, access: .publish, topics: ["eq t/\(pre)"])
+        XCTAssertEqual(eq.decide(client(), .publish, topic: "t/\(pre)"), true)
+        XCTAssertNil(eq.decide(client(), .publish, topic: "t/\(dec)"))
+        let level = EmqttdACL.Rule(allow: true, access: .publish, topics: ["t/\(pre)/+"])
+        XCTAssertEqual(level.decide(client(), .publish, topic: "t/\(pre)/x"), true)
+        XCTAssertNil(level.decide(client(), .publish, topic: "t/\(dec)/x"))
+        let own = EmqttdACL.Rule(allow: true, access: .publish, topics: ["u/%u/x"])
+        XCTAssertEqual(own.decide(client(user: pre), .publish, topic: "u/\(pre)/x"), true)
+        XCTAssertNil(own.decide(client(user: pre), .publish, topic: "u/\(dec)/x"))
+        let user = EmqttdACL.Rule(allow: true, who: .user(pre), access: .publish, topics: ["#"])
+        XCTAssertEqual(user.decide(client(user: pre), .publish, topic: "a"), true)
+        XCTAssertNil(user.decide(client(user: dec), .publish, topic: "a"))
+        let id = EmqttdACL.Rule(allow: true, who: .clientId(pre), access: .publish, topics: ["#"])
+        XCTAssertEqual(id.decide(client(pre), .publish, topic: "a"), true)
+        XCTAssertNil(id.decide(client(dec), .publish, topic: "a"))
+    }
+
     func testEqIsLiteral() {
         let r = EmqttdACL.Rule(allow: false, access: .subscribe, topics: ["eq #"])
         XCTAssertEqual(r.decide(client(), .subscribe, topic: "#"), false)

@@ -53,4 +53,39 @@ final class TopicTests: XCTestCase {
         XCTAssertFalse(Topic.hasWildcard("a/b"))
         XCTAssertFalse(Topic.hasWildcard("$share/g/a"))
     }
+
+    // MARK: bytes, not canonical equivalence [MQTT-4.7.3-4]
+
+    /// "é" precomposed (C3 A9) and "e" + combining acute (65 CC 81): one text to Swift's `==`,
+    /// two topics to MQTT.
+    static let precomposed = "caf\u{E9}", decomposed = "cafe\u{301}"
+
+    func testUTF8KeyComparesBytes() {
+        let (a, b) = (Self.precomposed, Self.decomposed)
+        XCTAssertEqual(a, b, "Swift's String equality is canonical equivalence")
+        XCTAssertNotEqual(UTF8Key(a), UTF8Key(b))
+        XCTAssertEqual(UTF8Key(a), UTF8Key(String(decoding: Array(a.utf8), as: UTF8.self)))
+        XCTAssertEqual(UTF8Key(""), UTF8Key(Substring("")))
+        XCTAssertNotEqual(UTF8Key("a"), UTF8Key("b"))
+        var d: [UTF8Key: Int] = [UTF8Key(a): 1]
+        d[UTF8Key(b)] = 2
+        XCTAssertEqual(d.count, 2)
+        XCTAssertEqual(d[UTF8Key(a)], 1)
+        XCTAssertEqual(d[UTF8Key(b)], 2)
+        // A long (heap) string against a small one, and against a substring of a longer one.
+        let long = "sensors/building-7/floor-3/temperature"
+        XCTAssertEqual(UTF8Key(long), UTF8Key(Topic.levels("x/" + long).dropFirst().joined(separator: "/")))
+        XCTAssertEqual(UTF8Key("floor-3"), UTF8Key(Topic.levels(long)[2]))
+    }
+
+    func testSameBytes() {
+        XCTAssertFalse(Topic.sameBytes(Self.precomposed, Self.decomposed))
+        XCTAssertTrue(Topic.sameBytes("a/b", Substring("x/a/b").dropFirst(2)))
+        XCTAssertTrue(Topic.sameBytes("", ""))
+        XCTAssertFalse(Topic.sameBytes("", "a"))
+        XCTAssertFalse(Topic.sameBytes("ab", "ac"))
+        let t = "a/\(Self.decomposed)/b"
+        XCTAssertTrue(Topic.sameBytes(utf8: t.utf8.dropFirst(2).dropLast(2), Self.decomposed.utf8))
+        XCTAssertFalse(Topic.sameBytes(utf8: t.utf8.dropFirst(2).dropLast(2), Self.precomposed.utf8))
+    }
 }

@@ -387,6 +387,15 @@ final class ConnectionStateMachineTests: XCTestCase {
         XCTAssertNil(none.outboundAlias(for: "a"))
     }
 
+    /// An alias stands for one topic's bytes: a canonically equal topic gets its own
+    /// [MQTT-4.7.3-4] (the client would otherwise read the other topic's bytes).
+    func testOutboundAliasesCompareBytes() {
+        var m = connected(.v5, props: [.topicAliasMaximum(5)])
+        XCTAssertEqual(m.outboundAlias(for: "caf\u{E9}")?.alias, 1)
+        XCTAssertEqual(m.outboundAlias(for: "cafe\u{301}")?.alias, 2)
+        XCTAssertEqual(m.outboundAlias(for: "cafe\u{301}")?.isNew, false)
+    }
+
     // MARK: SUBSCRIBE
 
     private func verdict(_ m: ConnectionStateMachine, _ filter: String, qos: QoS = .exactlyOnce, noLocal: Bool = false,

@@ -63,6 +63,18 @@ final class DecisionCacheTests: XCTestCase {
 
     // MARK: get / put
 
+    /// A client id, username or topic that is only canonically equal to a cached one is a
+    /// different question [MQTT-4.7.3-4].
+    func testKeysCompareBytes() {
+        let c = Cache(capacity: 10)
+        let pre = "caf\u{E9}", dec = "cafe\u{301}"
+        c.put(key(pre, user: pre, pre), true, ttl: .seconds(60), now: at(0))
+        XCTAssertEqual(c.get(key(pre, user: pre, pre), now: at(1)), true)
+        XCTAssertNil(c.get(key(dec, user: pre, pre), now: at(1)))
+        XCTAssertNil(c.get(key(pre, user: dec, pre), now: at(1)))
+        XCTAssertNil(c.get(key(pre, user: pre, dec), now: at(1)))
+    }
+
     func testMissThenHit() {
         let c = Cache(capacity: 10)
         XCTAssertNil(c.get(key(), now: at(0)))

@@ -71,4 +71,20 @@ final class SessionSubscriptionsTests: XCTestCase {
             XCTAssertEqual(Dictionary(uniqueKeysWithValues: t.map { ($0.key, $0.value.1) }), d)
         }
     }
+
+    /// Filters that differ only in Unicode normalization are two subscriptions, in the single
+    /// entry and in the dictionary [MQTT-4.7.3-4].
+    func testFiltersCompareBytes() {
+        let pre = "t/caf\u{E9}", dec = "t/cafe\u{301}"
+        var t = SessionSubscriptions()
+        t[pre] = value(pre)
+        XCTAssertNil(t[dec])
+        XCTAssertNil(t.removeValue(forKey: dec))
+        XCTAssertNil(t.updateValue(value(dec, .atLeastOnce), forKey: dec))
+        XCTAssertEqual(t.count, 2)
+        XCTAssertEqual(t[pre]?.1.qos, .atMostOnce)
+        XCTAssertEqual(t[dec]?.1.qos, .atLeastOnce)
+        XCTAssertEqual(t.removeValue(forKey: pre)?.1.qos, .atMostOnce)
+        XCTAssertEqual(t.keys.map { Array($0.utf8) }, [Array(dec.utf8)])
+    }
 }

@@ -193,4 +193,26 @@ final class SubscriptionTrieTests: XCTestCase {
             XCTAssertEqual(match(trie, t).ids, expected, "topic \(t)")
         }
     }
+
+    /// Filters, levels, share names and the match cache compare bytes: a filter and a topic
+    /// that differ only in Unicode normalization do not match [MQTT-4.7.3-4].
+    func testCanonicallyEqualLevelsAreDifferentLevels() {
+        let trie = SubscriptionTrie()
+        let a = h.session("a"), b = h.session("b"), c = h.session("c")
+        let pre = "t/caf\u{E9}", dec = "t/cafe\u{301}"
+        XCTAssertFalse(trie.insert(filter(pre), entry: entry(a)))
+        XCTAssertFalse(trie.insert(filter(dec), entry: entry(b)), "a second filter, not a replacement")
+        XCTAssertEqual(trie.count, 2)
+        // Twice each: the second answer comes from the match cache.
+        for _ in 0..<2 {
+            XCTAssertEqual(match(trie, pre).ids, ["a"])
+            XCTAssertEqual(match(trie, dec).ids, ["b"])
+        }
+        trie.insert(filter("$share/caf\u{E9}/g/#"), entry: entry(c))
+        trie.insert(filter("$share/cafe\u{301}/g/#"), entry: entry(c))
+        XCTAssertEqual(match(trie, "g/x").groups, 2, "two share names, two groups")
+        XCTAssertTrue(trie.remove(filter(dec), session: b))
+        XCTAssertEqual(match(trie, pre).ids, ["a"])
+        XCTAssertEqual(match(trie, dec).ids, [])
+    }
 }

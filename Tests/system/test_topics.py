@@ -294,3 +294,49 @@ def test_max_subscriptions(broker_factory, uniq):
     assert [int(getattr(x, "value", x)) for x in v3.subscribe(f"{uniq}/z", qos=1)] == [0x80]
     v3.disconnect()
     pub.disconnect()
+
+
+# "é" precomposed (C3 A9) and "e" + combining acute (65 CC 81): one text after Unicode
+# normalization, two topics in MQTT.
+PRE, DEC = "caf\u00e9", "cafe\u0301"
+
+
+def _got(c, n):
+    return sorted((m.topic.encode(), m.payload) for m in c.collect(n) + c.drain(0.5))
+
+
+def test_topics_compare_bytes_without_normalization(broker, uniq):
+    """MQTT-4.7.3-4: the server performs no normalization of topic names or filters. Routing,
+    retained messages, a session's own subscriptions and client ids all compare bytes."""
+    pre, dec = f"{uniq}/{PRE}", f"{uniq}/{DEC}"
+    assert pre != dec and pre.encode() != dec.encode()
+    sub_pre, sub_dec = Client(broker), Client(broker)
+    sub_pre.subscribe(pre, qos=1)
+    sub_dec.subscribe(dec, qos=1)
+    pub = Client(broker)
+    pub.publish(pre, b"pre", qos=1, retain=True)
+    pub.publish(dec, b"dec", qos=1, retain=True)
+    assert _got(sub_pre, 1) == [(pre.encode(), b"pre")]
+    assert _got(sub_dec, 1) == [(dec.encode(), b"dec")]
+    # Two retained messages, not one replacing the other.
+    late = Client(broker)
+    late.subscribe(f"{uniq}/#", qos=1)
+    assert _got(late, 2) == sorted([(pre.encode(), b"pre"), (dec.encode(), b"dec")])
+    # One session, two subscriptions: unsubscribing one leaves the other.
+    both = Client(broker)
+    codes = both.subscribe([(f"{uniq}/s/{PRE}", SubscribeOptions(qos=1)), (f"{uniq}/s/{DEC}", SubscribeOptions(qos=1))])
+    assert [int(getattr(x, "value", x)) for x in codes] == [1, 1]
+    both.unsubscribe(f"{uniq}/s/{DEC}")
+    pub.publish(f"{uniq}/s/{DEC}", b"gone", qos=1)
+    pub.publish(f"{uniq}/s/{PRE}", b"kept", qos=1)
+    assert _got(both, 1) == [(f"{uniq}/s/{PRE}".encode(), b"kept")]
+    # Two client ids, two sessions: the second CONNECT takes nothing over.
+    a = Client(broker, client_id=f"{uniq}-{PRE}")
+    b = Client(broker, client_id=f"{uniq}-{DEC}")
+    assert not a.disconnected.wait(0.5), "a client id only canonically equal to another is another client"
+    for c in (sub_pre, sub_dec, pub, late, both, a, b):
+        c.disconnect()
+    clean = Client(broker)
+    for t in (pre, dec):
+        clean.publish(t, b"", qos=1, retain=True)
+    clean.disconnect()

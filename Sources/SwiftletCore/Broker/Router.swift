@@ -25,10 +25,11 @@ final class Router: @unchecked Sendable {
     /// Adds `filters` for `session` to every replica; the future completes on `loop` once all have them.
     func subscribe(_ session: Session, _ filters: [(ParsedFilter, SubscriptionOptions)], on loop: EventLoop) -> EventLoopFuture<Void> {
         guard !filters.isEmpty else { return loop.makeSucceededVoidFuture() }
-        let entries = filters.map { ($0.0, SubscriberEntry(session: session, options: $0.1)) }
+        // Cut once for every replica: the replicas share the level keys' storage.
+        let entries = filters.map { ($0.0, SubscriptionTrie.keys($0.0.filter), SubscriberEntry(session: session, options: $0.1)) }
         return apply(on: loop) { trie in
             var added = 0
-            for (f, e) in entries where !trie.insert(f, entry: e) { added += 1 }
+            for (f, levels, e) in entries where !trie.insert(f, levels: levels, entry: e) { added += 1 }
             return added
         }
     }

@@ -1,23 +1,26 @@
 import NIOConcurrencyHelpers
 import NIOCore
+import MQTTCodec
 
 /// Client id -> session, and a per-client-id chain that serialises everything which changes
 /// who owns a session (connect, takeover, expiry), so concurrent CONNECTs with one client id
-/// resolve in arrival order without holding a lock across event loop hops.
+/// resolve in arrival order without holding a lock across event loop hops. Client ids compare
+/// by their bytes (`UTF8Key`): two ids that are only canonically equal are two sessions.
 final class SessionRegistry: @unchecked Sendable {
     private let lock = NIOLock()
-    private var sessions: [String: Session] = [:]
-    private var chains: [String: EventLoopFuture<Void>] = [:]
+    private var sessions: [UTF8Key: Session] = [:]
+    private var chains: [UTF8Key: EventLoopFuture<Void>] = [:]
 
     var count: Int { lock.withLock { sessions.count } }
 
-    func get(_ clientId: String) -> Session? { lock.withLock { sessions[clientId] } }
+    func get(_ clientId: String) -> Session? { lock.withLock { sessions[UTF8Key(clientId)] } }
 
-    func put(_ session: Session) { lock.withLock { sessions[session.clientId] = session } }
+    func put(_ session: Session) { lock.withLock { sessions[UTF8Key(session.clientId)] = session } }
 
     func remove(_ session: Session) {
         lock.withLock {
-            if sessions[session.clientId] === session { sessions[session.clientId] = nil }
+            let key = UTF8Key(session.clientId)
+            if sessions[key] === session { sessions[key] = nil }
         }
     }
 
@@ -25,11 +28,12 @@ final class SessionRegistry: @unchecked Sendable {
 
     /// Runs `body` after every earlier step for this client id has finished.
     func serialize(_ clientId: String, on loop: EventLoop, _ body: @escaping () -> EventLoopFuture<Void>) {
+        let key = UTF8Key(clientId)
         let p = loop.makePromise(of: Void.self)
         let next = p.futureResult
         let prev: EventLoopFuture<Void>? = lock.withLock {
-            let prev = chains[clientId]
-            chains[clientId] = next
+            let prev = chains[key]
+            chains[key] = next
             return prev
         }
         // Attached outside the lock: a completed `prev` runs `body` immediately.
@@ -41,7 +45,7 @@ final class SessionRegistry: @unchecked Sendable {
         next.whenComplete { [weak self] _ in
             guard let self else { return }
             self.lock.withLock {
-                if self.chains[clientId] === next { self.chains[clientId] = nil }
+                if self.chains[key] === next { self.chains[key] = nil }
             }
         }
     }

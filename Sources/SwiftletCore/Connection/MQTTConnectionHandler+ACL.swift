@@ -1,4 +1,5 @@
 import SwiftletAuth
+import MQTTCodec
 import NIOCore
 
 extension MQTTConnectionHandler {
@@ -86,8 +87,18 @@ extension MQTTConnectionHandler {
 }
 
 /// A key of the per-connection ACL cache: the topic string is shared, not copied, so a
-/// lookup allocates nothing.
+/// lookup allocates nothing. Topics compare by their bytes (`UTF8Key`): an answer for one
+/// topic never stands for a canonically equal but different one [MQTT-4.7.3-4].
 struct ACLCacheKey: Hashable {
     let access: ACLAccess
     let topic: String
+
+    static func == (a: ACLCacheKey, b: ACLCacheKey) -> Bool {
+        a.access == b.access && a.topic == b.topic && Topic.sameBytes(a.topic, b.topic)
+    }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(access)
+        hasher.combine(topic)
+    }
 }

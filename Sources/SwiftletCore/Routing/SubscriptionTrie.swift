@@ -16,12 +16,15 @@ final class SharedGroup {
 
 /// The subscription trie of one event loop. Confined to that loop: no locks. Every loop holds
 /// an identical replica (see `Router`), so a publish is matched on the publisher's loop.
+///
+/// Levels, share names and cached topics are `UTF8Key`s: compared by their bytes, never
+/// normalized [MQTT-4.7.3-4].
 public final class SubscriptionTrie {
     final class Node {
-        var children: [Substring: Node] = [:]
+        var children: [UTF8Key: Node] = [:]
         /// One subscription inline, a dictionary from the second (`SubscriberSet`).
         var subscribers = SubscriberSet()
-        var shared: [String: SharedGroup] = [:]
+        var shared: [UTF8Key: SharedGroup] = [:]
         var isEmpty: Bool { children.isEmpty && subscribers.isEmpty && shared.isEmpty }
     }
 
@@ -30,6 +33,15 @@ public final class SubscriptionTrie {
     /// The levels of the topic being matched, reused by every `match` (the trie is confined
     /// to its loop).
     private var levels: [Substring] = []
+    private var keys: [UTF8Key] = []
+    private static let plus: UTF8Key = "+"
+    private static let hash: UTF8Key = "#"
+
+    /// A filter's levels as the trie's keys. `Router` cuts them once for every replica: the
+    /// replicas then share the keys' storage.
+    public static func keys(_ filter: String) -> [UTF8Key] {
+        Topic.levels(filter).map(UTF8Key.init)
+    }
 
     /// What a topic matched, kept for the next PUBLISH to it: publishers repeat their topics,
     /// and splitting a topic and hashing each level at each node was most of a QoS 0
@@ -40,7 +52,7 @@ public final class SubscriptionTrie {
         var entries: [SubscriberEntry] = []
         var groups: [SharedGroup] = []
     }
-    private var cache: [String: Matched] = [:]
+    private var cache: [UTF8Key: Matched] = [:]
     private var cachedEntries = 0
     static let cacheTopics = 1024
     static let cachePerTopic = 64
@@ -62,18 +74,21 @@ public final class SubscriptionTrie {
     /// Adds or replaces a subscription. Returns true when it replaced an existing one.
     @discardableResult
     public func insert(_ filter: ParsedFilter, entry: SubscriberEntry) -> Bool {
+        insert(filter, levels: Self.keys(filter.filter), entry: entry)
+    }
+
+    /// `insert` with the filter's levels already cut (`keys(_:)`).
+    @discardableResult
+    public func insert(_ filter: ParsedFilter, levels: [UTF8Key], entry: SubscriberEntry) -> Bool {
         changed()
         var node = root
-        for level in Topic.levels(filter.filter) {
-            if let c = node.children[level] { node = c } else {
-                let c = Node()
-                node.children[level] = c
-                node = c
-            }
+        for level in levels {
+            // One lookup: the default-value subscript inserts the new node in place.
+            node = Self.same(&node.children[level, default: Node()])
         }
         let id = ObjectIdentifier(entry.session)
         if let group = filter.group {
-            let g = node.shared[group] ?? { let g = SharedGroup(); node.shared[group] = g; return g }()
+            let g = Self.same(&node.shared[UTF8Key(group), default: SharedGroup()])
             if let i = g.members.firstIndex(where: { ObjectIdentifier($0.session) == id }) {
                 g.members[i] = entry
                 return true
@@ -87,12 +102,15 @@ public final class SubscriptionTrie {
         return existed
     }
 
+    @inline(__always)
+    private static func same<T: AnyObject>(_ object: inout T) -> T { object }
+
     /// Removes a subscription. Returns true when it existed.
     @discardableResult
     public func remove(_ filter: ParsedFilter, session: Session) -> Bool {
         changed()
-        let levels = Topic.levels(filter.filter)
-        var path: [(Node, Substring)] = []
+        let levels = Self.keys(filter.filter)
+        var path: [(Node, UTF8Key)] = []
         var node = root
         for level in levels {
             guard let c = node.children[level] else { return false }
@@ -102,10 +120,11 @@ public final class SubscriptionTrie {
         let id = ObjectIdentifier(session)
         var removed = false
         if let group = filter.group {
-            if let g = node.shared[group], let i = g.members.firstIndex(where: { ObjectIdentifier($0.session) == id }) {
+            let key = UTF8Key(group)
+            if let g = node.shared[key], let i = g.members.firstIndex(where: { ObjectIdentifier($0.session) == id }) {
                 g.members.remove(at: i)
                 if g.sticky == id { g.sticky = nil }
-                if g.members.isEmpty { node.shared[group] = nil }
+                if g.members.isEmpty { node.shared[key] = nil }
                 removed = true
             }
         } else {
@@ -127,16 +146,19 @@ public final class SubscriptionTrie {
     /// Calls `visit` for every non-shared subscription matching `topic`, and `visitShared`
     /// once per matching shared group.
     func match(topic: String, visit: (SubscriberEntry) -> Void, visitShared: (SharedGroup) -> Void) {
-        if let m = cache[topic] {
+        let key = UTF8Key(topic)
+        if let m = cache[key] {
             for e in m.entries { visit(e) }
             for g in m.groups { visitShared(g) }
             return
         }
         var m = Matched()
         Topic.levels(topic, into: &levels)
+        for l in levels { keys.append(UTF8Key(l)) }
         let dollar = topic.utf8.first == UInt8(ascii: "$")
-        Self.walk(root, levels, 0, dollar, { m.entries.append($0) }, { m.groups.append($0) })
+        Self.walk(root, keys, 0, dollar, { m.entries.append($0) }, { m.groups.append($0) })
         levels.removeAll(keepingCapacity: true)
+        keys.removeAll(keepingCapacity: true)
         for e in m.entries { visit(e) }
         for g in m.groups { visitShared(g) }
         let n = m.entries.count + m.groups.count
@@ -145,14 +167,14 @@ public final class SubscriptionTrie {
             cache.removeAll(keepingCapacity: true)
             cachedEntries = 0
         }
-        cache[topic] = m
+        cache[key] = m
         cachedEntries += n
     }
 
-    private static func walk(_ node: Node, _ levels: [Substring], _ i: Int, _ dollar: Bool,
+    private static func walk(_ node: Node, _ levels: [UTF8Key], _ i: Int, _ dollar: Bool,
                              _ visit: (SubscriberEntry) -> Void, _ visitShared: (SharedGroup) -> Void) {
         let wildOK = !(dollar && i == 0)
-        if wildOK, let hash = node.children["#"] {
+        if wildOK, let hash = node.children[Self.hash] {
             hash.subscribers.forEach(visit)
             for g in hash.shared.values { visitShared(g) }
         }
@@ -162,6 +184,6 @@ public final class SubscriptionTrie {
             return
         }
         if let c = node.children[levels[i]] { walk(c, levels, i + 1, dollar, visit, visitShared) }
-        if wildOK, let plus = node.children["+"] { walk(plus, levels, i + 1, dollar, visit, visitShared) }
+        if wildOK, let plus = node.children[Self.plus] { walk(plus, levels, i + 1, dollar, visit, visitShared) }
     }
 }

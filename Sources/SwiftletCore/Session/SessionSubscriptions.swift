@@ -1,4 +1,5 @@
 import SwiftletRouting
+import MQTTCodec
 
 /// A session's own subscriptions, by the filter exactly as subscribed (the dictionary API the
 /// session used before: subscript, `updateValue`, `removeValue`, iteration as key and value).
@@ -6,7 +7,9 @@ import SwiftletRouting
 /// Most sessions hold none or one (a device's own command topic). A dictionary of one entry
 /// was an allocation of ~250 B per subscribed session; one subscription is kept in an object of
 /// its own (~100 B: the key is the filter's `raw`, not stored twice), a dictionary from the
-/// second on, and nothing while empty.
+/// second on, and nothing while empty. Filters compare by their bytes (`UTF8Key`,
+/// [MQTT-4.7.3-4]): two filters that differ only in Unicode normalization are two
+/// subscriptions.
 public struct SessionSubscriptions: Sequence {
     public typealias Value = (ParsedFilter, SubscriptionOptions)
     public typealias Element = (key: String, value: Value)
@@ -14,7 +17,7 @@ public struct SessionSubscriptions: Sequence {
     private enum Storage {
         case empty
         case one(OutOfLine<Value>)
-        case many([String: Value])
+        case many([UTF8Key: Value])
     }
 
     private var storage = Storage.empty
@@ -41,8 +44,8 @@ public struct SessionSubscriptions: Sequence {
         get {
             switch storage {
             case .empty: return nil
-            case .one(let box): return box.value.0.raw == filter ? box.value : nil
-            case .many(let d): return d[filter]
+            case .one(let box): return Topic.sameBytes(box.value.0.raw, filter) ? box.value : nil
+            case .many(let d): return d[UTF8Key(filter)]
             }
         }
         set {
@@ -55,22 +58,22 @@ public struct SessionSubscriptions: Sequence {
     public mutating func updateValue(_ value: Value, forKey filter: String) -> Value? {
         // The key is the filter as subscribed: the parsed filter's `raw`.
         var value = value
-        if value.0.raw != filter { value.0.raw = filter }
+        if !Topic.sameBytes(value.0.raw, filter) { value.0.raw = filter }
         switch storage {
         case .empty:
             storage = .one(OutOfLine(value))
             return nil
         case .one(let box):
-            if box.value.0.raw == filter {
+            if Topic.sameBytes(box.value.0.raw, filter) {
                 let old = box.value
                 storage = .one(OutOfLine(value))
                 return old
             }
-            storage = .many([box.value.0.raw: box.value, filter: value])
+            storage = .many([UTF8Key(box.value.0.raw): box.value, UTF8Key(filter): value])
             return nil
         case .many(var d):
             storage = .empty  // the dictionary stays uniquely referenced: no copy
-            let old = d.updateValue(value, forKey: filter)
+            let old = d.updateValue(value, forKey: UTF8Key(filter))
             storage = .many(d)
             return old
         }
@@ -83,12 +86,12 @@ public struct SessionSubscriptions: Sequence {
         case .empty:
             return nil
         case .one(let box):
-            guard box.value.0.raw == filter else { return nil }
+            guard Topic.sameBytes(box.value.0.raw, filter) else { return nil }
             storage = .empty
             return box.value
         case .many(var d):
             storage = .empty
-            let old = d.removeValue(forKey: filter)
+            let old = d.removeValue(forKey: UTF8Key(filter))
             if d.count == 1, let last = d.first {
                 storage = .one(OutOfLine(last.value))
             } else if !d.isEmpty {
@@ -119,7 +122,7 @@ public struct SessionSubscriptions: Sequence {
             }
         case .many(let d):
             var it = d.makeIterator()
-            return AnyIterator { it.next().map { ($0.key, $0.value) } }
+            return AnyIterator { it.next().map { ($0.key.string, $0.value) } }
         }
     }
 }
