@@ -340,3 +340,17 @@ def test_topics_compare_bytes_without_normalization(broker, uniq):
     for t in (pre, dec):
         clean.publish(t, b"", qos=1, retain=True)
     clean.disconnect()
+
+
+def test_no_local_names_the_client_by_its_bytes(broker, uniq):
+    """No Local skips the publisher's own client id, not another id that is only
+    canonically equal to it."""
+    c = Client(broker, client_id=f"{uniq}-{PRE}")
+    c.subscribe(f"{uniq}/nl", options=SubscribeOptions(qos=1, noLocal=True))
+    other = Client(broker, client_id=f"{uniq}-{DEC}")
+    other.publish(f"{uniq}/nl", b"theirs", qos=1)
+    assert c.get().payload == b"theirs"
+    c.publish(f"{uniq}/nl", b"mine", qos=1)
+    c.expect_none(0.5)
+    c.disconnect()
+    other.disconnect()

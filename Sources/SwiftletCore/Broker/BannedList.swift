@@ -1,3 +1,4 @@
+import MQTTCodec
 import Atomics
 import Foundation
 import NIOConcurrencyHelpers
@@ -24,7 +25,12 @@ public final class BannedList: @unchecked Sendable {
         }
     }
 
-    private struct Key: Hashable { var kind: Kind; var who: String }
+    /// `who` by its bytes, as the broker names clients (`UTF8Key`).
+    private struct Key: Hashable {
+        var kind: Kind
+        var who: UTF8Key
+        init(kind: Kind, who: String) { self.kind = kind; self.who = UTF8Key(who) }
+    }
 
     private let lock = NIOLock()
     private var entries: [Key: Entry] = [:]

@@ -135,7 +135,7 @@ final class LoopContext: @unchecked Sendable {
         scratchIndex.removeAll(keepingCapacity: true)
         trie.match(topic: message.topic, visit: { entry in
             let o = entry.options
-            if o.noLocal && entry.session.clientId == message.origin { return }
+            if o.noLocal && Topic.sameBytes(entry.session.clientId, message.origin) { return }
             let qos = min(message.qos, o.qos)
             let retainFlag = o.retainAsPublished && message.retain
             let id = ObjectIdentifier(entry.session)

@@ -1,3 +1,4 @@
+import MQTTCodec
 import Foundation
 import NIOCore
 
@@ -61,8 +62,8 @@ extension Broker {
             c.eventLoop.submit { () -> Int in
                 let hit: Bool
                 switch e.kind {
-                case .clientid: hit = c.clientId == e.who
-                case .username: hit = c.username == e.who
+                case .clientid: hit = Topic.sameBytes(c.clientId, e.who)
+                case .username: hit = c.username.map { Topic.sameBytes($0, e.who) } ?? false
                 case .peerhost: hit = c.peerHost == e.who
                 }
                 guard hit, c.state == .connected || c.state == .connecting else { return 0 }

@@ -32,7 +32,7 @@ extension Broker {
             let byClient = args[0] == "client"
             if !byClient, !Topic.isValidFilter(target) { return loop.reply(.failure("trace: invalid topic filter \(target)")) }
             return b.startTrace(to: file, seconds: seconds, payloads: payloads, topicFilter: byClient ? nil : target) { c in
-                !byClient || c.clientId == target
+                !byClient || Topic.sameBytes(c.clientId, target)
             }.hop(to: loop).map { n in
                 if byClient && n == 0 { return .failure("no connected client \(target) (or it is a gateway session)") }
                 let what = byClient ? "client \(target)" : "topic \(target) on \(n) connection(s)"
