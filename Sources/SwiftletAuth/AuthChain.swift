@@ -215,7 +215,7 @@ public final class AuthChain: @unchecked Sendable {
     }
 
     /// The answer of the provider that decided; an error applies the fallback, uncached.
-    private func aclAnswer(_ p: AuthProvider, _ answer: ProviderAnswer) -> ACLAnswer {
+    private func aclAnswer(_ p: AuthProvider, _ answer: ProviderAnswer, stats known: ProviderStats? = nil) -> ACLAnswer {
         let cfg = config
         let (allowed, ttl): (Bool, TimeAmount)
         switch answer.decision {
@@ -223,7 +223,7 @@ public final class AuthChain: @unchecked Sendable {
         case .deny: (allowed, ttl) = (false, answer.ttl ?? cfg.denyTTL)
         default: (allowed, ttl) = (cfg.fallbackAllow, .zero)
         }
-        return ACLAnswer(allowed: allowed, ttl: ttl, providerSlot: stats(p.name).slot)
+        return ACLAnswer(allowed: allowed, ttl: ttl, providerSlot: (known ?? stats(p.name)).slot)
     }
 
     /// The chain's ACL answer without waiting, when every ACL provider answers synchronously
@@ -242,8 +242,11 @@ public final class AuthChain: @unchecked Sendable {
         var result = aclNoMatch()
         for p in list {
             let answer = p.authorizeNow(c, access: access, topic: topic) ?? ProviderAnswer(.error("no synchronous answer"))
-            if settled(p, answer, seconds: 0, what: "acl") {
-                result = aclAnswer(p, answer)
+            // One statistics lookup per provider (a lock and a dictionary by name): this runs
+            // for every SUBSCRIBE filter.
+            let st = stats(p.name)
+            if settled(p, answer, seconds: 0, what: "acl", stats: st) {
+                result = aclAnswer(p, answer, stats: st)
                 break
             }
         }
@@ -251,17 +254,19 @@ public final class AuthChain: @unchecked Sendable {
     }
 
     /// Counts a provider's answer and logs an error; true when the answer decides (not an ignore).
-    private func settled(_ p: AuthProvider, _ answer: ProviderAnswer, seconds: Double, what: String) -> Bool {
+    private func settled(_ p: AuthProvider, _ answer: ProviderAnswer, seconds: Double, what: String,
+                         stats known: ProviderStats? = nil) -> Bool {
+        let st = known ?? stats(p.name)
         switch answer.decision {
         case .ignore:
-            stats(p.name).record(seconds)
+            st.record(seconds)
             return false
         case .error(let why):
-            stats(p.name).record(seconds, timedOut: why.contains("timed out"), error: true)
+            st.record(seconds, timedOut: why.contains("timed out"), error: true)
             logger.warning("\(what) provider failed; applying fallback", metadata: [
                 "sidecar.name": "\(p.name)", "error": "\(why)", "auth.fallback": "\(config.fallbackAllow ? "allow" : "deny")"])
         case .allow, .deny:
-            stats(p.name).record(seconds)
+            st.record(seconds)
         }
         return true
     }

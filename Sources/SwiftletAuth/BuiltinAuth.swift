@@ -76,13 +76,14 @@ public final class BuiltinAuth: AuthProvider, @unchecked Sendable {
         decide(c, access: access, topic: topic)
     }
 
+    /// The first rule that applies decides. The rules' view of the client is made once per
+    /// question, not once per rule.
     private func decide(_ c: ClientInfo, access: ACLAccess, topic: String) -> ProviderAnswer {
-        for r in rules {
-            if let allow = r.decide(c, access: access, topic: topic) {
-                return ProviderAnswer(allow ? .allow(superuser: false) : .deny(reason: "acl rule"))
-            }
+        let client = EmqttdACL.Client(clientId: c.clientId, username: c.username, ipAddress: c.peerAddress)
+        guard let allow = EmqttdACL.decide(rules, client, access == .publish ? .publish : .subscribe, topic: topic) else {
+            return ProviderAnswer(.ignore)
         }
-        return ProviderAnswer(.ignore)
+        return ProviderAnswer(allow ? .allow(superuser: false) : .deny(reason: "acl rule"))
     }
 
     // MARK: Users file
