@@ -91,17 +91,24 @@ extension MQTTClient {
         if let flow = pub.flow { flow.wake = { [weak self] in self?.pump() } }
         // A fixed rate is paced by a tick of one message's time (1 ms to 1 s: thousands of
         // slow publishers do not tick every millisecond), the first at a random point of it so
-        // they do not all send at once; the closed loop ticks only to detect stalls.
-        var interval = TimeAmount.milliseconds(50)
-        var first = interval
+        // they do not all send at once, from the loop's one `Pacer`; the closed loop ticks
+        // only to detect stalls.
         if pub.config.rate > 0 {
-            interval = .nanoseconds(Int64(min(1e9, max(1e6, 1e9 / pub.config.rate))))
-            first = .nanoseconds(Int64.random(in: 0..<interval.nanoseconds) + 1)
-        }
-        pub.tick = eventLoop.scheduleRepeatedTask(initialDelay: first, delay: interval) { [weak self] _ in
-            self?.onTick()
+            let interval = UInt64(min(1e9, max(1e6, 1e9 / pub.config.rate)))
+            counters.pacer.add(self, first: pub.startNanos + UInt64.random(in: 1...interval), interval: interval)
+        } else {
+            pub.tick = eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(50), delay: .milliseconds(50)) { [weak self] _ in
+                self?.onTick()
+            }
         }
         pump()
+    }
+
+    /// The `Pacer`'s tick; false once this publisher has stopped (it is then dropped).
+    func pacedTick() -> Bool {
+        guard let pub, pub.running else { return false }
+        onTick()
+        return true
     }
 
     private func onTick() {

@@ -39,7 +39,12 @@ struct Counters: Sendable {
 final class LoopCounters: @unchecked Sendable {
     let eventLoop: EventLoop
     var c = Counters()
-    init(eventLoop: EventLoop) { self.eventLoop = eventLoop }
+    /// The loop's fixed-rate publishers' timer.
+    let pacer: Pacer
+    init(eventLoop: EventLoop) {
+        self.eventLoop = eventLoop
+        pacer = Pacer(eventLoop: eventLoop)
+    }
 }
 
 /// End-to-end flow control of one publisher: how many of its messages were sent and how
