@@ -257,7 +257,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
             b = p
             pendingOut = nil  // `b` is the only reference: appending does not copy
         } else {
-            b = transport.transportAllocator.buffer(capacity: 512)
+            b = ctx.takeOutBuffer(transport.transportAllocator)
         }
         let before = b.writerIndex
         encode(&b)
@@ -296,8 +296,10 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         guard needsFlush else { return }
         needsFlush = false
         guard let transport else { return }
+        let out = pendingOut
         handOffPendingOut(transport)
         transport.transportFlush()
+        if let out { ctx.returnOutBuffer(out) }
     }
 
     /// Closes the connection; `protocolError` sends a DISCONNECT first for 5.0.
