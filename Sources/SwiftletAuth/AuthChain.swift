@@ -172,7 +172,7 @@ public final class AuthChain: @unchecked Sendable {
         }) { [self] in
             fold(list, on: loop, what: "auth", ask: { $0.authenticate(c, password: password, on: loop) }, nobody: {
                 (Self.anonymous(anonymous), anonymous ? cfg.allowTTL : cfg.denyTTL)
-            }, decided: { p, answer in
+            }, decided: { p, _, answer in
                 switch answer.decision {
                 case .allow(let su):
                     return (AuthnResult(allowed: true, superuser: su, provider: p.name, reason: "",
@@ -199,7 +199,7 @@ public final class AuthChain: @unchecked Sendable {
         return authzCache.lookup(key, now: loop.now, on: loop, hit: { [self] in stats(slot: $0.providerSlot)?.cacheHit() }) { [self] in
             fold(list, on: loop, what: "acl", ask: { $0.authorize(c, access: access, topic: topic, on: loop) },
                  nobody: { [self] in let a = aclNoMatch(); return (a, a.ttl) },
-                 decided: { [self] p, answer in let a = aclAnswer(p, answer); return (a, a.ttl) })
+                 decided: { [self] _, st, answer in let a = aclAnswer(st, answer); return (a, a.ttl) })
         }
     }
 
@@ -215,7 +215,7 @@ public final class AuthChain: @unchecked Sendable {
     }
 
     /// The answer of the provider that decided; an error applies the fallback, uncached.
-    private func aclAnswer(_ p: AuthProvider, _ answer: ProviderAnswer, stats known: ProviderStats? = nil) -> ACLAnswer {
+    private func aclAnswer(_ st: ProviderStats, _ answer: ProviderAnswer) -> ACLAnswer {
         let cfg = config
         let (allowed, ttl): (Bool, TimeAmount)
         switch answer.decision {
@@ -223,7 +223,7 @@ public final class AuthChain: @unchecked Sendable {
         case .deny: (allowed, ttl) = (false, answer.ttl ?? cfg.denyTTL)
         default: (allowed, ttl) = (cfg.fallbackAllow, .zero)
         }
-        return ACLAnswer(allowed: allowed, ttl: ttl, providerSlot: (known ?? stats(p.name)).slot)
+        return ACLAnswer(allowed: allowed, ttl: ttl, providerSlot: st.slot)
     }
 
     /// The chain's ACL answer without waiting, when every ACL provider answers synchronously
@@ -245,8 +245,8 @@ public final class AuthChain: @unchecked Sendable {
             // One statistics lookup per provider (a lock and a dictionary by name): this runs
             // for every SUBSCRIBE filter.
             let st = stats(p.name)
-            if settled(p, answer, seconds: 0, what: "acl", stats: st) {
-                result = aclAnswer(p, answer, stats: st)
+            if settled(p, st, answer, seconds: 0, what: "acl") {
+                result = aclAnswer(st, answer)
                 break
             }
         }
@@ -254,9 +254,7 @@ public final class AuthChain: @unchecked Sendable {
     }
 
     /// Counts a provider's answer and logs an error; true when the answer decides (not an ignore).
-    private func settled(_ p: AuthProvider, _ answer: ProviderAnswer, seconds: Double, what: String,
-                         stats known: ProviderStats? = nil) -> Bool {
-        let st = known ?? stats(p.name)
+    private func settled(_ p: AuthProvider, _ st: ProviderStats, _ answer: ProviderAnswer, seconds: Double, what: String) -> Bool {
         switch answer.decision {
         case .ignore:
             st.record(seconds)
@@ -277,7 +275,7 @@ public final class AuthChain: @unchecked Sendable {
     private func fold<R>(_ list: [AuthProvider], from i: Int = 0, on loop: EventLoop, what: String,
                          ask: @escaping (AuthProvider) -> EventLoopFuture<ProviderAnswer>,
                          nobody: @escaping () -> (R, TimeAmount),
-                         decided: @escaping (AuthProvider, ProviderAnswer) -> (R, TimeAmount)) -> EventLoopFuture<(R, TimeAmount)> {
+                         decided: @escaping (AuthProvider, ProviderStats, ProviderAnswer) -> (R, TimeAmount)) -> EventLoopFuture<(R, TimeAmount)> {
         guard i < list.count else { return loop.makeSucceededFuture(nobody()) }
         let p = list[i]
         let started = loop.now
@@ -285,10 +283,11 @@ public final class AuthChain: @unchecked Sendable {
             .recover { ProviderAnswer(.error("\($0)")) }
             .flatMap { [self] answer in
                 let secs = Double((loop.now - started).nanoseconds) / 1e9
-                guard settled(p, answer, seconds: secs, what: what) else {
+                let st = stats(p.name)
+                guard settled(p, st, answer, seconds: secs, what: what) else {
                     return fold(list, from: i + 1, on: loop, what: what, ask: ask, nobody: nobody, decided: decided)
                 }
-                return loop.makeSucceededFuture(decided(p, answer))
+                return loop.makeSucceededFuture(decided(p, st, answer))
             }
     }
 }

@@ -11,30 +11,18 @@ import NIOCore
 /// cache misses, never per message (connections keep their own ACL cache, invalidated through
 /// `generation`).
 public final class DecisionCache<Value: Sendable>: @unchecked Sendable {
+    /// Strings compare by their bytes (`UTF8Key`): a client id, username or topic that is
+    /// only canonically equal to a cached one is another question.
     public struct Key: Hashable, Sendable {
         public var kind: UInt8
-        public var clientId: String
-        public var username: String
-        public var detail: String
+        public var clientId: UTF8Key
+        public var username: UTF8Key
+        public var detail: UTF8Key
         public init(kind: UInt8, clientId: String, username: String, detail: String) {
             self.kind = kind
-            self.clientId = clientId
-            self.username = username
-            self.detail = detail
-        }
-
-        /// By the bytes of each string (`UTF8Key`): a client id, username or topic that is
-        /// only canonically equal to a cached one is another question.
-        public static func == (a: Key, b: Key) -> Bool {
-            a.kind == b.kind && UTF8Key(a.clientId) == UTF8Key(b.clientId)
-                && UTF8Key(a.username) == UTF8Key(b.username) && UTF8Key(a.detail) == UTF8Key(b.detail)
-        }
-
-        public func hash(into hasher: inout Hasher) {
-            hasher.combine(kind)
-            hasher.combine(clientId)
-            hasher.combine(username)
-            hasher.combine(detail)
+            self.clientId = UTF8Key(clientId)
+            self.username = UTF8Key(username)
+            self.detail = UTF8Key(detail)
         }
     }
 
@@ -153,8 +141,8 @@ public final class DecisionCache<Value: Sendable>: @unchecked Sendable {
             let victims: [Entry]
             switch scope {
             case .all: victims = Array(map.values)
-            case .clientId(let c): victims = map.values.filter { $0.key.clientId == c }
-            case .username(let u): victims = map.values.filter { $0.key.username == u }
+            case .clientId(let c): victims = map.values.filter { $0.key.clientId == UTF8Key(c) }
+            case .username(let u): victims = map.values.filter { $0.key.username == UTF8Key(u) }
             }
             for e in victims {
                 unlink(e)

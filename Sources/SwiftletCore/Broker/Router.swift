@@ -37,9 +37,10 @@ final class Router: @unchecked Sendable {
     /// Removes `filters` of `session` from every replica.
     func unsubscribe(_ session: Session, _ filters: [ParsedFilter], on loop: EventLoop) -> EventLoopFuture<Void> {
         guard !filters.isEmpty else { return loop.makeSucceededVoidFuture() }
+        let cut = filters.map { ($0, SubscriptionTrie.keys($0.filter)) }
         return apply(on: loop) { trie in
             var removed = 0
-            for f in filters where trie.remove(f, session: session) { removed -= 1 }
+            for (f, levels) in cut where trie.remove(f, levels: levels, session: session) { removed -= 1 }
             return removed
         }
     }

@@ -19,7 +19,7 @@ extension MQTTConnectionHandler {
     }
 
     private func aclKey(_ access: ACLAccess, _ topic: String) -> ACLCacheKey {
-        ACLCacheKey(access: access, topic: topic)
+        ACLCacheKey(access: access, topic: UTF8Key(topic))
     }
 
     /// Keeps an answer as long as the chain allows (never the fallback after an error).
@@ -91,14 +91,5 @@ extension MQTTConnectionHandler {
 /// topic never stands for a canonically equal but different one [MQTT-4.7.3-4].
 struct ACLCacheKey: Hashable {
     let access: ACLAccess
-    let topic: String
-
-    static func == (a: ACLCacheKey, b: ACLCacheKey) -> Bool {
-        a.access == b.access && a.topic == b.topic && Topic.sameBytes(a.topic, b.topic)
-    }
-
-    func hash(into hasher: inout Hasher) {
-        hasher.combine(access)
-        hasher.combine(topic)
-    }
+    let topic: UTF8Key
 }

@@ -108,8 +108,13 @@ public final class SubscriptionTrie {
     /// Removes a subscription. Returns true when it existed.
     @discardableResult
     public func remove(_ filter: ParsedFilter, session: Session) -> Bool {
+        remove(filter, levels: Self.keys(filter.filter), session: session)
+    }
+
+    /// `remove` with the filter's levels already cut (`keys(_:)`).
+    @discardableResult
+    public func remove(_ filter: ParsedFilter, levels: [UTF8Key], session: Session) -> Bool {
         changed()
-        let levels = Self.keys(filter.filter)
         var path: [(Node, UTF8Key)] = []
         var node = root
         for level in levels {
