@@ -9,13 +9,17 @@ let swiftSettings: [SwiftSetting] = []
 /// full cross-module optimization in release, so their generic and small functions are
 /// specialised and inlined into the runtime as they were when they lived in it (measured with
 /// callgrind, docs/decisions/0003-module-split.md).
-let hotPathModule: [SwiftSetting] = [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
+/// They skip runtime exclusivity checks in release too, as SwiftletCore does (below): the codec's
+/// encode and decode, `Message.init` and the machine's accesses were ~1.4 % of a broker's samples in
+/// fan-in QoS 1 (docs/benchmarks.md, 2026-12-07).
+let hotPathModule: [SwiftSetting] = [.unsafeFlags(["-cross-module-optimization", "-enforce-exclusivity=unchecked"], .when(configuration: .release))]
 /// SwiftletCore in release: no runtime exclusivity checks. `MQTTConnectionHandler` is a class whose
 /// stored structs (`machine`, `ctx.stats`) are mutated on every packet; with checking on, each of
 /// those accesses is a `swift_beginAccess`/`swift_endAccess` pair (measured with callgrind, see the
 /// commit that added this). Static (compile-time) exclusivity diagnostics are unaffected; debug
 /// builds and tests keep the runtime checks.
-let coreSwiftSettings: [SwiftSetting] = swiftSettings + [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+let uncheckedExclusivity: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+let coreSwiftSettings: [SwiftSetting] = swiftSettings + uncheckedExclusivity
 
 let package = Package(
     name: "swiftlet",
@@ -67,7 +71,7 @@ let package = Package(
         .target(
             name: "MQTTCodec",
             dependencies: [.product(name: "NIOCore", package: "swift-nio")],
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings + uncheckedExclusivity
         ),
         .target(
             name: "SwiftletIPC",
