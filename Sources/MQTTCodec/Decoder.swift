@@ -87,8 +87,11 @@ public struct MQTTDecoder: Sendable {
         if type == .publish {
             let whole = buffer.readSlice(length: headerLength + bodyLength)!
             var body = whole.getSlice(at: headerLength, length: bodyLength)!
+            // The received bytes are kept only for a QoS 0 PUBLISH without retain, the one kind
+            // forwarded as received (`Message`): for others they were one more reference to
+            // retain and release at each copy of the packet on its way through the broker.
             packet = try Packet.decode(type: type, flags: flags, body: &body, version: version ?? .v3_1_1, strict: strictUTF8,
-                                       lastTopic: &lastTopic, received: whole)
+                                       lastTopic: &lastTopic, received: flags & 0x07 == 0 ? whole : nil)
         } else {
             buffer.moveReaderIndex(forwardBy: headerLength)
             var body = buffer.readSlice(length: bodyLength)!
