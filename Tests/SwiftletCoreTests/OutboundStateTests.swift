@@ -228,6 +228,31 @@ final class OutboundStateTests: XCTestCase {
         XCTAssertEqual(o.queue.count, 3)
     }
 
+    /// `next`, one step at a time as the session drains: expired ones come out as such, QoS 0
+    /// goes whatever the window, QoS 1 waits for room and keeps its place.
+    func testNextTakesOneStepAtATime() {
+        var o = OutboundState(window: 1, maxQueue: 10, queueQoS0: true)
+        _ = o.enqueue(delivery(.atLeastOnce, "a"), online: false, writable: false, now: t0)
+        _ = o.enqueue(delivery(.atLeastOnce, "old", expiry: 1, at: t0), online: false, writable: false, now: t0)
+        _ = o.enqueue(delivery(.atMostOnce, "zero"), online: false, writable: false, now: t0)
+        _ = o.enqueue(delivery(.atLeastOnce, "b"), online: false, writable: false, now: t0)
+        let now = t0 + .seconds(2)
+        guard case .send(let a, let idA)? = o.next(now: now) else { return XCTFail("a goes first") }
+        XCTAssertEqual(text(a), "a")
+        guard case .expired(let old)? = o.next(now: now) else { return XCTFail("then the expired one") }
+        XCTAssertEqual(text(old), "old")
+        guard case .send(let zero, let idZero)? = o.next(now: now) else { return XCTFail("QoS 0 despite the full window") }
+        XCTAssertEqual(text(zero), "zero")
+        XCTAssertNil(idZero)
+        XCTAssertNil(o.next(now: now), "b waits: the window is full")
+        XCTAssertEqual(o.queue.map(text), ["b"])
+        XCTAssertTrue(o.complete(idA!))
+        guard case .send(let b, let idB)? = o.next(now: now) else { return XCTFail("b once there is room") }
+        XCTAssertEqual(text(b), "b")
+        XCTAssertNotNil(idB)
+        XCTAssertNil(o.next(now: now))
+    }
+
     func testDrainDoesNothingWhenNotWritable() {
         var o = OutboundState(window: 2, maxQueue: 10, queueQoS0: true)
         _ = o.enqueue(delivery(.atLeastOnce), online: false, writable: false, now: t0)

@@ -143,6 +143,31 @@ final class SharedSubscriptionTests: XCTestCase {
         XCTAssertEqual(d.subscriptionIds.sorted(), [1, 2])
     }
 
+    /// Overlaps are merged whether the router finds a session's delivery by searching its short
+    /// list or, past `scratchListLimit` sessions, by its dictionary; a shared subscription of
+    /// the same session stays a delivery of its own.
+    func testOverlapsMergeForFewAndForManySessions() {
+        for count in [1, LoopContext.scratchListLimit, LoopContext.scratchListLimit + 1, 40] {
+            let h = makeHarness()
+            let sessions = (0..<count).map { h.session("s\($0)") }
+            for (i, s) in sessions.enumerated() {
+                subscribe(h, s, "t/+", qos: .atMostOnce, subId: 1)
+                subscribe(h, s, "t/#", qos: .atLeastOnce, subId: 2)
+                if i == 0 { subscribe(h, s, "$share/g/t/x", qos: .atMostOnce) }
+            }
+            XCTAssertEqual(route(h, topic: "t/x", count: 1), [count + 1], "\(count) sessions")
+            XCTAssertEqual(received(sessions[0]), 2, "\(count) sessions: one merged, one shared")
+            for s in sessions.dropFirst() { XCTAssertEqual(received(s), 1, "\(count) sessions") }
+            for s in sessions {
+                let merged = s.outbound.queue.first { !$0.subscriptionIds.isEmpty }!
+                XCTAssertEqual(merged.qos, .atLeastOnce)
+                XCTAssertEqual(merged.subscriptionIds.sorted(), [1, 2])
+            }
+            // The next message starts from an empty list and dictionary.
+            XCTAssertEqual(route(h, topic: "t/y", count: 1), [count])
+        }
+    }
+
     func testDeliveredQoSIsTheLowerOfMessageAndSubscription() {
         let h = makeHarness()
         let a = h.session("a")

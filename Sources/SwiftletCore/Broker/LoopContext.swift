@@ -86,7 +86,13 @@ final class LoopContext: @unchecked Sendable {
     /// The end-of-tick task, made once: scheduling it allocates no closure context.
     private lazy var flushTask: @Sendable () -> Void = { [unowned self] in self.flushNow() }
     private var scratch: [Delivery] = []
+    /// Where a session's delivery is in `scratch`, so that overlapping subscriptions make one
+    /// delivery: the indices of the non-shared deliveries, searched in order while there are
+    /// at most `scratchListLimit` (most messages match one or a few sessions: no hashing),
+    /// and a dictionary from there on (`scratchIndex`, empty until then).
+    private var scratchList: [Int] = []
     private var scratchIndex: [ObjectIdentifier: Int] = [:]
+    static let scratchListLimit = 8
     private var random = SystemRandomNumberGenerator()
     /// Next durable-store message id of this loop (ids are partitioned by loop, no sharing).
     var nextStoreId: Int64 = 0
@@ -132,20 +138,20 @@ final class LoopContext: @unchecked Sendable {
     @discardableResult
     func route(_ message: Message, ops: inout [StoreOp]?) -> Int {
         scratch.removeAll(keepingCapacity: true)
-        scratchIndex.removeAll(keepingCapacity: true)
+        scratchList.removeAll(keepingCapacity: true)
+        if !scratchIndex.isEmpty { scratchIndex.removeAll(keepingCapacity: true) }
         trie.match(topic: message.topic, visit: { entry in
             let o = entry.options
             if o.noLocal && Topic.sameBytes(entry.session.clientId, message.origin) { return }
             let qos = min(message.qos, o.qos)
             let retainFlag = o.retainAsPublished && message.retain
-            let id = ObjectIdentifier(entry.session)
-            if let i = scratchIndex[id] {
+            if let i = scratchSlot(of: entry.session) {
                 // Overlapping subscriptions: one delivery, highest QoS, every identifier.
                 if qos > scratch[i].qos { scratch[i].qos = qos }
                 if retainFlag { scratch[i].retainFlag = true }
                 if let sid = o.subscriptionIdentifier { scratch[i].subscriptionIds.append(sid) }
             } else {
-                scratchIndex[id] = scratch.count
+                scratchRemember(entry.session, at: scratch.count)
                 scratch.append(Delivery(session: entry.session, message: message, qos: qos, retainFlag: retainFlag,
                                         subscriptionIds: o.subscriptionIdentifier.map { [$0] } ?? []))
             }
@@ -169,6 +175,24 @@ final class LoopContext: @unchecked Sendable {
         for d in scratch { dispatch(d) }
         scratch.removeAll(keepingCapacity: true)
         return n
+    }
+
+    /// The index in `scratch` of `session`'s non-shared delivery of the message being routed.
+    @inline(__always)
+    private func scratchSlot(of session: Session) -> Int? {
+        if scratchIndex.isEmpty {
+            for i in scratchList where scratch[i].session === session { return i }
+            return nil
+        }
+        return scratchIndex[ObjectIdentifier(session)]
+    }
+
+    private func scratchRemember(_ session: Session, at i: Int) {
+        if scratchIndex.isEmpty {
+            if scratchList.count < Self.scratchListLimit { return scratchList.append(i) }
+            for j in scratchList { scratchIndex[ObjectIdentifier(scratch[j].session)] = j }
+        }
+        scratchIndex[ObjectIdentifier(session)] = i
     }
 
     private func pick(_ g: SharedGroup, message: Message) -> SubscriberEntry? {

@@ -89,24 +89,42 @@ public struct OutboundState {
         return id
     }
 
-    /// Moves queued messages into the window. Expired ones are returned in `expired`.
+    /// What `next` takes off the queue.
+    public enum DrainStep {
+        /// Send now, with this packet id for QoS > 0 (it is in flight from here on).
+        case send(Delivery, packetId: UInt16?)
+        /// Expired while queued: dropped.
+        case expired(Delivery)
+    }
+
+    /// The next queued message that may go now, or an expired one; nil when the queue is
+    /// empty or the window is full. The session calls it in a loop after an ack or when
+    /// the connection is writable again: one step at a time, no arrays built per ack.
+    public mutating func next(now: NIODeadline) -> DrainStep? {
+        guard let d = queue.first else { return nil }
+        if d.message.isExpired(now: now) {
+            popFirst()
+            return .expired(d)
+        }
+        if d.qos == .atMostOnce {
+            popFirst()
+            return .send(d, packetId: nil)
+        }
+        guard inflight.count < window else { return nil }
+        popFirst()
+        return .send(d, packetId: track(d, now: now))
+    }
+
+    /// Moves queued messages into the window (`next` until it stops). Expired ones are
+    /// returned in `expired`.
     public mutating func drain(now: NIODeadline, writable: Bool) -> (send: [(Delivery, UInt16?)], expired: [Delivery]) {
         var out: [(Delivery, UInt16?)] = []
         var expired: [Delivery] = []
-        while writable, let d = queue.first {
-            if d.message.isExpired(now: now) {
-                popFirst()
-                expired.append(d)
-                continue
+        while writable, let step = next(now: now) {
+            switch step {
+            case .send(let d, let id): out.append((d, id))
+            case .expired(let d): expired.append(d)
             }
-            if d.qos == .atMostOnce {
-                popFirst()
-                out.append((d, nil))
-                continue
-            }
-            guard inflight.count < window else { break }
-            popFirst()
-            out.append((d, track(d, now: now)))
         }
         return (out, expired)
     }

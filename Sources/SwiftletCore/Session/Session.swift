@@ -125,14 +125,17 @@ public final class Session: @unchecked Sendable {
 
     /// Fills the in-flight window from the queue (after an ack or when writable again).
     func drainQueue(ctx: LoopContext) {
-        guard let conn = connection, !outbound.queue.isEmpty else { return }
+        guard let conn = connection, !outbound.queue.isEmpty, conn.isWritable else { return }
         let now = ctx.eventLoop.now
-        let (send, expired) = outbound.drain(now: now, writable: conn.isWritable)
-        ctx.stats.messagesDropped += expired.count
-        for d in expired { forget(d) }
-        for (d, id) in send {
-            sent(d, packetId: id)
-            conn.sendPublish(d, packetId: id, dup: false, now: now)
+        while let step = outbound.next(now: now) {
+            switch step {
+            case .send(let d, let id):
+                sent(d, packetId: id)
+                conn.sendPublish(d, packetId: id, dup: false, now: now)
+            case .expired(let d):
+                ctx.stats.messagesDropped += 1
+                forget(d)
+            }
         }
     }
 
