@@ -135,6 +135,16 @@ final class MQTTClient: ChannelInboundHandler, @unchecked Sendable {
         if close { context?.close(promise: nil) }
     }
 
+    /// The connection was never made (the handler saw no channel): fails what waits on it.
+    func abandon(_ error: Error) {
+        state = .closed
+        ready.fail(error)
+        if let p = targetReached {
+            targetReached = nil
+            p.fail(error)
+        }
+    }
+
     // MARK: Reading
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

@@ -107,8 +107,10 @@ struct Connector {
         if let source { bootstrap = bootstrap.bind(to: source) }
         return bootstrap.connect(to: target)
             .flatMapError { error in
-                // The handler never saw the connection: count the failure on its loop.
+                // The handler never saw the connection: count the failure on its loop, and
+                // settle the client's promises (debug builds trap on a leaked promise).
                 client.counters.c.connectErrors += 1
+                client.abandon(error)
                 return el.makeFailedFuture(error)
             }
             .flatMap { _ in client.ready.futureResult.map { client } }
@@ -187,7 +189,14 @@ private final class LoopOpener: @unchecked Sendable {
             case .failure(let e): self.results.append((i, nil, "\(e)", monotonicNanos()))
             }
             self.active -= 1
-            self.openNext()
+            if case .failure = result {
+                // A connect that fails at once (socket() out of file descriptors) completes
+                // before `open` returns: opening the next one from here would recurse once
+                // per failure, and thousands of them overflowed the loop's stack.
+                self.loop.execute { self.openNext() }
+            } else {
+                self.openNext()
+            }
         }
     }
 }

@@ -47,6 +47,28 @@ def test_conn_opens_every_connection(broker):
     assert r["protocolErrors"] == 0
 
 
+def test_conn_beyond_the_file_limit_reports_the_failures(broker):
+    """More connections than the generator's file limit: every failed socket() is counted and
+    reported, and the generator exits with an error, not a crash. Each failure completed at
+    once and opened the next connection from inside the last one's callback (a stack overflow
+    after some thousands), and the failed client's promise leaked (a trap in debug builds)."""
+    import resource
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    bench = swiftlet_path().parent / "swiftlet-bench"
+    out = subprocess.run([str(bench), "conn", "-c", "6000", "--concurrency", "200", "--hold", "0",
+                          "-p", str(broker.port), "--json"],
+                         capture_output=True, text=True, timeout=120, preexec_fn=low_limit)
+    assert out.returncode == 1, f"exit {out.returncode}: {out.stderr[-500:]}"
+    c = json.loads(out.stdout.strip().splitlines()[-1])["connections"]
+    assert c["attempted"] == 6000
+    assert 0 < c["connected"] < 6000
+    assert c["connected"] + c["errors"] == 6000
+    assert any("Too many open files" in e for e in c["firstErrors"])
+
+
 def test_conn_at_a_rate_opens_every_connection(broker):
     r = run_bench(broker, "conn", "-c", "100", "--connect-rate", "500", "--hold", "0")
     assert r["connections"]["connected"] == 100
