@@ -33,14 +33,26 @@ class Redis:
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while True:
+            # Ours only: a server that answers on the port but is another process (the port
+            # taken between free_port and bind, ours exiting on the bind error) is not started.
             try:
-                if self.cmd("PING") == "PONG":
+                if self.proc.poll() is None and self.server_pid() == self.proc.pid:
                     return self
-            except OSError:
+            except (OSError, RuntimeError):  # not listening yet, or an error reply while it starts
                 pass
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 raise AssertionError(f"redis-server did not start: {(self.dir / 'redis.log').read_text(errors='replace')}")
             time.sleep(0.05)
+
+    def server_pid(self):
+        """The process id the server on our port reports (INFO server)."""
+        info = self.cmd("INFO", "server")
+        if isinstance(info, bytes):
+            info = info.decode(errors="replace")
+        for line in str(info).splitlines():
+            if line.startswith("process_id:"):
+                return int(line.split(":", 1)[1])
+        return None
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
