@@ -819,6 +819,38 @@ def write_cpu_split(w, runs):
     w("")
 
 
+def live_mallocs(res, name, broker):
+    """(mallocs per received message, messages) of a `mallocs-NAME.BROKER` run, or None."""
+    perf, run = res / f"mallocs-{name}.{broker}.perf", res / f"mallocs-{name}.{broker}.run"
+    if not perf.exists() or not run.exists():
+        return None
+    counts, _ = perf_counts(perf)
+    runs = load_runs(run)
+    n = counts.get("probe_libc:malloc")
+    recv = runs[-1].get("received") if runs else None
+    if n is None or not recv:
+        return None
+    return n / recv, recv
+
+
+def write_live_mallocs(w, res):
+    names = [("one-to-one-q0", "One-to-one, QoS 0, 64 B"), ("one-to-one-q1", "One-to-one, QoS 1, 64 B"),
+             ("fanin-100-q1", "Fan-in 100 -> 1, QoS 1, 64 B"), ("fanout-100-q0", "Fan-out 1 -> 100, QoS 0, 64 B")]
+    rows = [(t, live_mallocs(res, n, "swiftlet"), live_mallocs(res, n, "mosquitto")) for n, t in names]
+    if not any(s or m for _, s, m in rows):
+        return
+    w("Mallocs per received message in a live run (every `malloc` of the broker process, counted by")
+    w("a uprobe for the whole run, set-up included, ÷ messages the subscribers received; not timed):")
+    w("")
+    w("| scenario | swiftlet | mosquitto | messages (swiftlet, mosquitto) |")
+    w("|---|---:|---:|---|")
+    for t, sv, mv in rows:
+        f = lambda v: "—" if v is None else f"{v[0]:.2f}"
+        n = lambda v: "—" if v is None else f"{v[1]:,}"
+        w(f"| {t} | {f(sv)} | {f(mv)} | {n(sv)}, {n(mv)} |")
+    w("")
+
+
 # Issue 19's targets, as the quick table shows them: scenario -> (kind, bound).
 QUICK_TARGETS = {
     "one-to-one-16k-q0": ("ratio", 4.0),
@@ -868,6 +900,7 @@ def quick(res):
           f"{'—' if ratio is None else f'{ratio:.2f}x'} | {target} | {verdict} |")
     w("")
     write_cpu_split(w, runs)
+    write_live_mallocs(w, res)
     alloc, stacks_file = res / "alloc.md", res / "alloc-stacks.txt"
     parsed = {}
     if alloc.exists() and alloc.read_text().strip():

@@ -13,9 +13,9 @@ public struct PublishPacket: Sendable, Equatable {
     public var payload: ByteBuffer
     /// The whole packet as it was received, fixed header included: a slice of the receive
     /// buffer, set by the decoder for a QoS 0 PUBLISH without retain (nil for other ones and
-    /// for a packet built in code). A router may forward these
-    /// bytes unchanged when they are what a subscriber gets (see `Message`). Whoever changes
-    /// another field of a decoded packet must clear it. Not part of equality.
+    /// for a packet built in code). A router may forward these bytes unchanged when they are
+    /// what a subscriber gets (see `Message`). Whoever changes another field of a decoded
+    /// packet must clear it. Not part of equality.
     public var received: ByteBuffer?
 
     public static func == (a: PublishPacket, b: PublishPacket) -> Bool {
