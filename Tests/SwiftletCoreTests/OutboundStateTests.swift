@@ -269,3 +269,19 @@ final class OutboundStateTests: XCTestCase {
         XCTAssertTrue(o.queue.isEmpty)
     }
 }
+
+/// The whole drain at once (`next` until it stops), as the tests read it; the session itself
+/// sends each step as `next` returns it.
+extension OutboundState {
+    mutating func drain(now: NIODeadline, writable: Bool) -> (send: [(Delivery, UInt16?)], expired: [Delivery]) {
+        var out: [(Delivery, UInt16?)] = []
+        var expired: [Delivery] = []
+        while writable, let step = next(now: now) {
+            switch step {
+            case .send(let d, let id): out.append((d, id))
+            case .expired(let d): expired.append(d)
+            }
+        }
+        return (out, expired)
+    }
+}

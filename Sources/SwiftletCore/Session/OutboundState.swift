@@ -115,20 +115,6 @@ public struct OutboundState {
         return .send(d, packetId: track(d, now: now))
     }
 
-    /// Moves queued messages into the window (`next` until it stops). Expired ones are
-    /// returned in `expired`.
-    public mutating func drain(now: NIODeadline, writable: Bool) -> (send: [(Delivery, UInt16?)], expired: [Delivery]) {
-        var out: [(Delivery, UInt16?)] = []
-        var expired: [Delivery] = []
-        while writable, let step = next(now: now) {
-            switch step {
-            case .send(let d, let id): out.append((d, id))
-            case .expired(let d): expired.append(d)
-            }
-        }
-        return (out, expired)
-    }
-
     /// PUBACK (QoS 1) or PUBCOMP (QoS 2). Returns false when the id is unknown.
     public mutating func complete(_ id: UInt16) -> Bool {
         inflight.removeValue(forKey: id) != nil
