@@ -154,15 +154,19 @@ public final class AuthChain: @unchecked Sendable {
                     reason: allowed ? "anonymous allowed" : "no provider accepted the client")
     }
 
+    /// The answer when nobody needs to be asked: no credentials and only the built-in users
+    /// in the chain (who need a user name), so the anonymous rule decides. nil: ask the chain
+    /// (`authenticate`). A CONNECT decided here takes no future and no callback.
+    public func decidedAtOnce(_ c: ClientInfo, password: [UInt8]?) -> AuthnResult? {
+        guard c.username == nil, password == nil, providers(for: .authn).allSatisfy({ $0 is BuiltinAuth }) else { return nil }
+        // Not cached: a cache entry per anonymous client (about 270 bytes) cost more than the decision.
+        return Self.anonymous(allowAnonymous)
+    }
+
     public func authenticate(_ c: ClientInfo, password: [UInt8]?, on loop: EventLoop) -> EventLoopFuture<AuthnResult> {
+        if let verdict = decidedAtOnce(c, password: password) { return loop.makeSucceededFuture(verdict) }
         let list = providers(for: .authn)
         let cfg = config, anonymous = allowAnonymous
-        // No credentials and only the built-in users to ask (who need a user name): the
-        // anonymous rule decides at once. Not cached: a cache entry per anonymous client
-        // (about 270 bytes) cost more than the decision.
-        if c.username == nil && password == nil && list.allSatisfy({ $0 is BuiltinAuth }) {
-            return loop.makeSucceededFuture(Self.anonymous(anonymous))
-        }
         // Not String(format:) per byte: Foundation's formatter cost about a quarter of a cached CONNECT.
         let digest = password.map { PasswordCheck.hex(SHA256.hash(data: $0)) } ?? "-"
         let key = DecisionCache<AuthnResult>.Key(kind: 1, clientId: c.clientId, username: c.username ?? "",

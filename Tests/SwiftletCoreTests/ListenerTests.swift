@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOEmbedded
+import NIOPosix
 import NIOWebSocket
 import XCTest
 @testable import SwiftletCore
@@ -389,5 +390,41 @@ private final class OutboundLog: ChannelOutboundHandler {
     func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
         events.append("close")
         context.close(mode: mode, promise: promise)
+    }
+}
+
+/// A real listener on 127.0.0.1: what an accepted socket gets from the listening one.
+final class ListenerSocketTests: XCTestCase {
+    /// TCP_NODELAY is set once on the listening socket and each accepted socket inherits it
+    /// (`Listeners.bind`); without it small MQTT packets would wait for the peer's delayed ACK.
+    func testAcceptedConnectionsHaveNoDelay() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        var cfg = BrokerConfig()
+        cfg.sysInterval = 0
+        let broker = Broker(config: cfg, logger: quietLogger(), group: group)
+        let state = ListenerState(config: ListenerConfig(kind: .tcp, host: "127.0.0.1", port: 0), logger: quietLogger())
+        let server = try await Listeners.bind(state, broker: broker)
+        let port = try XCTUnwrap(server.localAddress?.port)
+        // The client side turns it off: what the broker's socket has comes from the broker.
+        let client = try await ClientBootstrap(group: group)
+            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 0)
+            .connect(host: "127.0.0.1", port: port).get()
+        var accepted: Channel?
+        for _ in 0..<500 where accepted == nil {
+            let handler = broker.connectionsLock.withLock { broker.connections.values.first }
+            if let handler {
+                accepted = try await handler.eventLoop.submit { (handler.transport as? ChannelHandlerContext)?.channel }.get()
+            } else {
+                try await Task.sleep(nanoseconds: 10_000_000)
+            }
+        }
+        let channel = try XCTUnwrap(accepted, "the broker accepted the connection")
+        let noDelay = try await channel.getOption(ChannelOptions.tcpOption(.tcp_nodelay)).get()
+        XCTAssertNotEqual(noDelay, 0)
+        let clientNoDelay = try await client.getOption(ChannelOptions.tcpOption(.tcp_nodelay)).get()
+        XCTAssertEqual(clientNoDelay, 0)
+        try await client.close()
+        try await server.close()
+        try await group.shutdownGracefully()
     }
 }

@@ -5,6 +5,20 @@ import MQTTCodec
 import NIOCore
 
 extension Broker {
+    /// The usual CONNECT, on the connection's loop: no session for the client id and no
+    /// step pending for it, so a new session is made and registered at once, without the
+    /// registry's chain (a promise, a future and two callbacks per CONNECT). nil: call
+    /// `openSession`. A CONNECT with the same id on another loop then finds this session and
+    /// takes it over through the chain, on this loop, after the caller has attached it.
+    func claimNewSession(for conn: MQTTConnectionHandler, clientId: String, expiry: UInt32) -> Session? {
+        let home = conn.ctx
+        guard home.eventLoop.inEventLoop else { return nil }
+        return registry.claimNew(clientId) {
+            Session(clientId: clientId, loopIndex: home.index, version: conn.version, expiry: expiry,
+                    limits: conn.config, store: store)
+        }
+    }
+
     /// Takes over or resumes the session for `clientId`, serialised per client id, and
     /// calls `attach` on the connection's loop with the session and "session present".
     func openSession(for conn: MQTTConnectionHandler, clientId: String, cleanStart: Bool, expiry: UInt32,
@@ -18,9 +32,8 @@ extension Broker {
                 attach(s, false)
             }
             guard let old = registry.get(clientId), !old.terminated else {
-                // The usual CONNECT: no session to take over. The registry runs this step at
-                // once on the connection's loop when nothing is pending for the client id:
-                // the session is made and CONNACK written now, not one task-queue trip later.
+                // No session to take over (a step before this one ended it): made on the
+                // connection's loop, at once when this step runs there.
                 if home.eventLoop.inEventLoop {
                     makeNew()
                     return home.eventLoop.makeSucceededVoidFuture()

@@ -26,6 +26,19 @@ final class SessionRegistry: @unchecked Sendable {
 
     func all() -> [Session] { lock.withLock { Array(sessions.values) } }
 
+    /// A new session for `clientId` (made by `make`, under the lock) when it has none that is
+    /// live and no step is pending for it; nil otherwise, and nothing is made.
+    func claimNew(_ clientId: String, _ make: () -> Session) -> Session? {
+        let key = UTF8Key(clientId)
+        return lock.withLock {
+            guard chains[key] == nil else { return nil }
+            if let s = sessions[key], !s.terminated { return nil }
+            let s = make()
+            sessions[key] = s
+            return s
+        }
+    }
+
     /// Runs `body` after every earlier step for this client id has finished.
     func serialize(_ clientId: String, on loop: EventLoop, _ body: @escaping () -> EventLoopFuture<Void>) {
         let key = UTF8Key(clientId)

@@ -15,6 +15,11 @@ public enum Listeners {
         let bootstrap = ServerBootstrap(group: broker.group)
             .serverChannelOption(ChannelOptions.backlog, value: Int32(clamping: l.backlog))
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            // Accepted sockets inherit TCP_NODELAY from the listening socket (Linux and the
+            // BSDs copy it into each child), so it is set once here rather than per connection:
+            // NIO's per-channel setOption cost a setsockopt, a getsockname and its option
+            // dispatch on every CONNECT. ServerBootstrap sets this by default; we depend on it.
+            .serverChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
             .serverChannelInitializer { server in
                 server.eventLoop.makeCompletedFuture {
                     try server.pipeline.syncOperations.addHandler(AcceptGate(listener: state, now: server.eventLoop.now))
@@ -48,15 +53,15 @@ public enum Listeners {
         return try await bootstrap.bind(host: l.host, port: l.port).get()
     }
 
-    /// A connection's socket options, set synchronously in the initializer (which runs before
-    /// the channel is registered, as `childChannelOption`s are applied). `childChannelOption`
-    /// applied each option through a promise and a future chain per accepted connection, about
-    /// 5 % of the broker's CPU per CONNECT.
+    /// A connection's channel options (TCP_NODELAY it inherits from the listening socket), set
+    /// synchronously in the initializer (which runs before the channel is registered, as
+    /// `childChannelOption`s are applied). `childChannelOption` applied each option through a
+    /// promise and a future chain per accepted connection, about 5 % of the broker's CPU per
+    /// CONNECT.
     static func setChildOptions(_ channel: Channel) throws {
         guard let options = channel.syncOptions else {
             throw ChannelError.operationUnsupported  // an accepted socket always has them
         }
-        try options.setOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
         try options.setOption(ChannelOptions.maxMessagesPerRead, value: 16)
         // Each channel keeps its last receive buffer: start it small (see the type).
         try options.setOption(ChannelOptions.recvAllocator, value: CompactRecvAllocator())
@@ -70,7 +75,7 @@ public enum Listeners {
         let ctx = broker.loopContext(for: channel.eventLoop)
         let peer = peerHost == nil ? channel.remoteAddress : nil
         let handler = MQTTConnectionHandler(broker: broker, ctx: ctx,
-                                            peerHost: peerHost ?? peer?.ipAddress ?? "unknown",
+                                            peerHost: peerHost ?? peer?.ipAddress ?? MQTTConnectionHandler.unknownHost,
                                             peerPort: peerPort ?? peer?.port ?? 0, listener: listener)
         handler.connectionPeer = connectionPeer
         try channel.pipeline.syncOperations.addHandler(handler)

@@ -2,6 +2,7 @@ import MQTTProtocol
 import Foundation
 import MQTTCodec
 import NIOCore
+import SwiftletAuth
 
 extension MQTTConnectionHandler {
     /// The state machine accepted the CONNECT (`machine.connectRequest`): the auth chain
@@ -9,10 +10,13 @@ extension MQTTConnectionHandler {
     /// calls `attach`.
     func authenticate(password: ByteBuffer?) {
         guard let sent = machine.connectRequest else { return }
+        // The peer's address was read when the connection was accepted; a PROXY protocol
+        // header names the client behind the load balancer instead. A channel attached before
+        // it was connected (`Broker.attachConnection`) has its address only now.
         if let host = connectionPeer?.proxiedHost {
             peerHost = host
             peerPort = connectionPeer?.proxiedPort ?? 0
-        } else if let a = transport?.transportRemoteAddress {
+        } else if peerHost == Self.unknownHost, let a = transport?.transportRemoteAddress {
             peerHost = a.ipAddress ?? peerHost
             peerPort = a.port ?? peerPort
         }
@@ -23,19 +27,39 @@ extension MQTTConnectionHandler {
             return execute(machine.banned())
         }
         let password = password.map { Array($0.readableBytesView) }
-        broker.auth.authenticate(clientInfo, password: password, on: eventLoop).whenComplete { [self] result in
+        let client = clientInfo
+        // The usual anonymous CONNECT is decided here and now: no future, no callback.
+        if let verdict = broker.auth.decidedAtOnce(client, password: password) {
+            return authenticated(verdict, request)
+        }
+        broker.auth.authenticate(client, password: password, on: eventLoop).whenComplete { [self] result in
             guard state == .connecting, transport != nil else { return }
-            let verdict = try? result.get()
-            let refusal = machine.authenticated(verdict?.allowed == true, why: verdict?.reason ?? "authentication failed")
-            guard case .none = refusal, let verdict else { return execute(refusal) }
-            superuser = verdict.superuser
-            checkWill { [self] in
-                broker.openSession(for: self, clientId: request.clientId, cleanStart: request.cleanStart,
-                                   expiry: request.sessionExpiry) { [self] session, present in
-                    self.attach(session, present: present)
-                    self.applyStaticSubscriptions(verdict.subscriptions)
-                }
-            }
+            authenticated(try? result.get(), request)
+        }
+    }
+
+    /// The chain's answer (nil: it failed): CONNACK refusal, or the will check and the session.
+    private func authenticated(_ verdict: AuthnResult?, _ request: ConnectionStateMachine.ConnectRequest) {
+        let refusal = machine.authenticated(verdict?.allowed == true, why: verdict?.reason ?? "authentication failed")
+        guard case .none = refusal, let verdict else { return execute(refusal) }
+        superuser = verdict.superuser
+        guard will != nil, !superuser else {
+            return openSession(request, subscriptions: verdict.subscriptions)
+        }
+        checkWill { [self] in openSession(request, subscriptions: verdict.subscriptions) }
+    }
+
+    /// A CONNECT that finds no session and nothing pending for its client id gets a new one
+    /// at once (`Broker.claimNewSession`); any other goes through the registry's chain.
+    private func openSession(_ request: ConnectionStateMachine.ConnectRequest, subscriptions: [StaticSubscription]) {
+        if let session = broker.claimNewSession(for: self, clientId: request.clientId, expiry: request.sessionExpiry) {
+            attach(session, present: false)
+            return applyStaticSubscriptions(subscriptions)
+        }
+        broker.openSession(for: self, clientId: request.clientId, cleanStart: request.cleanStart,
+                           expiry: request.sessionExpiry) { [self] session, present in
+            self.attach(session, present: present)
+            self.applyStaticSubscriptions(subscriptions)
         }
     }
 
@@ -50,7 +74,7 @@ extension MQTTConnectionHandler {
 
     /// A will the client may not publish is discarded (logged), as emqttd does at publish time.
     private func checkWill(then next: @escaping () -> Void) {
-        guard let w = will, !superuser else { return next() }
+        guard let w = will else { return next() }
         broker.auth.authorize(clientInfo, access: .publish, topic: w.topic, on: eventLoop).whenComplete { [self] result in
             guard state == .connecting else { return }
             if (try? result.get())?.allowed != true {

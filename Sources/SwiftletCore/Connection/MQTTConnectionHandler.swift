@@ -107,6 +107,9 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
                                                      strictUTF8: policy.mqtt.strictUTF8))
     }
 
+    /// `peerHost` of a connection whose socket had no peer address when it was set up.
+    static let unknownHost = "unknown"
+
     /// host:port of the client, [host]:port for IPv6.
     var peer: String { peerHost.contains(":") ? "[\(peerHost)]:\(peerPort)" : "\(peerHost):\(peerPort)" }
 
