@@ -428,3 +428,22 @@ final class ListenerSocketTests: XCTestCase {
         try await group.shutdownGracefully()
     }
 }
+
+final class HostTextTests: XCTestCase {
+    /// Our IPv4 formatting gives what inet_ntop gives (NIO's `ipAddress`).
+    func testIPv4MatchesInetNtop() throws {
+        for ip in ["0.0.0.0", "127.0.0.1", "1.2.3.4", "10.200.3.45", "9.99.100.255", "255.255.255.255", "192.168.0.10"] {
+            let a = try SocketAddress(ipAddress: ip, port: 1883)
+            XCTAssertEqual(a.hostText, ip)
+            XCTAssertEqual(a.hostText, a.ipAddress)
+        }
+    }
+
+    func testIPv6AndUnixSockets() throws {
+        for ip in ["::1", "2001:db8::7", "fe80::1:2:3:4"] {
+            let a = try SocketAddress(ipAddress: ip, port: 1883)
+            XCTAssertEqual(a.hostText, a.ipAddress)
+        }
+        XCTAssertNil(try SocketAddress(unixDomainSocketPath: "/tmp/x.sock").hostText)
+    }
+}

@@ -75,7 +75,7 @@ public enum Listeners {
         let ctx = broker.loopContext(for: channel.eventLoop)
         let peer = peerHost == nil ? channel.remoteAddress : nil
         let handler = MQTTConnectionHandler(broker: broker, ctx: ctx,
-                                            peerHost: peerHost ?? peer?.ipAddress ?? MQTTConnectionHandler.unknownHost,
+                                            peerHost: peerHost ?? peer?.hostText ?? MQTTConnectionHandler.unknownHost,
                                             peerPort: peerPort ?? peer?.port ?? 0, listener: listener)
         handler.connectionPeer = connectionPeer
         try channel.pipeline.syncOperations.addHandler(handler)

@@ -17,7 +17,7 @@ extension MQTTConnectionHandler {
             peerHost = host
             peerPort = connectionPeer?.proxiedPort ?? 0
         } else if peerHost == Self.unknownHost, let a = transport?.transportRemoteAddress {
-            peerHost = a.ipAddress ?? peerHost
+            peerHost = a.hostText ?? peerHost
             peerPort = a.port ?? peerPort
         }
         guard let request = applyCertificateIdentity(to: sent) else { return }
