@@ -827,7 +827,9 @@ def live_mallocs(res, name, broker):
     counts, _ = perf_counts(perf)
     runs = load_runs(run)
     n = counts.get("probe_libc:malloc")
-    recv = runs[-1].get("received") if runs else None
+    recv = None
+    if runs:  # a conn run counts per connection made, a traffic run per message received
+        recv = (runs[-1].get("connections") or {}).get("connected") if name == "connect" else runs[-1].get("received")
     if n is None or not recv:
         return None
     return n / recv, recv
@@ -835,14 +837,16 @@ def live_mallocs(res, name, broker):
 
 def write_live_mallocs(w, res):
     names = [("one-to-one-q0", "One-to-one, QoS 0, 64 B"), ("one-to-one-q1", "One-to-one, QoS 1, 64 B"),
-             ("fanin-100-q1", "Fan-in 100 -> 1, QoS 1, 64 B"), ("fanout-100-q0", "Fan-out 1 -> 100, QoS 0, 64 B")]
+             ("fanin-100-q1", "Fan-in 100 -> 1, QoS 1, 64 B"), ("fanout-100-q0", "Fan-out 1 -> 100, QoS 0, 64 B"),
+             ("connect", "CONNECT and close, per connection (2,000)")]
     rows = [(t, live_mallocs(res, n, "swiftlet"), live_mallocs(res, n, "mosquitto")) for n, t in names]
     if not any(s or m for _, s, m in rows):
         return
     w("Mallocs per received message in a live run (every `malloc` of the broker process, counted by")
-    w("a uprobe for the whole run, set-up included, ÷ messages the subscribers received; not timed):")
+    w("a uprobe for the whole run, set-up included, ÷ messages the subscribers received; the CONNECT")
+    w("row ÷ connections made, their close included; not timed):")
     w("")
-    w("| scenario | swiftlet | mosquitto | messages (swiftlet, mosquitto) |")
+    w("| scenario | swiftlet | mosquitto | messages or connections (swiftlet, mosquitto) |")
     w("|---|---:|---:|---|")
     for t, sv, mv in rows:
         f = lambda v: "—" if v is None else f"{v[0]:.2f}"
