@@ -20,15 +20,20 @@ final class TCPListener {
     static func start(_ name: String, address: ListenAddress, group: MultiThreadedEventLoopGroup, writeHighWater: Int? = nil,
                       logger: Logger, initializer: @escaping @Sendable (Channel) throws -> Void) async throws -> TCPListener {
         do {
-            var bootstrap = ServerBootstrap(group: group)
+            // TCP_NODELAY on the listening socket: accepted sockets inherit it, as the broker's
+            // listeners do (a childChannelOption is a setsockopt and a future per connection).
+            let channel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 256)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-            if let high = writeHighWater {
-                bootstrap = bootstrap.childChannelOption(.writeBufferWaterMark, value: .init(low: high / 2, high: high))
-            }
-            let channel = try await bootstrap
-                .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try initializer(ch) } }
+                .serverChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+                .childChannelInitializer { ch in
+                    ch.eventLoop.makeCompletedFuture {
+                        if let high = writeHighWater {
+                            try ch.syncOptions?.setOption(.writeBufferWaterMark, value: .init(low: high / 2, high: high))
+                        }
+                        try initializer(ch)
+                    }
+                }
                 .bind(host: address.host, port: address.port).get()
             logger.info("\(name) listening", metadata: ["gateway.listener": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
             return TCPListener(group: group, channel: channel)
