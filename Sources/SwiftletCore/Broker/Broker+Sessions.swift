@@ -13,10 +13,13 @@ extension Broker {
     func claimNewSession(for conn: MQTTConnectionHandler, clientId: String, expiry: UInt32) -> Session? {
         let home = conn.ctx
         guard home.eventLoop.inEventLoop else { return nil }
-        return registry.claimNew(clientId) {
-            Session(clientId: clientId, loopIndex: home.index, version: conn.version, expiry: expiry,
-                    limits: conn.config, store: store)
-        }
+        return registry.claimNew(clientId) { newSession(for: conn, clientId: clientId, expiry: expiry) }
+    }
+
+    /// A new session at `conn`'s loop, with its limits (not yet registered).
+    private func newSession(for conn: MQTTConnectionHandler, clientId: String, expiry: UInt32) -> Session {
+        Session(clientId: clientId, loopIndex: conn.ctx.index, version: conn.version, expiry: expiry,
+                limits: conn.config, store: store)
     }
 
     /// Takes over or resumes the session for `clientId`, serialised per client id, and
@@ -26,8 +29,7 @@ extension Broker {
         let home = conn.ctx
         registry.serialize(clientId, on: home.eventLoop) { [self] in
             let makeNew = { () -> Void in
-                let s = Session(clientId: clientId, loopIndex: home.index, version: conn.version, expiry: expiry,
-                                    limits: conn.config, store: self.store)
+                let s = self.newSession(for: conn, clientId: clientId, expiry: expiry)
                 self.registry.put(s)
                 attach(s, false)
             }

@@ -53,14 +53,19 @@ extension MQTTConnectionHandler {
     /// at once (`Broker.claimNewSession`); any other goes through the registry's chain.
     private func openSession(_ request: ConnectionStateMachine.ConnectRequest, subscriptions: [StaticSubscription]) {
         if let session = broker.claimNewSession(for: self, clientId: request.clientId, expiry: request.sessionExpiry) {
-            attach(session, present: false)
-            return applyStaticSubscriptions(subscriptions)
+            return begin(session, present: false, subscriptions: subscriptions)
         }
         broker.openSession(for: self, clientId: request.clientId, cleanStart: request.cleanStart,
                            expiry: request.sessionExpiry) { [self] session, present in
-            self.attach(session, present: present)
-            self.applyStaticSubscriptions(subscriptions)
+            begin(session, present: present, subscriptions: subscriptions)
         }
+    }
+
+    /// The session is this connection's: CONNACK and redelivery, then the auth chain's static
+    /// subscriptions.
+    private func begin(_ session: Session, present: Bool, subscriptions: [StaticSubscription]) {
+        attach(session, present: present)
+        applyStaticSubscriptions(subscriptions)
     }
 
     /// `peer_cert_as_username`/`peer_cert_as_clientid`: the certificate's CN or DN replaces what
