@@ -600,7 +600,7 @@ let package = Package(
         .testTarget(
             name: "SwiftletCoreTests",
             dependencies: [
-                "SwiftletCore", "SwiftletConfig", "SwiftletAuth", "SwiftletRouting", "SwiftletStore", "MQTTCodec",
+                "SwiftletCore", "SwiftletConfig", "CSwiftletSys", "SwiftletAuth", "SwiftletRouting", "SwiftletStore", "MQTTCodec",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

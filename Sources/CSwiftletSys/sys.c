@@ -143,3 +143,92 @@ int swiftlet_spawn_isolated(const char *path, char *const argv[], char *const en
     }
     return pid;
 }
+
+#if defined(__linux__)
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+
+int swiftlet_watch_create(int *wake_fd) {
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) return -1;
+    int w = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (w < 0) { int e = errno; close(ep); errno = e; return -1; }
+    struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0 };
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, w, &ev) != 0) { int e = errno; close(w); close(ep); errno = e; return -1; }
+    *wake_fd = w;
+    return ep;
+}
+
+int swiftlet_watch_add(int ep, int fd, unsigned long long token) {
+    struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.u64 = token };
+    return epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+}
+
+int swiftlet_watch_remove(int ep, int fd) {
+    struct epoll_event ev = { 0 };
+    return epoll_ctl(ep, EPOLL_CTL_DEL, fd, &ev);
+}
+
+int swiftlet_watch_wait(int ep, int wake_fd, unsigned long long *tokens, int max, int timeout_ms) {
+    struct epoll_event evs[64];
+    if (max > 64) max = 64;
+    int n = epoll_wait(ep, evs, max, timeout_ms);
+    if (n < 0) return errno == EINTR ? 0 : -1;
+    for (int i = 0; i < n; i++) {
+        tokens[i] = evs[i].data.u64;
+        if (tokens[i] == 0) {
+            uint64_t v;
+            while (read(wake_fd, &v, sizeof v) == (ssize_t)sizeof v) {}
+        }
+    }
+    return n;
+}
+
+void swiftlet_watch_wake(int wake_fd) {
+    uint64_t one = 1;
+    ssize_t r = write(wake_fd, &one, sizeof one);
+    (void)r;
+}
+
+int swiftlet_dup_cloexec(int fd) {
+    return fcntl(fd, F_DUPFD_CLOEXEC, 0);
+}
+
+int swiftlet_socket_endpoint(int fd, int peer, char *host, size_t host_len, int *port) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int r = peer ? getpeername(fd, (struct sockaddr *)&ss, &len) : getsockname(fd, (struct sockaddr *)&ss, &len);
+    if (r != 0) return -1;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        if (!inet_ntop(AF_INET, &a->sin_addr, host, (socklen_t)host_len)) return -1;
+        *port = ntohs(a->sin_port);
+        return 0;
+    }
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        if (!inet_ntop(AF_INET6, &a->sin6_addr, host, (socklen_t)host_len)) return -1;
+        *port = ntohs(a->sin6_port);
+        return 0;
+    }
+    return -1;
+}
+#else
+int swiftlet_watch_create(int *wake_fd) { (void)wake_fd; return -1; }
+int swiftlet_watch_add(int ep, int fd, unsigned long long token) { (void)ep; (void)fd; (void)token; return -1; }
+int swiftlet_watch_remove(int ep, int fd) { (void)ep; (void)fd; return -1; }
+int swiftlet_watch_wait(int ep, int wake_fd, unsigned long long *tokens, int max, int timeout_ms) {
+    (void)ep; (void)wake_fd; (void)tokens; (void)max; (void)timeout_ms; return -1;
+}
+void swiftlet_watch_wake(int wake_fd) { (void)wake_fd; }
+int swiftlet_dup_cloexec(int fd) { (void)fd; return -1; }
+int swiftlet_socket_endpoint(int fd, int peer, char *host, size_t host_len, int *port) {
+    (void)fd; (void)peer; (void)host; (void)host_len; (void)port; return -1;
+}
+#endif

@@ -72,6 +72,9 @@ public enum SharedStrategy: String, Sendable {
 public struct MQTTConfig: Sendable, Equatable {
     public var allowAnonymous = true
     public var idleTimeout: Double = 15
+    /// Seconds a connected plain-TCP client may be idle before its connection is parked
+    /// (its socket leaves the event loop's channel, its MQTT state stays); 0: never.
+    public var parkAfter: Double = 15
     public var maxPacketSize = 1_048_576
     public var maxClientIdLength = 65_535
     public var maxTopicLevels = 128

@@ -307,7 +307,7 @@ public enum ConfigLoader {
         func mqtt(_ t: TOMLTable, into m: inout MQTTConfig) throws {
             let s = "mqtt"
             try checkKeys(t, allowed: [
-                "allow_anonymous", "idle_timeout", "max_packet_size", "max_clientid_len", "max_topic_levels",
+                "allow_anonymous", "idle_timeout", "park_after", "max_packet_size", "max_clientid_len", "max_topic_levels",
                 "max_topic_length", "max_subscriptions", "max_topic_alias", "receive_maximum", "max_inflight", "max_queued_messages",
                 "queue_qos0", "max_awaiting_rel", "max_queued_bytes", "max_retained_messages", "max_retained_bytes", "retry_interval", "session_expiry_interval",
                 "max_session_expiry_interval", "server_keep_alive", "keepalive_backoff", "max_qos",
@@ -315,6 +315,7 @@ public enum ConfigLoader {
             ], section: s)
             if let v = try bool(t, "allow_anonymous", section: s) { m.allowAnonymous = v }
             if let v = try number(t, "idle_timeout", section: s, min: 0.1, max: 3600) { m.idleTimeout = v }
+            if let v = try number(t, "park_after", section: s, min: 0, max: 86_400) { m.parkAfter = v }
             if let v = try int(t, "max_packet_size", section: s, min: 64, max: 268_435_460) { m.maxPacketSize = v }
             if let v = try int(t, "max_clientid_len", section: s, min: 23, max: 65_535) { m.maxClientIdLength = v }
             if let v = try int(t, "max_topic_levels", section: s, min: 1, max: 65_535) { m.maxTopicLevels = v }

@@ -113,6 +113,7 @@ final class MetricsExporter: @unchecked Sendable {
         count("swiftlet_bytes_sent_total", int("bytes_sent"))
         gauge("swiftlet_connections", Double(int("clients")))
         gauge("swiftlet_connections_max", Double(int("clients_max")))
+        gauge("swiftlet_connections_parked", Double(int("clients_parked")))
         gauge("swiftlet_sessions", Double(int("sessions")))
         gauge("swiftlet_subscriptions", Double(int("subscriptions")))
         gauge("swiftlet_retained_messages", Double(int("retained")))

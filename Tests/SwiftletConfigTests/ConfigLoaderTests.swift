@@ -281,6 +281,13 @@ final class ConfigLoaderTests: XCTestCase {
         XCTAssertEqual(try ConfigLoader.parse("[mqtt]\nretry_interval = 0.5\n").mqtt.retryInterval, 0.5)
     }
 
+    func testParkAfter() throws {
+        XCTAssertEqual(BrokerConfig().mqtt.parkAfter, 15)
+        XCTAssertEqual(try ConfigLoader.parse("[mqtt]\npark_after = 0\n").mqtt.parkAfter, 0)
+        XCTAssertEqual(try ConfigLoader.parse("[mqtt]\npark_after = 2.5\n").mqtt.parkAfter, 2.5)
+        XCTAssertEqual(parseError("[mqtt]\npark_after = -1\n")?.key, "mqtt.park_after")
+    }
+
     func testFloatRefusedWhereAnIntegerIsExpected() {
         let e = parseError("[mqtt]\nmax_inflight = 1.5\n")
         XCTAssertEqual(e?.key, "mqtt.max_inflight")

@@ -1,3 +1,4 @@
+import CSwiftletSys
 import SwiftletConfig
 import Foundation
 import Logging
@@ -429,6 +430,41 @@ final class ListenerSocketTests: XCTestCase {
     }
 }
 
+extension ListenerSocketTests {
+    /// Parking needs the accepted socket's descriptor (`ChannelDescriptor`, read from NIO's
+    /// description and checked against the channel's addresses): it is the socket the client
+    /// is connected to, and there is none for a channel without a socket.
+    func testChannelDescriptorIsTheAcceptedSocket() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        var cfg = BrokerConfig()
+        cfg.sysInterval = 0
+        let broker = Broker(config: cfg, logger: quietLogger(), group: group)
+        let state = ListenerState(config: ListenerConfig(kind: .tcp, host: "127.0.0.1", port: 0), logger: quietLogger())
+        let server = try await Listeners.bind(state, broker: broker)
+        let port = try XCTUnwrap(server.localAddress?.port)
+        let client = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: port).get()
+        var accepted: Channel?
+        for _ in 0..<500 where accepted == nil {
+            let handler = broker.connectionsLock.withLock { broker.connections.values.first }
+            if let handler {
+                accepted = try await handler.eventLoop.submit { (handler.transport as? ChannelHandlerContext)?.channel }.get()
+            } else {
+                try await Task.sleep(nanoseconds: 10_000_000)
+            }
+        }
+        let channel = try XCTUnwrap(accepted, "the broker accepted the connection")
+        let fd = try XCTUnwrap(ChannelDescriptor.of(channel))
+        var host = [CChar](repeating: 0, count: 64)
+        var peerPort: CInt = 0
+        XCTAssertEqual(swiftlet_socket_endpoint(fd, 1, &host, host.count, &peerPort), 0)
+        XCTAssertEqual(Int(peerPort), client.localAddress?.port)
+        XCTAssertNil(ChannelDescriptor.of(EmbeddedChannel()))
+        try await client.close()
+        try await server.close()
+        try await group.shutdownGracefully()
+    }
+}
+
 final class HostTextTests: XCTestCase {
     /// Our IPv4 formatting gives what inet_ntop gives (NIO's `ipAddress`).
     func testIPv4MatchesInetNtop() throws {
@@ -445,5 +481,24 @@ final class HostTextTests: XCTestCase {
             XCTAssertEqual(a.hostText, a.ipAddress)
         }
         XCTAssertNil(try SocketAddress(unixDomainSocketPath: "/tmp/x.sock").hostText)
+    }
+}
+
+final class ParkingLotTrimTests: XCTestCase {
+    private func at(_ s: Int64) -> NIODeadline { .uptimeNanoseconds(UInt64(1_000_000_000_000 + s * 1_000_000_000)) }
+
+    /// A trickle of parked connections is left to malloc's reuse: no trim below a batch.
+    func testNoTrimBelowABatch() {
+        XCTAssertNil(ParkingLot.trimDue(parked: ParkingLot.trimBatch - 1, first: at(0), last: at(1), lastTrim: at(-100)))
+        XCTAssertNil(ParkingLot.trimDue(parked: 10_000, first: nil, last: at(1), lastTrim: at(-100)))
+    }
+
+    /// A burst is trimmed once parking has been quiet for a while, or after the longest
+    /// delay if it goes on, and never sooner than the interval after the last trim.
+    func testBurstIsTrimmedWhenQuietBoundedByDelayAndInterval() {
+        let n = ParkingLot.trimBatch
+        XCTAssertEqual(ParkingLot.trimDue(parked: n, first: at(0), last: at(3), lastTrim: at(-100)), at(5))
+        XCTAssertEqual(ParkingLot.trimDue(parked: n, first: at(0), last: at(9), lastTrim: at(-100)), at(10))
+        XCTAssertEqual(ParkingLot.trimDue(parked: n, first: at(0), last: at(1), lastTrim: at(-2)), at(8))
     }
 }

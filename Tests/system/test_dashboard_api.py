@@ -262,7 +262,7 @@ def test_prometheus_parses_and_has_low_cardinality_labels(dash, uniq):
         code, text, h = api.call("GET", path, token=None)
         assert code == 200 and h["Content-Type"].startswith("text/plain")
         families = {f.name: f for f in text_string_to_metric_families(text.decode())}
-        for name in ["swiftlet_connections", "swiftlet_messages_received", "swiftlet_listener_connections", "swiftlet_sidecar_up"]:
+        for name in ["swiftlet_connections", "swiftlet_connections_parked", "swiftlet_messages_received", "swiftlet_listener_connections", "swiftlet_sidecar_up"]:
             assert name in families, (name, sorted(families))
         for f in families.values():
             for s in f.samples:

@@ -8,7 +8,7 @@ import pytest
 import mqttraw as m
 from clients import Client
 
-NUMERIC = ["stats/clients/count", "stats/clients/max", "stats/subscriptions/count",
+NUMERIC = ["stats/clients/count", "stats/clients/max", "stats/clients/parked", "stats/subscriptions/count",
            "stats/retained/count", "metrics/messages/received", "metrics/messages/sent",
            "metrics/messages/dropped", "metrics/bytes/received", "metrics/bytes/sent",
            "metrics/messages/received/rate"]

@@ -38,4 +38,24 @@ typedef struct {
 /// silent exit).
 int swiftlet_spawn_isolated(const char *path, char *const argv[], char *const envp[], int out_fd,
                             const swiftlet_isolation *iso, char *err, size_t err_len);
+/// Connection parking (docs/decisions/0009): an epoll set that reports each parked socket once
+/// (EPOLLIN | EPOLLRDHUP | EPOLLONESHOT) by a 64-bit token, plus an eventfd (token 0) that
+/// wakes its waiting thread. Returns the epoll descriptor, or -1 (errno set). `*wake_fd` gets
+/// the eventfd.
+int swiftlet_watch_create(int *wake_fd);
+/// Adds `fd` with `token` (> 0). 0 or -1 (errno set).
+int swiftlet_watch_add(int ep, int fd, unsigned long long token);
+/// Removes `fd`. 0 or -1 (errno set).
+int swiftlet_watch_remove(int ep, int fd);
+/// Waits up to `timeout_ms` (-1: no limit) and fills `tokens` with up to `max` ready tokens
+/// (0 is the wake-up eventfd, drained here). Returns how many, or -1 (errno set; EINTR is
+/// returned as 0).
+int swiftlet_watch_wait(int ep, int wake_fd, unsigned long long *tokens, int max, int timeout_ms);
+/// Wakes a thread in `swiftlet_watch_wait` on `wake_fd`.
+void swiftlet_watch_wake(int wake_fd);
+/// dup with close-on-exec. The new descriptor, or -1 (errno set).
+int swiftlet_dup_cloexec(int fd);
+/// The socket's local (`peer` 0) or remote (`peer` 1) address: numeric host into `host` and
+/// port into `*port`. 0, or -1 when `fd` is not an IPv4/IPv6 socket with that address.
+int swiftlet_socket_endpoint(int fd, int peer, char *host, size_t host_len, int *port);
 #endif

@@ -27,6 +27,10 @@ public final class Broker: @unchecked Sendable {
     public let logger: Logger
     let group: EventLoopGroup
     private let ownsGroup: Bool
+    /// The loop that accepts connections on the broker's listeners, apart from the loops that
+    /// serve them (nil when the broker runs on a group it was given, as tests do, or never
+    /// parks connections: the serving loops accept).
+    let acceptGroup: EventLoopGroup?
     let loopTable: LoopTable
     var loops: [LoopContext] { loopTable.loops }
     let registry = SessionRegistry()
@@ -40,6 +44,8 @@ public final class Broker: @unchecked Sendable {
     public let builtinAuth: BuiltinAuth
     /// Off-loop work: password hashing.
     let threadPool: NIOThreadPool
+    /// Sockets of parked idle connections (`mqtt.park_after`); its thread starts at the first.
+    let parkingLot: ParkingLot
     /// Sidecars: their socket, auth providers, hooks and ctl commands.
     public private(set) var sidecars: SidecarHub!
     /// Managed sidecars declared in `[sidecars] plugins_dir`.
@@ -81,9 +87,13 @@ public final class Broker: @unchecked Sendable {
         self.logger = logger
         self.group = group
         self.ownsGroup = ownsGroup
+        // Only for parking (its memory goes back to the system when channels are made apart
+        // from connections' state, docs/decisions/0009): with park_after = 0 the loops accept.
+        self.acceptGroup = ownsGroup && config.mqtt.parkAfter > 0 ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : nil
         self.retained = RetainedStore(maxCount: config.mqtt.maxRetainedMessages, maxBytes: config.mqtt.maxRetainedBytes)
         self.threadPool = NIOThreadPool(numberOfThreads: 1)
         self.threadPool.start()
+        self.parkingLot = ParkingLot(logger: logger)
         self.auth = AuthChain(config: config.auth, allowAnonymous: config.mqtt.allowAnonymous, logger: logger)
         self.builtinAuth = BuiltinAuth(usersPath: config.auth.usersFile, aclPath: config.auth.aclFile,
                                        order: config.auth.builtinOrder, pool: threadPool)
@@ -140,7 +150,9 @@ public final class Broker: @unchecked Sendable {
     private func makeParts() -> [any BrokerPart] {
         [
             FunctionPart("event loops", start: {}, stop: { [unowned self] in
+                parkingLot.stop()
                 try? await threadPool.shutdownGracefully()
+                try? await acceptGroup?.shutdownGracefully()
                 if ownsGroup { try? await group.shutdownGracefully() }
                 logger.info("stopped")
             }),

@@ -30,6 +30,7 @@ extension Broker {
                 ("datetime", ISO8601DateFormatter().string(from: Date())),
                 ("stats/clients/count", "\(clientsConnected.load(ordering: .relaxed))"),
                 ("stats/clients/max", "\(clientsMax.load(ordering: .relaxed))"),
+                ("stats/clients/parked", "\(parkingLot.count)"),
                 ("stats/sessions/count", "\(registry.count)"),
                 ("stats/subscriptions/count", "\(router.subscriptionCount.load(ordering: .relaxed))"),
                 ("stats/retained/count", "\(retained.count)"),

@@ -12,7 +12,10 @@ public enum Listeners {
         if l.isTLS { try state.loadTLS() }
         let wantsCert = l.isTLS && l.verify != .none
         let wantsPeer = wantsCert || l.proxyProtocol || l.proxyAddressHeader != nil
-        let bootstrap = ServerBootstrap(group: broker.group)
+        // Accepted on a loop of its own, served on the broker's loops: a channel's NIO objects
+        // are then allocated apart from the connection's long-lived state, and a parked
+        // connection's channel frees whole pages (docs/decisions/0009).
+        let bootstrap = ServerBootstrap(group: broker.acceptGroup ?? broker.group, childGroup: broker.group)
             .serverChannelOption(ChannelOptions.backlog, value: Int32(clamping: l.backlog))
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             // Accepted sockets inherit TCP_NODELAY from the listening socket (Linux and the

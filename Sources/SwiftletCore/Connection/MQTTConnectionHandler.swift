@@ -51,6 +51,16 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     }
     var closeKind = CloseKind.abnormal
     var sawPacket = false
+    // Connection parking (MQTTConnectionHandler+Parking.swift); these fit the padding before
+    // `sweepSlot`, so they add nothing to the handler's size.
+    /// A packet was read or written since the last sweep.
+    var activeSinceSweep = false
+    /// Parking was tried and cannot work for this connection (no descriptor, the lot refused).
+    var parkRefused = false
+    /// A packet trace has a handler in the pipeline: the connection is not parked meanwhile.
+    var traced = false
+    /// Sweeps in a row that found the connection idle (saturating).
+    var idleSweeps: UInt16 = 0
     /// This connection's index in its loop's `ConnectionSweep`; -1 when not in it.
     var sweepSlot = -1
 
@@ -120,7 +130,17 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     // MARK: Channel events
 
     func handlerAdded(context: ChannelHandlerContext) {
+        // A parked connection's new channel takes over once active (`channelActive`).
+        if transport is ParkedSocket { return }
         start(transport: context)
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if transport !== context, let p = transport as? ParkedSocket, p.state == .waking {
+            transport = context
+            p.handBack(to: context)
+        }
+        context.fireChannelActive()
     }
 
     /// The connection begins on `transport` (a socket's context, or a gateway session).
@@ -133,11 +153,13 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        connectionLost()
+        // A channel given up when the connection was parked ends without the connection.
+        if transport === context { connectionLost() }
         context.fireChannelInactive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        guard transport === context else { return }
         connectionLost()
         self.transport = nil
         self.pendingOut = nil
@@ -183,6 +205,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     func readComplete() {
         if sawPacket {
             sawPacket = false
+            activeSinceSweep = true
             machine.activity(now: eventLoop.now.uptimeNanoseconds)
         }
         flushIfDirty()
@@ -247,6 +270,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     private func markNeedsFlush() {
         if !needsFlush {
             needsFlush = true
+            activeSinceSweep = true
             ctx.markDirty(self)
         }
     }
@@ -407,7 +431,7 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     func sweep(now: NIODeadline) {
         let action = machine.tick(now: now.uptimeNanoseconds)
         switch action {
-        case .none: return  // nearly every tick: nothing due (no Action comparison, no dispatch)
+        case .none: return considerParking()  // nearly every tick: nothing due (no Action comparison, no dispatch)
         case .close where state == .awaitingConnect: logger.debug("no CONNECT within idle_timeout, closing")
         default: break
         }

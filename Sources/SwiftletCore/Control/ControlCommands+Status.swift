@@ -4,7 +4,7 @@ import NIOCore
 /// The broker's counters in one read: what `swiftlet-ctl status` shows and the dashboard
 /// samples once a second (without going through the ctl command's JSON).
 public struct BrokerStatus: Sendable {
-    /// In `status`'s order: uptime_seconds, clients, clients_max, sessions, subscriptions,
+    /// In `status`'s order: uptime_seconds, clients, clients_max, clients_parked, sessions, subscriptions,
     /// retained, sidecars, messages_received/sent/dropped, bytes_received/sent.
     public var fields: [(String, Int)]
     public var values: [String: Int] { Dictionary(fields, uniquingKeysWith: { a, _ in a }) }
@@ -19,6 +19,7 @@ extension Broker {
                 ("uptime_seconds", Int(Date().timeIntervalSince(self.startedAt))),
                 ("clients", self.clientsConnected.load(ordering: .relaxed)),
                 ("clients_max", self.clientsMax.load(ordering: .relaxed)),
+                ("clients_parked", self.parkingLot.count),
                 ("sessions", self.registry.count),
                 ("subscriptions", self.router.subscriptionCount.load(ordering: .relaxed)),
                 ("retained", self.retained.count),

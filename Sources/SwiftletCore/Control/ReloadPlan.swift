@@ -102,6 +102,7 @@ struct ReloadPlan {
     static let mqttKeys: [(String, @Sendable (MQTTConfig) -> String)] = [
         ("allow_anonymous", { "\($0.allowAnonymous)" }),
         ("idle_timeout", { "\($0.idleTimeout)" }),
+        ("park_after", { "\($0.parkAfter)" }),
         ("max_packet_size", { "\($0.maxPacketSize)" }),
         ("max_clientid_len", { "\($0.maxClientIdLength)" }),
         ("max_topic_levels", { "\($0.maxTopicLevels)" }),

@@ -148,12 +148,16 @@ extension Broker {
         let futures = onConnectionLoops { list -> Int in
             var n = 0
             for c in list where c.state == .connected && select(c) {
+                // A parked connection gets its channel back to be traced (and stays on it while traced).
+                if let parked = c.transport as? ParkedSocket { c.unpark(parked) }
                 guard let ctx = c.transport as? ChannelHandlerContext else { continue }
                 let tap = PacketTap(sink: sink, clientId: c.clientId, topicFilter: topicFilter, payloads: payloads)
                 guard (try? ctx.pipeline.syncOperations.addHandler(tap, position: .before(ctx.handler))) != nil else { continue }
                 n += 1
+                c.traced = true
                 ctx.eventLoop.scheduleTask(in: .nanoseconds(Int64(seconds * 1e9))) {
                     ctx.pipeline.syncOperations.removeHandler(tap, promise: nil)
+                    c.traced = false
                 }
             }
             return n
