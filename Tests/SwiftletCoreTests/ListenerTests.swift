@@ -396,9 +396,10 @@ private final class OutboundLog: ChannelOutboundHandler {
 
 /// A real listener on 127.0.0.1: what an accepted socket gets from the listening one.
 final class ListenerSocketTests: XCTestCase {
-    /// TCP_NODELAY is set once on the listening socket and each accepted socket inherits it
-    /// (`Listeners.bind`); without it small MQTT packets would wait for the peer's delayed ACK.
-    func testAcceptedConnectionsHaveNoDelay() async throws {
+    /// A broker's plain-TCP listener, one client connected to it with `client`'s options, and
+    /// the channel the broker accepted for it; `body` runs, then everything is closed.
+    private func withAcceptedConnection(client options: (ClientBootstrap) -> ClientBootstrap = { $0 },
+                                        _ body: (_ client: Channel, _ accepted: Channel) async throws -> Void) async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         var cfg = BrokerConfig()
         cfg.sysInterval = 0
@@ -406,10 +407,7 @@ final class ListenerSocketTests: XCTestCase {
         let state = ListenerState(config: ListenerConfig(kind: .tcp, host: "127.0.0.1", port: 0), logger: quietLogger())
         let server = try await Listeners.bind(state, broker: broker)
         let port = try XCTUnwrap(server.localAddress?.port)
-        // The client side turns it off: what the broker's socket has comes from the broker.
-        let client = try await ClientBootstrap(group: group)
-            .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 0)
-            .connect(host: "127.0.0.1", port: port).get()
+        let client = try await options(ClientBootstrap(group: group)).connect(host: "127.0.0.1", port: port).get()
         var accepted: Channel?
         for _ in 0..<500 where accepted == nil {
             let handler = broker.connectionsLock.withLock { broker.connections.values.first }
@@ -420,48 +418,36 @@ final class ListenerSocketTests: XCTestCase {
             }
         }
         let channel = try XCTUnwrap(accepted, "the broker accepted the connection")
-        let noDelay = try await channel.getOption(ChannelOptions.tcpOption(.tcp_nodelay)).get()
-        XCTAssertNotEqual(noDelay, 0)
-        let clientNoDelay = try await client.getOption(ChannelOptions.tcpOption(.tcp_nodelay)).get()
-        XCTAssertEqual(clientNoDelay, 0)
+        try await body(client, channel)
         try await client.close()
         try await server.close()
         try await group.shutdownGracefully()
     }
-}
 
-extension ListenerSocketTests {
+    /// TCP_NODELAY is set once on the listening socket and each accepted socket inherits it
+    /// (`Listeners.bind`); without it small MQTT packets would wait for the peer's delayed ACK.
+    func testAcceptedConnectionsHaveNoDelay() async throws {
+        // The client side turns it off: what the broker's socket has comes from the broker.
+        try await withAcceptedConnection(client: { $0.channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 0) }) { client, channel in
+            let noDelay = try await channel.getOption(ChannelOptions.tcpOption(.tcp_nodelay)).get()
+            XCTAssertNotEqual(noDelay, 0)
+            let clientNoDelay = try await client.getOption(ChannelOptions.tcpOption(.tcp_nodelay)).get()
+            XCTAssertEqual(clientNoDelay, 0)
+        }
+    }
+
     /// Parking needs the accepted socket's descriptor (`ChannelDescriptor`, read from NIO's
     /// description and checked against the channel's addresses): it is the socket the client
     /// is connected to, and there is none for a channel without a socket.
     func testChannelDescriptorIsTheAcceptedSocket() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        var cfg = BrokerConfig()
-        cfg.sysInterval = 0
-        let broker = Broker(config: cfg, logger: quietLogger(), group: group)
-        let state = ListenerState(config: ListenerConfig(kind: .tcp, host: "127.0.0.1", port: 0), logger: quietLogger())
-        let server = try await Listeners.bind(state, broker: broker)
-        let port = try XCTUnwrap(server.localAddress?.port)
-        let client = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: port).get()
-        var accepted: Channel?
-        for _ in 0..<500 where accepted == nil {
-            let handler = broker.connectionsLock.withLock { broker.connections.values.first }
-            if let handler {
-                accepted = try await handler.eventLoop.submit { (handler.transport as? ChannelHandlerContext)?.channel }.get()
-            } else {
-                try await Task.sleep(nanoseconds: 10_000_000)
-            }
+        try await withAcceptedConnection { client, channel in
+            let fd = try XCTUnwrap(ChannelDescriptor.of(channel))
+            var host = [CChar](repeating: 0, count: 64)
+            var peerPort: CInt = 0
+            XCTAssertEqual(swiftlet_socket_endpoint(fd, 1, &host, host.count, &peerPort), 0)
+            XCTAssertEqual(Int(peerPort), client.localAddress?.port)
         }
-        let channel = try XCTUnwrap(accepted, "the broker accepted the connection")
-        let fd = try XCTUnwrap(ChannelDescriptor.of(channel))
-        var host = [CChar](repeating: 0, count: 64)
-        var peerPort: CInt = 0
-        XCTAssertEqual(swiftlet_socket_endpoint(fd, 1, &host, host.count, &peerPort), 0)
-        XCTAssertEqual(Int(peerPort), client.localAddress?.port)
         XCTAssertNil(ChannelDescriptor.of(EmbeddedChannel()))
-        try await client.close()
-        try await server.close()
-        try await group.shutdownGracefully()
     }
 }
 

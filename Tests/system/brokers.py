@@ -31,10 +31,21 @@ def swiftlet_path():
     return Path(os.environ.get("SWIFTLET_BIN", REPO / ".build" / "debug" / "swiftlet"))
 
 
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free TCP port on 127.0.0.1, never the same one twice in a test session: the kernel may
+    give back a port it has just given out, and two listeners of one broker then collide (a CI
+    run lost a TLS module's broker that way, "Address already in use" on its fifth port)."""
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no free port left that was not handed out already")
 
 
 def toml_value(v):
