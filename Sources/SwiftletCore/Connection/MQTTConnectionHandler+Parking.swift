@@ -22,9 +22,10 @@ extension MQTTConnectionHandler {
             return
         }
         if idleSweeps < .max { idleSweeps += 1 }
+        // Cheapest first: a parked or never parkable connection reads no configuration.
+        guard !parkRefused, !(transport is ParkedSocket) else { return }
         let after = config.parkAfter
-        guard after > 0, !parkRefused, Double(idleSweeps) * Self.sweepSeconds >= after,
-              !(transport is ParkedSocket) else { return }
+        guard after > 0, Double(idleSweeps) * Self.sweepSeconds >= after else { return }
         park()
     }
 
@@ -100,8 +101,7 @@ extension MQTTConnectionHandler {
                 switch result {
                 case .success(let channel):
                     // The count the parked socket carried moves to the new channel.
-                    let current = listener.current
-                    channel.closeFuture.whenComplete { _ in current.wrappingDecrement(ordering: .relaxed) }
+                    listener.countOpen(until: channel)
                 case .failure(let error):
                     unparkFailed(parked, error)
                 }

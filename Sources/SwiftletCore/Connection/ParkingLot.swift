@@ -245,7 +245,7 @@ final class ParkedSocket: MQTTTransport {
 
     /// The lot saw the socket readable (data or the peer's close).
     func readable() {
-        if state == .parked { handler?.unpark(self) }
+        _ = wake()
     }
 
     /// Unparking began: the descriptor is NIO's from here on.

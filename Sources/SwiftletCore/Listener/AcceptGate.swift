@@ -41,8 +41,7 @@ final class AcceptGate: ChannelInboundHandler, @unchecked Sendable {
         }
         listener.current.wrappingIncrement(ordering: .relaxed)
         listener.accepted.wrappingIncrement(ordering: .relaxed)
-        let current = listener.current
-        child.closeFuture.whenComplete { _ in current.wrappingDecrement(ordering: .relaxed) }
+        listener.countOpen(until: child)
         context.fireChannelRead(data)
     }
 

@@ -97,6 +97,13 @@ final class ListenerState: @unchecked Sendable {
 
     // MARK: Refused and malformed connections
 
+    /// Counts a connection open until `channel` closes (`current`): an accepted socket's
+    /// channel, or the channel a parked connection is resumed on.
+    func countOpen(until channel: Channel) {
+        let current = self.current
+        channel.closeFuture.whenComplete { _ in current.wrappingDecrement(ordering: .relaxed) }
+    }
+
     func refusedCount(_ r: Refusal) -> Int { lock.withLock { refusals[r] ?? 0 } }
     var refusedTotal: Int { lock.withLock { refusals.values.reduce(0, +) } }
     var refusedByReason: [(Refusal, Int)] {
