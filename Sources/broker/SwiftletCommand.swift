@@ -17,6 +17,13 @@ struct SwiftletCommand: AsyncParsableCommand {
         discussion: "With no --config, runs on the embedded defaults: MQTT on 0.0.0.0:1883 with anonymous access.",
         version: Broker.version)
 
+    /// glibc's per-thread malloc cache is turned off before anything else runs (a
+    /// re-execution; docs/decisions/0010-malloc-thread-cache.md).
+    static func main() async {
+        Heap.turnThreadCacheOff()
+        await main(nil)
+    }
+
     @Option(name: .long, help: "TOML configuration file (see etc/swiftlet.toml and docs/configuration.md).")
     var config: String?
 

@@ -9,10 +9,10 @@ import time
 import pytest
 
 from clients import Client, wait_for
-from ctl import ctl_ok, run_ctl
+from ctl import ctl_config, ctl_ok, run_ctl
 from mqttraw import RawClient
 from test_plugins import start_with_template
-from sidecars import wait_registered
+from sidecars import short_dir, wait_registered
 
 MiB = 1 << 20
 
@@ -146,3 +146,51 @@ def test_recon_usage(loaded):
     for args in (["recon"], ["recon", "bogus"], ["recon", "memory", "extra"]):
         r = run_ctl(ctl, *args)
         assert r.rc == 1 and "recon memory" in r.err, r
+
+
+def environ(pid):
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        return dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+
+
+def test_malloc_thread_cache_off_in_the_broker_and_as_it_was_in_sidecars(loaded):
+    """The broker re-executes itself with glibc's per-thread malloc cache off (decision 0010);
+    its sidecars get the environment's GLIBC_TUNABLES as it was."""
+    b, ctl, _ = loaded
+    env = environ(b.proc.pid)
+    # /proc shows the variable up to its first ':' (glibc cuts it there); ours comes first.
+    assert env[b"GLIBC_TUNABLES"].split(b":")[0] == b"glibc.malloc.tcache_count=0", env.get(b"GLIBC_TUNABLES")
+    assert ctl_ok(ctl, "recon", "memory", json_out=True)["malloc_thread_cache"] == "off"
+    assert "malloc_thread_cache: off" in ctl_ok(ctl, "recon", "memory")
+    pid = [p for p in ctl_ok(ctl, "plugins", "list", json_out=True) if p["name"] == "template"][0]["pid"]
+    side = environ(pid)
+    assert side.get(b"GLIBC_TUNABLES") == os.environb.get(b"GLIBC_TUNABLES")
+    assert b"SWIFTLET_GLIBC_TUNABLES_BEFORE" not in side
+
+
+@pytest.mark.parametrize("env", [{"SWIFTLET_MALLOC_TCACHE": "on"},
+                                 {"GLIBC_TUNABLES": "glibc.malloc.tcache_count=3"}])
+def test_malloc_thread_cache_left_as_the_operator_set_it(broker_factory, monkeypatch, env):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    b = broker_factory()
+    got = environ(b.proc.pid)
+    expected = os.environ.get("GLIBC_TUNABLES")
+    assert got.get(b"GLIBC_TUNABLES") == (expected.encode() if expected is not None else None)
+    assert b"SWIFTLET_GLIBC_TUNABLES_BEFORE" not in got
+    c = Client(b, version=5)
+    c.subscribe("t", qos=1)
+    c.publish("t", b"x", qos=1)
+    assert c.get().payload == b"x"
+    c.disconnect()
+
+
+def test_malloc_thread_cache_off_keeps_the_operators_other_tunables(broker_factory, monkeypatch):
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=4")
+    d = short_dir()
+    b = broker_factory(extra=ctl_config(d / "ctl.sock"))
+    got = environ(b.proc.pid)
+    # /proc shows the variable up to its first ':' (glibc cuts it there; getenv sees it all).
+    assert got[b"GLIBC_TUNABLES"].startswith(b"glibc.malloc.tcache_count=0")
+    assert got[b"SWIFTLET_GLIBC_TUNABLES_BEFORE"] == b"glibc.malloc.arena_max=4"
+    assert ctl_ok(d / "ctl.sock", "recon", "memory", json_out=True)["malloc_thread_cache"] == "off"

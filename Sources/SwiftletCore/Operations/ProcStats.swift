@@ -71,6 +71,24 @@ public enum Heap {
     @discardableResult
     public static func trim() -> Bool { swiftlet_heap_trim() == 1 }
 
+    /// glibc's per-thread malloc cache off for this process: re-executes the program with
+    /// `glibc.malloc.tcache_count=0` in GLIBC_TUNABLES unless that or SWIFTLET_MALLOC_TCACHE is
+    /// already set (docs/decisions/0010-malloc-thread-cache.md). Call first thing in main,
+    /// before any thread starts; returns when no re-execution happened.
+    public static func turnThreadCacheOff() {
+        _ = swiftlet_malloc_thread_cache_off(CommandLine.unsafeArgv)
+    }
+
+    /// The process runs with glibc's per-thread malloc cache off.
+    public static var threadCacheOff: Bool { swiftlet_malloc_thread_cache_is_off() == 1 }
+
+    /// The environment for a child process: GLIBC_TUNABLES as it was before
+    /// `turnThreadCacheOff` changed it, so sidecars run with glibc's defaults.
+    static func restoreThreadCacheSetting(_ env: inout [String: String]) {
+        guard let before = env.removeValue(forKey: "SWIFTLET_GLIBC_TUNABLES_BEFORE"), env["GLIBC_TUNABLES"] != nil else { return }
+        if before.isEmpty { env.removeValue(forKey: "GLIBC_TUNABLES") } else { env["GLIBC_TUNABLES"] = before }
+    }
+
     /// The bytes malloc gave for an object (its instance, not what it points to).
     static func size(of object: AnyObject) -> Int {
         Int(swiftlet_usable_size(UnsafeRawPointer(Unmanaged.passUnretained(object).toOpaque())))

@@ -366,6 +366,7 @@ public final class Supervisor: BrokerPart, @unchecked Sendable {
         } else {
             env = ProcessInfo.processInfo.environment
         }
+        Heap.restoreThreadCacheSetting(&env)
         let ids: SidecarIsolation.Resolved
         do {
             ids = try iso.resolve()
