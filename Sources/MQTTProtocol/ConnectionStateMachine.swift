@@ -56,26 +56,28 @@ public struct ConnectionStateMachine {
     }
 
     /// What a valid CONNECT asks for, read by the handler for authentication and the session.
+    /// The fields are ordered so that they pack (43 B).
     public struct ConnectRequest: Equatable {
         public var clientId: String
-        /// The broker chose the client id (5.0 gets it in CONNACK).
-        public var assigned: Bool
-        public var cleanStart: Bool
+        public var username: String?
         /// Seconds the session outlives the connection (0: ends with it, .max: never).
         public var sessionExpiry: UInt32
         /// What a 5.0 client asked for, to tell it when it was capped.
         public var requestedExpiry: UInt32?
-        public var username: String?
+        /// The broker chose the client id (5.0 gets it in CONNACK).
+        public var assigned: Bool
+        public var cleanStart: Bool
     }
+
+    // Every connection holds one of these, parked or not, so the stored fields are ordered to
+    // pack without padding (112 B; `ConnectionStateMachineLayoutTests` checks it): each
+    // smaller field fills the bytes an odd-sized one before it leaves, and the figures the
+    // protocol bounds to 16 or 32 bits are stored in that width.
 
     /// Shared by every connection of a broker (one reference, not a copy per connection).
     public let policy: ConnectionPolicy
-    public var config: MQTTConfig { policy.mqtt }
-    public private(set) var phase = Phase.awaitingConnect
-    public private(set) var version = ProtocolVersion.v3_1_1
     public private(set) var connectRequest: ConnectRequest?
-    /// Negotiated keep alive in seconds (the client's, or server_keep_alive for 5.0).
-    public private(set) var keepAlive = 0
+    public private(set) var phase = Phase.awaitingConnect
     /// Session expiry after a DISCONNECT may have changed it (5.0).
     public private(set) var sessionExpiry: UInt32 = 0
 
@@ -84,18 +86,28 @@ public struct ConnectionStateMachine {
     private var keepAliveLimit: UInt64 = 0
     private var nextRetry: UInt64?
 
+    public private(set) var version = ProtocolVersion.v3_1_1
     // What the client told us about itself (5.0).
-    public private(set) var clientReceiveMaximum = 65_535
-    public private(set) var clientMaxPacketSize = Int.max
-    public private(set) var clientTopicAliasMax = 0
     public private(set) var requestProblemInfo = true
     public private(set) var wantsResponseInformation = false
+    /// Maximum Packet Size; 0: none given (0 is not a valid value on the wire).
+    private var maxPacketSize32: UInt32 = 0
+    private var keepAlive16: UInt16 = 0
+    private var receiveMaximum16: UInt16 = 65_535
+    private var topicAliasMax16: UInt16 = 0
+    private var nextOutboundAlias: UInt16 = 1
 
     // Topic aliases.
     private var inboundAliases: [UInt16: String] = [:]
     /// By the topic's bytes: an alias never stands for a canonically equal but different topic.
     private var outboundAliases: [UTF8Key: UInt16] = [:]
-    private var nextOutboundAlias: UInt16 = 1
+
+    public var config: MQTTConfig { policy.mqtt }
+    /// Negotiated keep alive in seconds (the client's, or server_keep_alive for 5.0).
+    public var keepAlive: Int { Int(keepAlive16) }
+    public var clientReceiveMaximum: Int { Int(receiveMaximum16) }
+    public var clientMaxPacketSize: Int { maxPacketSize32 == 0 ? .max : Int(maxPacketSize32) }
+    public var clientTopicAliasMax: Int { Int(topicAliasMax16) }
 
     public init(policy: ConnectionPolicy, now: UInt64) {
         self.policy = policy
@@ -141,9 +153,9 @@ public struct ConnectionStateMachine {
         let p = c.properties
         if version == .v5 {
             if p.authenticationMethod != nil { return refuse(.badAuthenticationMethod, "enhanced authentication is not supported") }
-            if let rm = p.receiveMaximum { clientReceiveMaximum = Int(rm) }
-            if let mps = p.maximumPacketSize { clientMaxPacketSize = Int(mps) }
-            if let tam = p.topicAliasMaximum { clientTopicAliasMax = Int(tam) }
+            if let rm = p.receiveMaximum { receiveMaximum16 = rm }
+            if let mps = p.maximumPacketSize { maxPacketSize32 = mps }
+            if let tam = p.topicAliasMaximum { topicAliasMax16 = tam }
             if let rpi = p.requestProblemInformation { requestProblemInfo = rpi == 1 }
             wantsResponseInformation = p.requestResponseInformation == 1
         }
@@ -160,11 +172,11 @@ public struct ConnectionStateMachine {
             expiry = c.cleanStart ? 0 : (m.sessionExpiryInterval == 0 ? .max : m.sessionExpiryInterval)
         }
         sessionExpiry = expiry
-        connectRequest = ConnectRequest(clientId: clientId, assigned: assigned, cleanStart: c.cleanStart,
-                                        sessionExpiry: expiry, requestedExpiry: version == .v5 ? p.sessionExpiryInterval : nil,
-                                        username: c.username)
-        keepAlive = Int(c.keepAlive)
-        if version == .v5 && m.serverKeepAlive > 0 { keepAlive = m.serverKeepAlive }
+        connectRequest = ConnectRequest(clientId: clientId, username: c.username, sessionExpiry: expiry,
+                                        requestedExpiry: version == .v5 ? p.sessionExpiryInterval : nil,
+                                        assigned: assigned, cleanStart: c.cleanStart)
+        keepAlive16 = c.keepAlive
+        if version == .v5 && m.serverKeepAlive > 0 { keepAlive16 = UInt16(clamping: m.serverKeepAlive) }
         phase = .connecting
         armKeepAlive()
         lastActivity = now

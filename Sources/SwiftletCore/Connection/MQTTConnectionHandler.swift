@@ -18,63 +18,24 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias State = ConnectionStateMachine.Phase
     enum CloseKind { case normal, withWill, abnormal, takenOver, serverShutdown }
 
+    // Every connection holds its handler, parked or not: the stored fields are ordered so
+    // that they pack (344 B, malloc's 352 B class; `HandlerLayoutTests` checks it). The
+    // one-byte flags and the narrow numbers go last, together.
+
     let broker: Broker
     let ctx: LoopContext
-    var eventLoop: EventLoop { ctx.eventLoop }
     /// The socket's context, or a gateway session; nil once the connection is gone.
     var transport: MQTTTransport?
-    /// The broker's logger with this connection's peer and client id (built per message logged).
-    var logger: ConnectionLog { ConnectionLog(handler: self) }
     /// The MQTT rules of this connection; this handler executes what it decides.
     var machine: ConnectionStateMachine
-    var state: State { machine.phase }
-    var version: ProtocolVersion { machine.version }
-    var clientId: String { machine.clientId }
-    var username: String? { machine.connectRequest?.username }
-    var keepAlive: Int { machine.keepAlive }
-    var cleanStart: Bool { machine.connectRequest?.cleanStart ?? true }
-    var clientMaxPacketSize: Int { machine.clientMaxPacketSize }
     var peerHost: String
-    var peerPort: Int
     /// The listener that accepted the connection (a gateway's, for a gateway session).
     let listener: ListenerState
-    var listenerName: String { listener.name }
-    /// The client certificate's names on a listener that asks for one (nil elsewhere).
-    var connectionPeer: ConnectionPeer?
     var session: Session?
-    /// The will from CONNECT, out of line: most connections have none, and a `Will?` inline
-    /// was ~60 B of every handler.
-    private var willBox: OutOfLine<Will>?
-    var will: Will? {
-        get { willBox?.value }
-        set { willBox = newValue.map { OutOfLine($0) } }
-    }
-    var closeKind = CloseKind.abnormal
-    var sawPacket = false
-    // Connection parking (MQTTConnectionHandler+Parking.swift); these fit the padding before
-    // `sweepSlot`, so they add nothing to the handler's size.
-    /// A packet was read or written since the last sweep.
-    var activeSinceSweep = false
-    /// Parking was tried and cannot work for this connection (no descriptor, the lot refused).
-    var parkRefused = false
-    /// A packet trace has a handler in the pipeline: the connection is not parked meanwhile.
-    var traced = false
-    /// Sweeps in a row that found the connection idle (saturating).
-    var idleSweeps: UInt16 = 0
-    /// This connection's index in its loop's `ConnectionSweep`; -1 when not in it.
-    var sweepSlot = -1
-
+    /// What few connections have, out of line: a will (a `Will?` inline was ~60 B of every
+    /// handler) and a client certificate's names.
+    private var rare: OutOfLine<Rare>?
     var pending: [Packet] = []
-    /// True while an authorization answer is awaited: later packets wait in `pending`.
-    var paused = false
-    var superuser = false
-    /// Who the client is, for auth providers and hooks (built when asked, not stored: an idle
-    /// connection would otherwise keep a second copy of these fields).
-    var clientInfo: ClientInfo {
-        ClientInfo(clientId: clientId, username: username, peerAddress: peerHost, peerPort: peerPort,
-                   protocolLevel: version.rawValue, listener: listenerName,
-                   certCommonName: connectionPeer?.commonName, certSubject: connectionPeer?.subject)
-    }
     /// Per-connection ACL answers (emqttd's ACL cache): no shared state on the hot path.
     var aclCache: [ACLCacheKey: (allowed: Bool, expires: NIODeadline, slot: Int)] = [:]
     var aclCacheGeneration: UInt64 = 0
@@ -85,7 +46,6 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     /// The commit the last ack callback was registered for: later acks waiting for the same
     /// commit (one future per loop and batch) share that callback.
     var awaitedCommit: EventLoopFuture<Void>?
-    var needsFlush = false
     /// Small packets encoded since the last flush (acks, QoS 1/2 PUBLISH headers with small
     /// payloads), handed to the transport as one buffer at the flush or before the next
     /// shared buffer: one allocation and one pipeline write per flush instead of per packet
@@ -93,10 +53,6 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     /// so an idle connection holds nothing; handed over at `coalesceLimit` bytes, so NIO's
     /// write-buffer water marks see what is queued.
     var pendingOut: ByteBuffer?
-    static let coalesceLimit = 16 * 1024
-    /// A QoS 1/2 payload up to this size is copied after its header into `pendingOut`;
-    /// a larger one is written as a slice of the message (no copy).
-    static let inlinePayloadLimit = 512
     var wasCounted = false
     /// Splits the byte stream into packets. Decoding here rather than in a
     /// ByteToMessageHandler in front keeps each packet off the pipeline: a packet passed as
@@ -104,12 +60,81 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     var framer: PacketFramer
     /// Set after the stream failed to decode: later bytes are ignored.
     var decodeFailed = false
+    var closeKind = CloseKind.abnormal
+    var sawPacket = false
+    // Connection parking (MQTTConnectionHandler+Parking.swift).
+    /// A packet was read or written since the last sweep.
+    var activeSinceSweep = false
+    /// Parking was tried and cannot work for this connection (no descriptor, the lot refused).
+    var parkRefused = false
+    /// A packet trace has a handler in the pipeline: the connection is not parked meanwhile.
+    var traced = false
+    /// True while an authorization answer is awaited: later packets wait in `pending`.
+    var paused = false
+    var superuser = false
+    var needsFlush = false
+    /// Sweeps in a row that found the connection idle (saturating).
+    var idleSweeps: UInt16 = 0
+    private var port16: UInt16
+    private var sweepSlot32: Int32 = -1
+
+    static let coalesceLimit = 16 * 1024
+    /// A QoS 1/2 payload up to this size is copied after its header into `pendingOut`;
+    /// a larger one is written as a slice of the message (no copy).
+    static let inlinePayloadLimit = 512
+
+    struct Rare {
+        var will: Will?
+        var connectionPeer: ConnectionPeer?
+    }
+
+    var eventLoop: EventLoop { ctx.eventLoop }
+    /// The broker's logger with this connection's peer and client id (built per message logged).
+    var logger: ConnectionLog { ConnectionLog(handler: self) }
+    var state: State { machine.phase }
+    var version: ProtocolVersion { machine.version }
+    var clientId: String { machine.clientId }
+    var username: String? { machine.connectRequest?.username }
+    var keepAlive: Int { machine.keepAlive }
+    var cleanStart: Bool { machine.connectRequest?.cleanStart ?? true }
+    var clientMaxPacketSize: Int { machine.clientMaxPacketSize }
+    var peerPort: Int {
+        get { Int(port16) }
+        set { port16 = UInt16(clamping: newValue) }
+    }
+    var listenerName: String { listener.name }
+    /// This connection's index in its loop's `ConnectionSweep`; -1 when not in it.
+    var sweepSlot: Int {
+        get { Int(sweepSlot32) }
+        set { sweepSlot32 = Int32(newValue) }
+    }
+    var will: Will? {
+        get { rare?.value.will }
+        set { setRare { $0.will = newValue } }
+    }
+    /// The client certificate's names on a listener that asks for one (nil elsewhere).
+    var connectionPeer: ConnectionPeer? {
+        get { rare?.value.connectionPeer }
+        set { setRare { $0.connectionPeer = newValue } }
+    }
+    private func setRare(_ change: (inout Rare) -> Void) {
+        var r = rare?.value ?? Rare()
+        change(&r)
+        rare = r.will == nil && r.connectionPeer == nil ? nil : OutOfLine(r)
+    }
+    /// Who the client is, for auth providers and hooks (built when asked, not stored: an idle
+    /// connection would otherwise keep a second copy of these fields).
+    var clientInfo: ClientInfo {
+        ClientInfo(clientId: clientId, username: username, peerAddress: peerHost, peerPort: peerPort,
+                   protocolLevel: version.rawValue, listener: listenerName,
+                   certCommonName: connectionPeer?.commonName, certSubject: connectionPeer?.subject)
+    }
 
     init(broker: Broker, ctx: LoopContext, peerHost: String, peerPort: Int = 0, listener: ListenerState) {
         self.broker = broker
         self.ctx = ctx
         self.peerHost = peerHost
-        self.peerPort = peerPort
+        self.port16 = UInt16(clamping: peerPort)
         self.listener = listener
         let policy = broker.connectionPolicy  // read once: a reload applies to later connections
         self.machine = ConnectionStateMachine(policy: policy, now: ctx.eventLoop.now.uptimeNanoseconds)
