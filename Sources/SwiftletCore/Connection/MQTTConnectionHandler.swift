@@ -83,9 +83,10 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     /// a larger one is written as a slice of the message (no copy).
     static let inlinePayloadLimit = 512
 
-    struct Rare {
+    struct Rare: OutOfLineValue {
         var will: Will?
         var connectionPeer: ConnectionPeer?
+        var isEmpty: Bool { will == nil && connectionPeer == nil }
     }
 
     var eventLoop: EventLoop { ctx.eventLoop }
@@ -110,17 +111,12 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     }
     var will: Will? {
         get { rare?.value.will }
-        set { setRare { $0.will = newValue } }
+        set { rare.update { $0.will = newValue } }
     }
     /// The client certificate's names on a listener that asks for one (nil elsewhere).
     var connectionPeer: ConnectionPeer? {
         get { rare?.value.connectionPeer }
-        set { setRare { $0.connectionPeer = newValue } }
-    }
-    private func setRare(_ change: (inout Rare) -> Void) {
-        var r = rare?.value ?? Rare()
-        change(&r)
-        rare = r.will == nil && r.connectionPeer == nil ? nil : OutOfLine(r)
+        set { rare.update { $0.connectionPeer = newValue } }
     }
     /// Who the client is, for auth providers and hooks (built when asked, not stored: an idle
     /// connection would otherwise keep a second copy of these fields).

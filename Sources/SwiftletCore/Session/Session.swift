@@ -39,30 +39,19 @@ public final class Session: @unchecked Sendable {
     private var offline: OutOfLine<OfflineState>?
     var pendingWill: (will: Will, username: String?)? {
         get { offline?.value.pendingWill }
-        set { updateOffline { $0.pendingWill = newValue } }
+        set { offline.update { $0.pendingWill = newValue } }
     }
     var willTask: Scheduled<Void>? {
         get { offline?.value.willTask }
-        set { updateOffline { $0.willTask = newValue } }
+        set { offline.update { $0.willTask = newValue } }
     }
     var expiryTask: Scheduled<Void>? {
         get { offline?.value.expiryTask }
-        set { updateOffline { $0.expiryTask = newValue } }
+        set { offline.update { $0.expiryTask = newValue } }
     }
     var disconnectedAt: NIODeadline? {
         get { offline?.value.disconnectedAt }
-        set { updateOffline { $0.disconnectedAt = newValue } }
-    }
-
-    private func updateOffline(_ change: (inout OfflineState) -> Void) {
-        if let box = offline {
-            change(&box.value)
-            if box.value.isEmpty { offline = nil }
-        } else {
-            var state = OfflineState()
-            change(&state)
-            if !state.isEmpty { offline = OutOfLine(state) }
-        }
+        set { offline.update { $0.disconnectedAt = newValue } }
     }
 
     init(clientId: String, loopIndex: Int, version: ProtocolVersion, expiry: UInt32, limits m: MQTTConfig,
