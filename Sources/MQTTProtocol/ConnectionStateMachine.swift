@@ -70,7 +70,7 @@ public struct ConnectionStateMachine {
     }
 
     // Every connection holds one of these, parked or not, so the stored fields are ordered to
-    // pack without padding (112 B; `ConnectionStateMachineLayoutTests` checks it): each
+    // pack without padding (112 B; `HandlerLayoutTests` checks it): each
     // smaller field fills the bytes an odd-sized one before it leaves, and the figures the
     // protocol bounds to 16 or 32 bits are stored in that width.
 
@@ -421,10 +421,12 @@ public struct ConnectionStateMachine {
         guard version == .v5, clientTopicAliasMax > 0 else { return nil }
         let key = UTF8Key(topic)
         if let a = outboundAliases[key] { return (a, false) }
-        guard Int(nextOutboundAlias) <= clientTopicAliasMax else { return nil }
+        // 0 once all 65,535 are given: a client whose maximum is 65,535 must not make the
+        // counter overflow (a trap that would end the broker).
+        guard nextOutboundAlias != 0, Int(nextOutboundAlias) <= clientTopicAliasMax else { return nil }
         let a = nextOutboundAlias
         outboundAliases[key] = a
-        nextOutboundAlias += 1
+        nextOutboundAlias &+= 1
         return (a, true)
     }
 

@@ -387,6 +387,20 @@ final class ConnectionStateMachineTests: XCTestCase {
         XCTAssertNil(none.outboundAlias(for: "a"))
     }
 
+    /// A client that allows every alias (65,535) gets every one, and then none: the counter
+    /// must not overflow after the last (it trapped, ending the broker, before).
+    func testOutboundAliasesUpToTheProtocolsMaximum() {
+        var m = connected(.v5, props: [.topicAliasMaximum(.max)])
+        for i in 1...65_535 {
+            guard let a = m.outboundAlias(for: "t/\(i)") else { return XCTFail("no alias for topic \(i)") }
+            if a.alias != UInt16(i) || !a.isNew { return XCTFail("topic \(i) got \(a)") }
+        }
+        XCTAssertNil(m.outboundAlias(for: "t/65536"), "every alias is taken")
+        XCTAssertNil(m.outboundAlias(for: "t/65537"))
+        XCTAssertEqual(m.outboundAlias(for: "t/65535")?.alias, 65_535, "known topics keep theirs")
+        XCTAssertEqual(m.outboundAlias(for: "t/1")?.isNew, false)
+    }
+
     /// An alias stands for one topic's bytes: a canonically equal topic gets its own
     /// [MQTT-4.7.3-4] (the client would otherwise read the other topic's bytes).
     func testOutboundAliasesCompareBytes() {
