@@ -5,8 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
+#include <sys/auxv.h>
 #endif
 
 int swiftlet_heap(swiftlet_heap_info *out) {
@@ -36,29 +38,40 @@ static const char *tcache_key = "glibc.malloc.tcache_count";
 
 int swiftlet_malloc_thread_cache_off(char *const argv[]) {
 #if defined(__GLIBC__)
-    if (getenv("SWIFTLET_MALLOC_TCACHE") != NULL) return 0;
+    const char *keep = getenv("SWIFTLET_MALLOC_TCACHE");
+    if (keep != NULL && (strcmp(keep, "on") == 0 || strcmp(keep, "1") == 0)) return 0;
+    // Secure-execution mode (setuid, file capabilities): glibc drops this tunable, and a
+    // re-executed broker would not see it and re-execute again, forever.
+    if (getauxval(AT_SECURE) != 0) return 0;
+    // Re-executed once already (whatever glibc made of the variable): never twice.
+    if (getenv("SWIFTLET_GLIBC_TUNABLES_BEFORE") != NULL) return 0;
     const char *before = getenv("GLIBC_TUNABLES");
     if (before != NULL && strstr(before, tcache_key) != NULL) return 0;
     // Ours first: glibc 2.36 cuts the variable at its first ':' in the memory that
     // /proc/PID/environ shows (getenv sees all of it), and an operator looking there should
     // see the setting.
-    char value[1024];
-    int n = before != NULL && *before != '\0'
-        ? snprintf(value, sizeof value, "%s=0:%s", tcache_key, before)
-        : snprintf(value, sizeof value, "%s=0", tcache_key);
-    if (n < 0 || (size_t)n >= sizeof value) return 0;
+    size_t len = strlen(tcache_key) + 3 + (before != NULL ? strlen(before) : 0);
+    char *value = malloc(len);
     char *saved = before != NULL ? strdup(before) : NULL;
-    if (before != NULL && saved == NULL) return 0;
-    if (setenv("SWIFTLET_GLIBC_TUNABLES_BEFORE", saved != NULL ? saved : "", 1) != 0
-        || setenv("GLIBC_TUNABLES", value, 1) != 0) {
+    if (value == NULL || (before != NULL && saved == NULL)) {
+        free(value);
         free(saved);
-        return 0;
+        errno = ENOMEM;
+        return -1;
     }
-    execv("/proc/self/exe", argv);
+    if (before != NULL && *before != '\0') snprintf(value, len, "%s=0:%s", tcache_key, before);
+    else snprintf(value, len, "%s=0", tcache_key);
+    if (setenv("SWIFTLET_GLIBC_TUNABLES_BEFORE", saved != NULL ? saved : "", 1) == 0
+        && setenv("GLIBC_TUNABLES", value, 1) == 0) {
+        execv("/proc/self/exe", argv);
+    }
     // Still here: exec failed (no /proc, the binary replaced). Run as started.
+    int err = errno;
     if (saved != NULL) setenv("GLIBC_TUNABLES", saved, 1); else unsetenv("GLIBC_TUNABLES");
     unsetenv("SWIFTLET_GLIBC_TUNABLES_BEFORE");
+    free(value);
     free(saved);
+    errno = err;
     return -1;
 #else
     (void)argv;
@@ -70,12 +83,18 @@ int swiftlet_malloc_thread_cache_is_off(void) {
 #if defined(__GLIBC__)
     const char *t = getenv("GLIBC_TUNABLES");
     if (t == NULL) return 0;
+    // glibc applies the last setting of a tunable, and reads its number as strtoul does
+    // with base 0 ("00" and "0x0" are 0 too).
     size_t klen = strlen(tcache_key);
+    const char *last = NULL;
     for (const char *p = strstr(t, tcache_key); p != NULL; p = strstr(p + 1, tcache_key)) {
-        if ((p == t || p[-1] == ':') && p[klen] == '=' && p[klen + 1] == '0'
-            && (p[klen + 2] == '\0' || p[klen + 2] == ':')) return 1;
+        if ((p == t || p[-1] == ':') && p[klen] == '=') last = p + klen + 1;
     }
-    return 0;
+    if (last == NULL || *last < '0' || *last > '9') return 0;
+    char *end = NULL;
+    errno = 0;
+    unsigned long v = strtoul(last, &end, 0);
+    return errno == 0 && end != last && (*end == '\0' || *end == ':') && v == 0 ? 1 : 0;
 #else
     return 0;
 #endif

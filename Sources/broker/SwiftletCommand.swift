@@ -20,9 +20,11 @@ struct SwiftletCommand: AsyncParsableCommand {
     /// glibc's per-thread malloc cache is turned off before anything else runs (a
     /// re-execution; docs/decisions/0010-malloc-thread-cache.md).
     static func main() async {
-        Heap.turnThreadCacheOff()
+        threadCacheProblem = Heap.turnThreadCacheOff()
         await main(nil)
     }
+    /// Set before any thread starts, read once the logger exists.
+    nonisolated(unsafe) static var threadCacheProblem: String?
 
     @Option(name: .long, help: "TOML configuration file (see etc/swiftlet.toml and docs/configuration.md).")
     var config: String?
@@ -75,6 +77,7 @@ struct SwiftletCommand: AsyncParsableCommand {
             SwitchedLogHandler(StreamLogHandler.standardError(label: label), levels: levels)
         }
         let logger = Logger(label: "swiftlet")
+        if let problem = Self.threadCacheProblem { logger.warning("\(problem)") }
         // Writes to a peer that went away (a sidecar's pipe, a socket) are errors on that
         // channel, never a signal that ends the broker.
         signal(SIGPIPE, SIG_IGN)

@@ -21,10 +21,15 @@ final class MallocThreadCacheTests: XCTestCase {
             ("glibc.malloc.arena_max=4:glibc.malloc.tcache_count=0", true),
             ("glibc.malloc.tcache_count=0:glibc.malloc.arena_max=4", true),
             ("glibc.malloc.tcache_count=7", false),
-            ("glibc.malloc.tcache_count=00", false),
+            // glibc reads numbers as strtoul with base 0, and applies the last setting.
+            ("glibc.malloc.tcache_count=00", true),
+            ("glibc.malloc.tcache_count=0x0", true),
+            ("glibc.malloc.tcache_count=0x10", false),
             ("glibc.malloc.tcache_count=", false),
+            ("glibc.malloc.tcache_count=0abc", false),
             ("xglibc.malloc.tcache_count=0", false),
             ("glibc.malloc.tcache_count=1:glibc.malloc.tcache_count=0", true),
+            ("glibc.malloc.tcache_count=0:glibc.malloc.tcache_count=7", false),
         ]
         for (value, off) in cases {
             if let value { setenv("GLIBC_TUNABLES", value, 1) } else { unsetenv("GLIBC_TUNABLES") }

@@ -17,16 +17,17 @@ int swiftlet_heap(swiftlet_heap_info *out);
 /// malloc_trim(0): returns 1 when memory was released to the system.
 int swiftlet_heap_trim(void);
 /// Turns glibc's per-thread malloc cache off by re-executing the program (/proc/self/exe,
-/// `argv` unchanged) with `glibc.malloc.tcache_count=0` put in front of GLIBC_TUNABLES, which glibc
-/// reads only at start-up. Call first thing in main, before any thread starts. Returns 0
-/// without re-executing where it does not apply (not glibc; GLIBC_TUNABLES already sets
-/// tcache_count; SWIFTLET_MALLOC_TCACHE is set, the operator's way to keep the cache), or -1
-/// when exec failed (the environment is put back). The value GLIBC_TUNABLES had before is
-/// kept in SWIFTLET_GLIBC_TUNABLES_BEFORE, so child processes can be given the original.
-/// Why: docs/decisions/0010-malloc-thread-cache.md.
+/// `argv` unchanged) with `glibc.malloc.tcache_count=0` put in front of GLIBC_TUNABLES, which
+/// glibc reads only at start-up. Call first thing in main, before any thread starts. Returns
+/// 0 without re-executing where it does not apply: not glibc; SWIFTLET_MALLOC_TCACHE is `on`
+/// or `1` (the operator keeps the cache); GLIBC_TUNABLES already names tcache_count; secure
+/// execution (setuid or file capabilities: glibc would drop the tunable); or the program was
+/// re-executed once already. Returns -1 with errno when exec failed (the environment is put
+/// back). The value GLIBC_TUNABLES had before is kept in SWIFTLET_GLIBC_TUNABLES_BEFORE, so
+/// child processes can be given the original. Why: docs/decisions/0010-malloc-thread-cache.md.
 int swiftlet_malloc_thread_cache_off(char *const argv[]);
-/// 1 when this process runs with glibc's per-thread malloc cache off (GLIBC_TUNABLES says
-/// tcache_count=0), else 0.
+/// 1 when GLIBC_TUNABLES, as this process sees it, sets tcache_count to 0 (its last setting,
+/// read as glibc reads numbers), else 0.
 int swiftlet_malloc_thread_cache_is_off(void);
 /// The bytes malloc gave for the block at `p` (malloc_usable_size); 0 where unknown.
 size_t swiftlet_usable_size(const void *p);

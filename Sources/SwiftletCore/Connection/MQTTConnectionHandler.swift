@@ -32,8 +32,8 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     /// The listener that accepted the connection (a gateway's, for a gateway session).
     let listener: ListenerState
     var session: Session?
-    /// What few connections have, out of line: a will (a `Will?` inline was ~60 B of every
-    /// handler) and a client certificate's names.
+    /// What most connections lack, out of line: a will (a `Will?` inline was ~60 B of every
+    /// handler) and what the listener learnt of the peer (certificate names, a proxied address).
     private var rare: OutOfLine<Rare>?
     var pending: [Packet] = []
     /// Per-connection ACL answers (emqttd's ACL cache): no shared state on the hot path.
@@ -83,10 +83,13 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
     /// a larger one is written as a slice of the message (no copy).
     static let inlinePayloadLimit = 512
 
+    /// Every connection of a listener with PROXY protocol, a forwarded-address header or
+    /// client certificates has a `ConnectionPeer`: the will (~60 B) is boxed again, so theirs
+    /// stays a 32 B box.
     struct Rare: OutOfLineValue {
-        var will: Will?
+        var willBox: OutOfLine<Will>?
         var connectionPeer: ConnectionPeer?
-        var isEmpty: Bool { will == nil && connectionPeer == nil }
+        var isEmpty: Bool { willBox == nil && connectionPeer == nil }
     }
 
     var eventLoop: EventLoop { ctx.eventLoop }
@@ -110,8 +113,8 @@ final class MQTTConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
         set { sweepSlot32 = Int32(newValue) }
     }
     var will: Will? {
-        get { rare?.value.will }
-        set { rare.update { $0.will = newValue } }
+        get { rare?.value.willBox?.value }
+        set { rare.update { $0.willBox = newValue.map { OutOfLine($0) } } }
     }
     /// The client certificate's names on a listener that asks for one (nil elsewhere).
     var connectionPeer: ConnectionPeer? {

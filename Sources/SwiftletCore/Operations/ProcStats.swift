@@ -72,14 +72,17 @@ public enum Heap {
     public static func trim() -> Bool { swiftlet_heap_trim() == 1 }
 
     /// glibc's per-thread malloc cache off for this process: re-executes the program with
-    /// `glibc.malloc.tcache_count=0` in GLIBC_TUNABLES unless that or SWIFTLET_MALLOC_TCACHE is
-    /// already set (docs/decisions/0010-malloc-thread-cache.md). Call first thing in main,
-    /// before any thread starts; returns when no re-execution happened.
-    public static func turnThreadCacheOff() {
-        _ = swiftlet_malloc_thread_cache_off(CommandLine.unsafeArgv)
+    /// `glibc.malloc.tcache_count=0` in GLIBC_TUNABLES unless the operator chose otherwise
+    /// (docs/decisions/0010-malloc-thread-cache.md). Call first thing in main, before any
+    /// thread starts; returns when no re-execution happened, with why when one was tried and
+    /// failed (for the log, once there is one).
+    public static func turnThreadCacheOff() -> String? {
+        guard swiftlet_malloc_thread_cache_off(CommandLine.unsafeArgv) != 0 else { return nil }
+        return "could not re-execute with glibc's malloc thread cache off (\(String(cString: strerror(errno)))); "
+            + "running with it on"
     }
 
-    /// The process runs with glibc's per-thread malloc cache off.
+    /// GLIBC_TUNABLES, as this process sees it, turns glibc's per-thread malloc cache off.
     public static var threadCacheOff: Bool { swiftlet_malloc_thread_cache_is_off() == 1 }
 
     /// The environment for a child process: GLIBC_TUNABLES as it was before
