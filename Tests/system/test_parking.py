@@ -120,8 +120,15 @@ def test_shutdown_sends_server_shutting_down_to_parked_v5_clients(parking):
         assert c.disconnect_rc == 0x8B
 
 
+def open_connections(sock):
+    return sum(l["connections"] for l in ctl_ok(sock, "listeners", json_out=True)["listeners"])
+
+
 def test_parked_connections_count_against_max_connections(parking):
     b, sock = parking(listener={"max_connections": 2})
+    # The readiness probe counts until the broker has seen it close (it crosses from the
+    # accept loop to a serving loop first): with a limit of 2 it could refuse the second client.
+    wait_for(lambda: open_connections(sock) == 0, msg="the readiness probe's connection closed")
     a = Client(b)
     c = Client(b)
     wait_parked(sock, 2)
