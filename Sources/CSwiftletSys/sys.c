@@ -36,6 +36,20 @@ int swiftlet_heap_trim(void) {
 
 static const char *tcache_key = "glibc.malloc.tcache_count";
 
+#if defined(__GLIBC__)
+/// The value of the last `glibc.malloc.tcache_count=` in a GLIBC_TUNABLES string (glibc
+/// applies the last setting of a tunable), or NULL when it sets none.
+static const char *tcache_setting(const char *tunables) {
+    if (tunables == NULL) return NULL;
+    size_t klen = strlen(tcache_key);
+    const char *last = NULL;
+    for (const char *p = strstr(tunables, tcache_key); p != NULL; p = strstr(p + 1, tcache_key)) {
+        if ((p == tunables || p[-1] == ':') && p[klen] == '=') last = p + klen + 1;
+    }
+    return last;
+}
+#endif
+
 int swiftlet_malloc_thread_cache_off(char *const argv[]) {
 #if defined(__GLIBC__)
     const char *keep = getenv("SWIFTLET_MALLOC_TCACHE");
@@ -46,7 +60,7 @@ int swiftlet_malloc_thread_cache_off(char *const argv[]) {
     // Re-executed once already (whatever glibc made of the variable): never twice.
     if (getenv("SWIFTLET_GLIBC_TUNABLES_BEFORE") != NULL) return 0;
     const char *before = getenv("GLIBC_TUNABLES");
-    if (before != NULL && strstr(before, tcache_key) != NULL) return 0;
+    if (tcache_setting(before) != NULL) return 0;
     // Ours first: glibc 2.36 cuts the variable at its first ':' in the memory that
     // /proc/PID/environ shows (getenv sees all of it), and an operator looking there should
     // see the setting.
@@ -81,15 +95,8 @@ int swiftlet_malloc_thread_cache_off(char *const argv[]) {
 
 int swiftlet_malloc_thread_cache_is_off(void) {
 #if defined(__GLIBC__)
-    const char *t = getenv("GLIBC_TUNABLES");
-    if (t == NULL) return 0;
-    // glibc applies the last setting of a tunable, and reads its number as strtoul does
-    // with base 0 ("00" and "0x0" are 0 too).
-    size_t klen = strlen(tcache_key);
-    const char *last = NULL;
-    for (const char *p = strstr(t, tcache_key); p != NULL; p = strstr(p + 1, tcache_key)) {
-        if ((p == t || p[-1] == ':') && p[klen] == '=') last = p + klen + 1;
-    }
+    const char *last = tcache_setting(getenv("GLIBC_TUNABLES"));
+    // glibc reads the number as strtoul does with base 0 ("00" and "0x0" are 0 too).
     if (last == NULL || *last < '0' || *last > '9') return 0;
     char *end = NULL;
     errno = 0;

@@ -57,13 +57,14 @@ extension Broker {
     private func memoryReply(_ c: ComponentMemory) -> ControlReply {
         let p = ProcStats.memory()
         let h = Heap.info()
+        let threadCache = Heap.threadCacheOff ? "off" : "on"
         let components: [(String, Int)] = [("sessions", c.sessions), ("queues", c.queues), ("retained", c.retained),
                                            ("receive_buffers", c.receiveBuffers), ("auth_cache", c.authCache),
                                            ("sidecar_links", c.sidecarLinks)]
         var json: [String: Any] = [
             "rss_bytes": p?.rssBytes ?? 0, "heap_in_use_bytes": h?.inUseBytes ?? 0, "heap_free_bytes": h?.freeBytes ?? 0,
             "heap_arena_bytes": h?.arenaBytes ?? 0, "heap_mmapped_bytes": h?.mmappedBytes ?? 0,
-            "heap_releasable_bytes": h?.releasableBytes ?? 0, "malloc_thread_cache": Heap.threadCacheOff ? "off" : "on",
+            "heap_releasable_bytes": h?.releasableBytes ?? 0, "malloc_thread_cache": threadCache,
             "counts": ["sessions": c.sessionCount, "queued_messages": c.queuedMessages, "connections": c.connections,
                        "retained": retained.count, "auth_cache_entries": auth.authnCache.count + auth.authzCache.count,
                        "sidecars": sidecars.connected.count],
@@ -73,7 +74,7 @@ extension Broker {
         json["components"] = byComponent
         var text = TextTable.fields([("rss", Self.bytes(p?.rssBytes)), ("heap_in_use", Self.bytes(h?.inUseBytes)),
                                      ("heap_free", Self.bytes(h?.freeBytes)), ("heap_mmapped", Self.bytes(h?.mmappedBytes)),
-                                     ("malloc_thread_cache", Heap.threadCacheOff ? "off" : "on")])
+                                     ("malloc_thread_cache", threadCache)])
         text += "\n" + TextTable.render(["COMPONENT", "BYTES", "SIZE"], components.map { [$0.0, "\($0.1)", Self.bytes($0.1)] })
         text += "\ncomponents are estimates: object sizes from malloc, buffer capacities, payloads once per holder"
         return .done(text, json)
